@@ -1,0 +1,251 @@
+//! The command-line contract, as clap derive types. Doc comments are the `--help` text.
+//!
+//! Only parsing lives here: values are validated into a `Config` (config.rs) or a `message::Draft`
+//! by the handlers. Global options work before or after the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  webhookd run
+  webhookd enqueue https://example.com/hook -H 'Content-Type: application/json' -d '{\"id\":1}'
+  webhookd enqueue --jsonl events.jsonl
+  webhookd status
+  webhookd dlq list
+  webhookd dlq retry 0190c6c8-0000-7000-8000-000000000000 --url https://example.com/new-hook
+
+Exit codes: 0 ok, 2 usage, 3 status: daemon not running, 64 usage, 65 bad input data,
+66 no such input (file, uuid, database), 73 cannot create, 74 I/O error, 75 temporary failure
+(busy, already running), 77 permission denied, 78 configuration error.";
+
+/// Reliable outbound webhook delivery with an embedded SQLite queue.
+#[derive(Debug, Parser)]
+#[command(name = "webhookd", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Config file (TOML). A named file that does not exist is an error. Without this option
+    /// /etc/webhookd/webhookd.toml is read if it exists, else built-in defaults apply.
+    #[arg(long, global = true, value_name = "PATH", env = "WEBHOOKD_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Database file; overrides the config's `db`.
+    #[arg(long, global = true, value_name = "PATH", env = "WEBHOOKD_DB")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// More log output (repeat for more: -v debug, -vv trace).
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub(crate) quiet: u8,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Store a message durably and print its uuid.
+    #[command(after_help = "\
+Examples:
+  webhookd enqueue https://example.com/hook -d '{\"event\":\"paid\"}' -H 'Content-Type: application/json'
+  webhookd enqueue https://example.com/hook -d @payload.bin --key order-42 --delay 90s
+  some-producer | webhookd enqueue --jsonl -
+
+JSON lines: one object per line with `url` (required), `method`, `headers` (object), `body` (string)
+or `body_base64`, `key`, `delay` (e.g. \"90s\") and `max_attempts`. All lines are stored or none.")]
+    Enqueue(EnqueueArgs),
+
+    /// Run the delivery daemon in the foreground, logging to stderr.
+    #[command(after_help = "\
+Examples:
+  webhookd run
+  webhookd run --workers 32 --db /var/lib/webhookd/webhookd.db
+
+SIGTERM or SIGINT: stop claiming, let requests in flight finish, record them, exit 0.")]
+    Run {
+        /// Number of delivery worker threads (overrides the config's `workers`).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+    },
+
+    /// Show whether a daemon runs on this database, and the queue counts.
+    #[command(after_help = "\
+Examples:
+  webhookd status
+  webhookd status --json | jq .queue.dead
+
+Exit status 0 if a daemon is running on the database, 3 if not.")]
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show one message with its attempts.
+    #[command(after_help = "\
+Examples:
+  webhookd show 0190c6c8-0000-7000-8000-000000000000
+  webhookd show 0190c6c8-0000-7000-8000-000000000000 --json | jq '.attempts[-1]'")]
+    Show {
+        /// The message's uuid.
+        uuid: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Inspect, edit and re-send dead messages (the dead-letter queue).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    /// Absolute http:// or https:// URL to deliver to.
+    #[arg(value_name = "URL", required_unless_present = "jsonl", conflicts_with = "jsonl")]
+    pub(crate) url: Option<String>,
+
+    /// HTTP method.
+    #[arg(short = 'X', long, value_name = "METHOD", default_value = "POST")]
+    pub(crate) method: String,
+
+    /// Request header 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+
+    /// Body: DATA as given, @FILE to read a file, @- to read stdin. Sent byte-for-byte.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub(crate) data: Option<String>,
+
+    /// Idempotency key: enqueueing the same key again stores nothing and prints the first uuid.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) key: Option<String>,
+
+    /// First attempt not before now + DURATION (e.g. 90s, 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) delay: Option<String>,
+
+    /// Total attempts for this message (overrides the config's retry.max_attempts).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_attempts: Option<u32>,
+
+    /// Read messages as JSON lines from FILE, or - for stdin. All are stored or none.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["headers", "data", "key", "delay", "max_attempts"])]
+    pub(crate) jsonl: Option<String>,
+
+    /// Print a JSON object (per message) instead of the bare uuid.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead messages: uuid, url, attempts, last error, dead since.
+    #[command(after_help = "\
+Examples:
+  webhookd dlq list
+  webhookd dlq list --json | jq -r '.[].uuid'")]
+    List {
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show one dead message in full, with its last error.
+    #[command(after_help = "\
+Examples:
+  webhookd dlq show 0190c6c8-0000-7000-8000-000000000000")]
+    Show {
+        /// The message's uuid.
+        uuid: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Move dead messages back to pending with a fresh attempt budget, optionally edited first.
+    #[command(after_help = "\
+Examples:
+  webhookd dlq retry 0190c6c8-0000-7000-8000-000000000000
+  webhookd dlq retry --all
+  webhookd dlq retry 0190c6c8-0000-7000-8000-000000000000 --url https://example.com/v2/hook \\
+      -H 'Authorization: Bearer new-token' --remove-header X-Old -d @fixed.json")]
+    Retry {
+        #[command(flatten)]
+        select: Selection,
+
+        /// Send to this URL instead.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+
+        /// Add or replace a header 'Name: value' (repeatable).
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+
+        /// Remove a header by name (repeatable).
+        #[arg(long = "remove-header", value_name = "NAME")]
+        remove_headers: Vec<String>,
+
+        /// Replace the body: DATA, @FILE, or @- for stdin.
+        #[arg(short = 'd', long = "data", value_name = "DATA")]
+        data: Option<String>,
+    },
+
+    /// Delete dead messages for good.
+    #[command(after_help = "\
+Examples:
+  webhookd dlq delete 0190c6c8-0000-7000-8000-000000000000
+  webhookd dlq delete --all")]
+    Delete {
+        #[command(flatten)]
+        select: Selection,
+    },
+}
+
+/// Which dead messages a DLQ action applies to.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct Selection {
+    /// Uuids of dead messages.
+    #[arg(value_name = "UUID")]
+    pub(crate) uuids: Vec<String>,
+    /// Every dead message.
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_schema_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["webhookd", "status", "--db", "/x.db", "--config", "/c"])
+            .unwrap();
+        assert_eq!(cli.db.as_deref(), Some(std::path::Path::new("/x.db")));
+        assert!(cli.config.is_some());
+    }
+
+    #[test]
+    fn dlq_retry_needs_uuids_or_all_but_not_both() {
+        assert!(Cli::try_parse_from(["webhookd", "dlq", "retry"]).is_err());
+        assert!(Cli::try_parse_from(["webhookd", "dlq", "retry", "u", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["webhookd", "dlq", "retry", "--all"]).is_ok());
+    }
+
+    #[test]
+    fn enqueue_needs_url_or_jsonl() {
+        assert!(Cli::try_parse_from(["webhookd", "enqueue"]).is_err());
+        assert!(Cli::try_parse_from(["webhookd", "enqueue", "--jsonl", "-"]).is_ok());
+        assert!(Cli::try_parse_from(["webhookd", "enqueue", "http://x/", "--jsonl", "-"]).is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! `webhookd enqueue`: one message from flags, or many from JSON lines, stored durably.
+//!
+//! Uuids are printed only after the commit is durable. `--jsonl` stores every line in one
+//! transaction: one bad line rolls everything back. It streams: the uuids wait in an unlinked
+//! temporary file, not in memory, until the commit.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{out, read_body};
+use crate::cli::EnqueueArgs;
+use crate::config::{parse_duration, Config};
+use crate::error::{exit, Error, Result};
+use crate::message::{self, parse_header, Message};
+use crate::store::{self, Access, Enqueued, Store};
+
+/// One line of `--jsonl` input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    url: String,
+    method: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+    body: Option<String>,
+    body_base64: Option<String>,
+    key: Option<String>,
+    delay: Option<String>,
+    max_attempts: Option<u32>,
+}
+
+/// Runs `enqueue`.
+///
+/// # Errors
+/// `InvalidInput`/`InvalidLine` for bad messages (nothing is stored), `ReadInput`, store errors.
+pub(crate) fn run(args: &EnqueueArgs, config: &Config) -> Result<u8> {
+    match (&args.jsonl, &args.url) {
+        (Some(input), _) => enqueue_lines(input, args.json, config),
+        (None, Some(url)) => enqueue_one(url, args, config),
+        (None, None) => Err(Error::Usage {
+            message: "enqueue needs a URL or --jsonl".into(),
+        }),
+    }
+}
+
+fn enqueue_one(url: &str, args: &EnqueueArgs, config: &Config) -> Result<u8> {
+    let message = Message {
+        method: args.method.clone(),
+        url: url.to_owned(),
+        headers: args
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<_>>()?,
+        body: match &args.data {
+            Some(d) => read_body(d, config.max_body_size)?,
+            None => Vec::new(),
+        },
+        key: args.key.clone(),
+        delay: match &args.delay {
+            Some(d) => parse_duration(d).map_err(|m| Error::input(format!("--delay: {m}")))?,
+            None => Duration::ZERO,
+        },
+        max_attempts: args.max_attempts,
+    };
+    message.check(config.max_body_size)?;
+    let mut store = Store::open(&config.db, Access::Write)?;
+    let mut inserter = store.inserter()?;
+    let enqueued = inserter.insert(&message, store::now_ms())?;
+    inserter.commit()?;
+    crate::daemon::wake(&config.db);
+    out(render(&enqueued, args.json))?;
+    Ok(exit::OK)
+}
+
+fn render(e: &Enqueued, json: bool) -> String {
+    if json {
+        serde_json::json!({
+            "uuid": e.uuid.to_string(),
+            "state": "pending",
+            "created": e.created,
+        })
+        .to_string()
+    } else {
+        e.uuid.to_string()
+    }
+}
+
+fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
+    let (name, reader): (String, Box<dyn Read>) = if input == "-" {
+        ("stdin".into(), Box::new(std::io::stdin().lock()))
+    } else {
+        let file = File::open(input).map_err(|source| Error::ReadInput {
+            what: input.to_owned(),
+            source,
+        })?;
+        (input.to_owned(), Box::new(file))
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut spill = Spill::create()?;
+    let mut store = Store::open(&config.db, Access::Write)?;
+    let mut inserter = store.inserter()?;
+    let now = store::now_ms();
+    let mut line = String::new();
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        line_no += 1;
+        let n = reader.read_line(&mut line).map_err(|e| Error::InvalidLine {
+            input: name.clone(),
+            line: line_no,
+            message: format!("cannot read: {e}"),
+        })?;
+        if n == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let message = parse_line(&line, config).map_err(|message| Error::InvalidLine {
+            input: name.clone(),
+            line: line_no,
+            message,
+        })?;
+        let enqueued = inserter.insert(&message, now)?;
+        spill.push(&enqueued)?;
+    }
+    inserter.commit()?;
+    drop(store);
+    crate::daemon::wake(&config.db);
+    spill.print(json)?;
+    Ok(exit::OK)
+}
+
+fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, String> {
+    let line: Line = serde_json::from_str(text).map_err(|e| {
+        // serde_json's position is within this one line; the line number is ours.
+        let msg = e.to_string();
+        match msg.rfind(" at line ") {
+            Some(i) => msg[..i].to_owned(),
+            None => msg,
+        }
+    })?;
+    let body = match (line.body, line.body_base64) {
+        (Some(_), Some(_)) => return Err("give either body or body_base64, not both".into()),
+        (Some(b), None) => b.into_bytes(),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .map_err(|e| format!("body_base64: {e}"))?,
+        (None, None) => Vec::new(),
+    };
+    let mut headers = Vec::new();
+    for (name, value) in line.headers.unwrap_or_default() {
+        headers.push(message::header(&name, &value).map_err(|e| e.to_string())?);
+    }
+    let message = Message {
+        method: line.method.unwrap_or_else(|| "POST".into()),
+        url: line.url,
+        headers,
+        body,
+        key: line.key,
+        delay: match line.delay {
+            Some(d) => parse_duration(&d).map_err(|m| format!("delay: {m}"))?,
+            None => Duration::ZERO,
+        },
+        max_attempts: line.max_attempts,
+    };
+    message
+        .check(config.max_body_size)
+        .map_err(|e| e.to_string())?;
+    Ok(message)
+}
+
+/// Uuids of a `--jsonl` batch, kept in an unlinked temporary file until the commit.
+struct Spill {
+    writer: BufWriter<File>,
+}
+
+impl Spill {
+    fn create() -> Result<Spill> {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!(
+            "webhookd-enqueue-{}-{}",
+            std::process::id(),
+            Uuid::now_v7().simple()
+        ));
+        let io = |source| Error::Write {
+            what: format!("temporary file {}", path.display()),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        std::fs::remove_file(&path).map_err(io)?;
+        Ok(Spill {
+            writer: BufWriter::with_capacity(64 * 1024, file),
+        })
+    }
+
+    fn push(&mut self, e: &Enqueued) -> Result<()> {
+        let mut rec = [0u8; 17];
+        rec[..16].copy_from_slice(e.uuid.as_bytes());
+        rec[16] = u8::from(e.created);
+        self.writer.write_all(&rec).map_err(spill_error)
+    }
+
+    fn print(self, json: bool) -> Result<()> {
+        let mut file = self.writer.into_inner().map_err(|e| spill_error(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(spill_error)?;
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        let stdout = std::io::stdout();
+        let mut w = BufWriter::with_capacity(64 * 1024, stdout.lock());
+        let mut rec = [0u8; 17];
+        let write_err = |source| Error::Write {
+            what: "stdout".into(),
+            source,
+        };
+        loop {
+            match reader.read_exact(&mut rec) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(spill_error(e)),
+            }
+            let mut uuid = [0u8; 16];
+            uuid.copy_from_slice(&rec[..16]);
+            let e = Enqueued {
+                uuid: Uuid::from_bytes(uuid),
+                created: rec[16] == 1,
+            };
+            writeln!(w, "{}", render(&e, json)).map_err(write_err)?;
+        }
+        w.flush().map_err(write_err)
+    }
+}
+
+fn spill_error(source: std::io::Error) -> Error {
+    Error::Write {
+        what: "temporary uuid file".into(),
+        source,
+    }
+}

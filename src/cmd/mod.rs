@@ -1,0 +1,94 @@
+//! Short-lived subcommands. The only modules that print to stdout.
+//!
+//! Each returns the process exit code on success; errors go back to `main`.
+
+mod dlq;
+mod enqueue;
+mod show;
+mod status;
+
+use std::io::{Read, Write};
+
+use crate::cli::{Command, DlqCommand};
+use crate::config::Config;
+use crate::error::{exit, Error, Result};
+
+/// Runs one subcommand.
+///
+/// # Errors
+/// Whatever the subcommand fails with.
+pub(crate) fn dispatch(command: Command, config: &Config) -> Result<u8> {
+    match command {
+        Command::Enqueue(args) => enqueue::run(&args, config),
+        Command::Run { .. } => crate::daemon::run(config).map(|()| exit::OK),
+        Command::Status { json } => status::run(config, json),
+        Command::Show { uuid, json } => show::run(config, &uuid, json, false),
+        Command::Dlq(DlqCommand::List { json }) => dlq::list(config, json),
+        Command::Dlq(DlqCommand::Show { uuid, json }) => show::run(config, &uuid, json, true),
+        Command::Dlq(DlqCommand::Retry {
+            select,
+            url,
+            headers,
+            remove_headers,
+            data,
+        }) => dlq::retry(config, &select, url, &headers, &remove_headers, data.as_deref()),
+        Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, &select),
+    }
+}
+
+/// Reads a body argument: `DATA` as given, `@FILE` from a file, `@-` from stdin; refuses more than
+/// `max` bytes without reading further.
+///
+/// # Errors
+/// `ReadInput` when the file or stdin cannot be read, `InvalidInput` when the body is too large.
+pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
+    let too_big = || {
+        Error::input(format!(
+            "body is larger than max_body_size ({max} bytes)"
+        ))
+    };
+    let Some(source) = arg.strip_prefix('@') else {
+        if arg.len() > max {
+            return Err(too_big());
+        }
+        return Ok(arg.as_bytes().to_vec());
+    };
+    let mut body = Vec::new();
+    let limit = max as u64 + 1;
+    let read = if source == "-" {
+        std::io::stdin().lock().take(limit).read_to_end(&mut body)
+    } else {
+        std::fs::File::open(source).and_then(|f| f.take(limit).read_to_end(&mut body))
+    };
+    read.map_err(|e| Error::ReadInput {
+        what: if source == "-" { "stdin".into() } else { source.to_owned() },
+        source: e,
+    })?;
+    if body.len() > max {
+        return Err(too_big());
+    }
+    Ok(body)
+}
+
+/// An RFC 3339 UTC time with milliseconds, from stored Unix milliseconds.
+pub(crate) fn time(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub(crate) fn opt_time(ms: Option<i64>) -> serde_json::Value {
+    ms.map_or(serde_json::Value::Null, |m| time(m).into())
+}
+
+/// Writes to stdout, mapping a closed pipe to a clean exit and other errors to `Write`.
+pub(crate) fn out(text: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(source) => Err(Error::Write {
+            what: "stdout".into(),
+            source,
+        }),
+    }
+}

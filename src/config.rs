@@ -1,0 +1,418 @@
+//! Config file + command-line flags -> one validated `Config`. All defaults live here.
+//!
+//! Precedence: flags > config file > built-in defaults. Unknown keys, wrong types and bad values are
+//! refused with one line naming the file, the line and the key. Durations ("100ms", "5s", "10m",
+//! "6h", "7d") are parsed only here; everything inside webhookd uses `std::time::Duration`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use log::LevelFilter;
+use serde::Deserialize;
+
+use crate::cli::Cli;
+use crate::error::{Error, Result};
+
+/// Read when `--config` is not given, if it exists.
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/webhookd/webhookd.toml";
+/// Database file name inside the state directory.
+const DB_FILE_NAME: &str = "webhookd.db";
+/// Delivery worker threads. Defaults to 16 (enough to saturate two cores on a fast receiver and to
+/// keep slow receivers from blocking each other).
+const DEFAULT_WORKERS: usize = 16;
+/// Total attempts, the first included. Defaults to 18: with `base_delay` 5s and `max_delay` 6h
+/// the last attempt comes 35 h after the first (at least 28 h with jitter), so a receiver that is down
+/// for 24 hours still gets its messages.
+const DEFAULT_MAX_ATTEMPTS: u32 = 18;
+/// First retry delay; each further retry doubles it. Defaults to 5 s.
+const DEFAULT_BASE_DELAY: Duration = Duration::from_secs(5);
+/// Cap on one retry delay, also on `Retry-After`. Defaults to 6 h.
+const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(6 * 3600);
+/// Whole-request timeout. Defaults to 30 s.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// TCP + TLS connect timeout. Defaults to 5 s.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Delivered messages are purged this long after delivery. Defaults to 7 days.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86400);
+/// Largest accepted body. Defaults to 1 MiB.
+const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
+/// Log level of `run`. Defaults to info.
+const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
+
+const MAX_WORKERS: usize = 1024;
+const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+
+/// Retry policy: how often and how long to try a message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RetryPolicy {
+    pub(crate) max_attempts: u32,
+    pub(crate) base_delay: Duration,
+    pub(crate) max_delay: Duration,
+}
+
+/// HTTP client settings.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HttpConfig {
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// The validated configuration every command works from.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The file this came from, if any (re-read on reload).
+    pub(crate) source: Option<PathBuf>,
+    pub(crate) db: PathBuf,
+    pub(crate) workers: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) http: HttpConfig,
+    pub(crate) retention: Duration,
+    pub(crate) max_body_size: usize,
+    pub(crate) log_level: LevelFilter,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    db: Option<PathBuf>,
+    workers: Option<usize>,
+    log_level: Option<String>,
+    retention: Option<String>,
+    max_body_size: Option<ByteSize>,
+    #[serde(default)]
+    retry: RetrySection,
+    #[serde(default)]
+    http: HttpSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrySection {
+    max_attempts: Option<u32>,
+    base_delay: Option<String>,
+    max_delay: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    timeout: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Config {
+    /// Reads the config file named by `--config` (or the default path if it exists) and applies
+    /// the command-line overrides.
+    ///
+    /// # Errors
+    /// `ReadConfig` when a named file cannot be read, `InvalidConfig` for syntax errors, unknown
+    /// keys, wrong types and out-of-range values.
+    pub(crate) fn load(cli: &Cli) -> Result<Config> {
+        let path = match &cli.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        };
+        let mut config = match &path {
+            Some(p) => Config::from_file(p)?,
+            None => Config::from_file_config(FileConfig::default(), None)?,
+        };
+        if let Some(db) = &cli.db {
+            config.db = db.clone();
+        }
+        if let crate::cli::Command::Run {
+            workers: Some(w), ..
+        } = &cli.command
+        {
+            config.workers = check_workers(*w).map_err(|message| Error::Usage {
+                message: format!("--workers: {message}"),
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates one config file.
+    ///
+    /// # Errors
+    /// As for [`Config::load`].
+    pub(crate) fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: FileConfig = toml::from_str(&text).map_err(|e| Error::InvalidConfig {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&text, &e),
+        })?;
+        Config::from_file_config(file, Some(path))
+    }
+
+    fn from_file_config(file: FileConfig, path: Option<&Path>) -> Result<Config> {
+        let bad = |key: &str, message: String| Error::InvalidConfig {
+            path: path.map_or_else(|| PathBuf::from("(defaults)"), Path::to_path_buf),
+            message: format!("{key}: {message}"),
+        };
+        let duration = |key: &str, value: &Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(s) => parse_duration(s).map_err(|m| bad(key, m)),
+        };
+        let retry = RetryPolicy {
+            max_attempts: match file.retry.max_attempts {
+                None => DEFAULT_MAX_ATTEMPTS,
+                Some(n) => check_max_attempts(n).map_err(|m| bad("retry.max_attempts", m))?,
+            },
+            base_delay: duration("retry.base_delay", &file.retry.base_delay, DEFAULT_BASE_DELAY)?,
+            max_delay: duration("retry.max_delay", &file.retry.max_delay, DEFAULT_MAX_DELAY)?,
+        };
+        if retry.base_delay > retry.max_delay {
+            return Err(bad(
+                "retry.base_delay",
+                format!(
+                    "{} is larger than retry.max_delay ({})",
+                    humantime::format_duration(retry.base_delay),
+                    humantime::format_duration(retry.max_delay)
+                ),
+            ));
+        }
+        let http = HttpConfig {
+            timeout: duration("http.timeout", &file.http.timeout, DEFAULT_TIMEOUT)?,
+            connect_timeout: duration(
+                "http.connect_timeout",
+                &file.http.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+        };
+        for (key, d) in [
+            ("http.timeout", http.timeout),
+            ("http.connect_timeout", http.connect_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(bad(key, "must be greater than 0".into()));
+            }
+        }
+        let retention = duration("retention", &file.retention, DEFAULT_RETENTION)?;
+        let max_body_size = match &file.max_body_size {
+            None => DEFAULT_MAX_BODY_SIZE,
+            Some(b) => parse_byte_size(b).map_err(|m| bad("max_body_size", m))?,
+        };
+        let log_level = match &file.log_level {
+            None => DEFAULT_LOG_LEVEL,
+            Some(s) => parse_level(s).map_err(|m| bad("log_level", m))?,
+        };
+        let workers = match file.workers {
+            None => DEFAULT_WORKERS,
+            Some(w) => check_workers(w).map_err(|m| bad("workers", m))?,
+        };
+        let db = match file.db {
+            Some(db) if db.as_os_str().is_empty() => return Err(bad("db", "is empty".into())),
+            Some(db) => db,
+            None => default_db_path(),
+        };
+        Ok(Config {
+            source: path.map(Path::to_path_buf),
+            db,
+            workers,
+            retry,
+            http,
+            retention,
+            max_body_size,
+            log_level,
+        })
+    }
+}
+
+/// Where the database goes when neither the config nor `--db` names it: `$STATE_DIRECTORY` (set by
+/// systemd's `StateDirectory=`), else `$XDG_STATE_HOME/webhookd`, else `~/.local/state/webhookd`,
+/// else the current directory.
+fn default_db_path() -> PathBuf {
+    let env_dir = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dirs) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        // Several directories are separated by ':'; the first is ours.
+        let first = dirs.to_string_lossy().split(':').next().unwrap_or("").to_owned();
+        if !first.is_empty() {
+            return PathBuf::from(first).join(DB_FILE_NAME);
+        }
+    }
+    if let Some(dir) = env_dir("XDG_STATE_HOME") {
+        return dir.join("webhookd").join(DB_FILE_NAME);
+    }
+    if let Some(home) = env_dir("HOME") {
+        return home
+            .join(".local/state/webhookd")
+            .join(DB_FILE_NAME);
+    }
+    PathBuf::from(DB_FILE_NAME)
+}
+
+fn check_workers(w: usize) -> Result<usize, String> {
+    if (1..=MAX_WORKERS).contains(&w) {
+        Ok(w)
+    } else {
+        Err(format!("{w} is out of range 1..={MAX_WORKERS}"))
+    }
+}
+
+/// Validates a per-message or configured attempt budget.
+pub(crate) fn check_max_attempts(n: u32) -> Result<u32, String> {
+    if (1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is out of range 1..={MAX_ATTEMPTS_LIMIT}"))
+    }
+}
+
+/// Parses "100ms", "5s", "10m", "6h", "7d" (and combinations such as "1h 30m").
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+fn parse_level(s: &str) -> Result<LevelFilter, String> {
+    s.parse::<LevelFilter>().map_err(|_| {
+        format!("invalid log level {s:?} (expected off, error, warn, info, debug or trace)")
+    })
+}
+
+fn parse_byte_size(b: &ByteSize) -> Result<usize, String> {
+    let bytes = match b {
+        ByteSize::Bytes(n) => *n,
+        ByteSize::Text(s) => {
+            let t = s.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (digits, unit) = t.split_at(split);
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| format!("invalid size {s:?} (e.g. 1048576, \"512KiB\", \"1MiB\")"))?;
+            let mult: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" | "K" | "k" => 1 << 10,
+                "MiB" | "M" => 1 << 20,
+                "GiB" | "G" => 1 << 30,
+                _ => {
+                    return Err(format!(
+                        "invalid size unit in {s:?} (use B, KiB, MiB or GiB)"
+                    ))
+                }
+            };
+            n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))?
+        }
+    };
+    if bytes == 0 || bytes > 1 << 30 {
+        return Err(format!("{bytes} bytes is out of range 1..=1GiB"));
+    }
+    Ok(bytes as usize)
+}
+
+/// Turns a toml error into one line: `line N (text): message`.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            format!("line {line_no} ({line}): {message}")
+        }
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::backoff;
+
+    fn parse(text: &str) -> Result<Config> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| Error::InvalidConfig {
+            path: "t.toml".into(),
+            message: describe_toml_error(text, &e),
+        })?;
+        Config::from_file_config(file, Some(Path::new("t.toml")))
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let c = parse(
+            r#"
+db = "/var/lib/webhookd/webhookd.db"
+workers = 16
+[retry]
+max_attempts = 15
+base_delay = "5s"
+max_delay = "6h"
+[http]
+timeout = "30s"
+connect_timeout = "5s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.workers, 16);
+        assert_eq!(c.retry.max_attempts, 15);
+        assert_eq!(c.retry.max_delay, Duration::from_secs(21600));
+        assert_eq!(c.http.connect_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_documented_duration_form_parses() {
+        for (s, d) in [
+            ("100ms", Duration::from_millis(100)),
+            ("5s", Duration::from_secs(5)),
+            ("10m", Duration::from_secs(600)),
+            ("6h", Duration::from_secs(21600)),
+            ("7d", Duration::from_secs(7 * 86400)),
+        ] {
+            assert_eq!(parse_duration(s).unwrap(), d, "{s}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_line_and_key() {
+        let e = parse("workers = 4\n[retry]\nmax_atempts = 3\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("line 3") && e.contains("max_atempts"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_file() {
+        let e = parse("workers = \"many\"\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("workers"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let e = parse("[http]\ntimeout = \"5 parsecs\"\n").unwrap_err().to_string();
+        assert!(e.contains("http.timeout") && e.contains("5 parsecs"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        assert!(parse("workers = 0").is_err());
+        assert!(parse("[retry]\nmax_attempts = 0").is_err());
+        assert!(parse("[retry]\nbase_delay = \"2h\"\nmax_delay = \"1h\"").is_err());
+        assert!(parse("[http]\ntimeout = \"0s\"").is_err());
+        assert!(parse("max_body_size = \"3 bananas\"").is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse("max_body_size = 10").unwrap().max_body_size, 10);
+        assert_eq!(parse("max_body_size = \"2MiB\"").unwrap().max_body_size, 2 << 20);
+    }
+
+    #[test]
+    fn defaults_survive_a_receiver_down_for_24_hours() {
+        let c = Config::from_file_config(FileConfig::default(), None).unwrap();
+        // Smallest possible span between first and last attempt, jitter at its minimum.
+        let span: Duration = (1..c.retry.max_attempts)
+            .map(|n| backoff::next_delay(&c.retry, n, None, 0.0))
+            .sum();
+        assert!(span >= Duration::from_secs(24 * 3600), "{span:?}");
+    }
+}

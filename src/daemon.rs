@@ -1,0 +1,536 @@
+//! `webhookd run`: the delivery daemon. The only module that touches signals and sd-notify.
+//!
+//! Threads: the main thread is the dispatcher and the only writer to the database; N workers make
+//! HTTP requests (deliver::pool); `webhookd-signals` turns SIGTERM/SIGINT/SIGHUP into messages;
+//! `webhookd-wake` receives the datagram a CLI sends to `<db>.sock` after it commits, so new messages
+//! are claimed at once instead of at the next poll.
+//!
+//! Start-up: open + migrate the DB, take the daemon lock, requeue messages left in flight by a
+//! previous crash, start the workers, then `READY=1`.
+//!
+//! Each turn of the dispatcher is one transaction (`Store::cycle`): record the attempts that
+//! finished, then claim as many due messages as there are free slots (2 x workers: one running and
+//! one queued per worker, so workers never wait for a commit).
+//!
+//! Shutdown (SIGTERM/SIGINT): `STOPPING=1`; stop claiming; take back the claimed jobs no worker has
+//! started and make them pending again; close the job channel; wait for the requests in flight
+//! (bounded by `http.timeout` plus a margin) and record their outcomes; join every thread; exit 0.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::{Config, RetryPolicy};
+use crate::deliver::http::Http;
+use crate::deliver::pool::Pool;
+use crate::deliver::{backoff, classify, summarize, Finished, Job, Reply, Verdict};
+use crate::error::{Error, Result};
+use crate::store::{self, Access, DaemonLock, Outcome, OutcomeKind, Store};
+
+/// How often the database is checked for commits by writers that did not send a wake-up.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often delivered messages past their retention are purged, and how many per transaction.
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+const PURGE_BATCH: usize = 2_000;
+/// How often the counts are logged at info.
+const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// Extra time, beyond the HTTP timeout, that shutdown waits for requests in flight.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
+/// After a failed database write the dispatcher waits this long before trying again.
+const STORE_RETRY: Duration = Duration::from_millis(250);
+
+/// What the signal and wake threads tell the dispatcher.
+#[derive(Debug)]
+enum Control {
+    Stop(&'static str),
+    Reload,
+    Wake,
+}
+
+/// Path of the wake-up socket of the database at `db`.
+pub(crate) fn wake_socket_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".sock");
+    db.with_file_name(name)
+}
+
+/// Tells a running daemon that new messages were committed. Best effort: without a daemon, or
+/// without permission, the daemon's poll finds them anyway.
+pub(crate) fn wake(db: &Path) {
+    if let Ok(sock) = UnixDatagram::unbound() {
+        let _ = sock.set_nonblocking(true);
+        let _ = sock.send_to(b"w", wake_socket_path(db));
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+///
+/// # Errors
+/// Start-up failures only: the database cannot be opened or migrated, another daemon holds the
+/// lock, or threads cannot be started. Per-message failures are recorded, never returned.
+pub(crate) fn run(config: &Config) -> Result<()> {
+    let mut store = Store::open(&config.db, Access::Daemon)?;
+    let _lock = DaemonLock::acquire(&config.db)?;
+    let requeued = store.requeue_in_flight(store::now_ms())?;
+    if requeued > 0 {
+        log::warn!("{requeued} messages were in flight when the previous daemon stopped; attempting them again");
+    }
+
+    let (control_tx, control_rx) = unbounded();
+    let signals = SignalThread::start(control_tx.clone())?;
+    let wake = WakeThread::start(&config.db, control_tx)?;
+
+    let capacity = config.workers * 2;
+    let (jobs_tx, jobs_rx) = bounded::<Job>(capacity);
+    let (done_tx, done_rx) = unbounded::<Finished>();
+    let http = Arc::new(Http::new(&config.http, config.workers));
+    let pool = Pool::start(config.workers, &http, &jobs_rx, &done_tx)?;
+    drop(done_tx); // the workers hold the only senders: the channel closes when they are gone
+
+    log::info!(
+        "webhookd {} started: db {}, config {}, {} workers",
+        env!("CARGO_PKG_VERSION"),
+        config.db.display(),
+        config
+            .source
+            .as_ref()
+            .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
+        config.workers
+    );
+    notify(&[NotifyState::Ready, NotifyState::Status("delivering")]);
+
+    let mut dispatcher = Dispatcher {
+        store,
+        policy: config.retry.clone(),
+        retention: config.retention,
+        capacity,
+        in_flight: 0,
+        next_due: None,
+        want_claim: true,
+        last_version: None,
+        finished: Vec::new(),
+        stats: Stats::default(),
+    };
+    let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx);
+    log::info!("{reason}: stopping; waiting for requests in flight");
+    notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+    dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, config.http.timeout + DRAIN_MARGIN, &pool);
+    pool.join(Duration::from_secs(2));
+    signals.stop();
+    wake.stop();
+    log::info!("stopped");
+    Ok(())
+}
+
+fn notify(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        log::warn!("sd_notify failed: {e}");
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    delivered: u64,
+    retried: u64,
+    dead: u64,
+}
+
+struct Dispatcher {
+    store: Store,
+    policy: RetryPolicy,
+    retention: Duration,
+    capacity: usize,
+    in_flight: usize,
+    /// Earliest known `due_at` of a pending message.
+    next_due: Option<i64>,
+    /// Set when more may be due than were claimed last time, or after a wake-up.
+    want_claim: bool,
+    last_version: Option<i64>,
+    finished: Vec<Finished>,
+    stats: Stats,
+}
+
+impl Dispatcher {
+    /// The main loop: returns the reason to stop.
+    fn deliver(
+        &mut self,
+        jobs: &Sender<Job>,
+        done: &Receiver<Finished>,
+        control: &Receiver<Control>,
+    ) -> &'static str {
+        let mut last_purge = Instant::now() - PURGE_INTERVAL;
+        let mut last_stats = Instant::now();
+        let mut last_poll = Instant::now() - POLL_INTERVAL;
+        loop {
+            let timeout = self.sleep_time(last_poll);
+            select! {
+                recv(control) -> msg => {
+                    let Ok(msg) = msg else { return "control channel closed" };
+                    // Wake-ups come in bursts: handle everything queued at once.
+                    for msg in std::iter::once(msg).chain(control.try_iter()) {
+                        match msg {
+                            Control::Stop(signal) => return signal,
+                            Control::Reload => log::info!(
+                                "SIGHUP received; live reload is not supported yet, restart to apply config changes"
+                            ),
+                            Control::Wake => self.want_claim = true,
+                        }
+                    }
+                },
+                recv(done) -> f => if let Ok(f) = f { self.finished.push(f) },
+                default(timeout) => {}
+            }
+            self.finished.extend(done.try_iter());
+            if last_poll.elapsed() >= POLL_INTERVAL {
+                last_poll = Instant::now();
+                self.poll_version();
+            }
+            let now = store::now_ms();
+            if self.next_due.is_some_and(|d| d <= now) {
+                self.want_claim = true;
+            }
+            self.turn(jobs, now);
+            if last_purge.elapsed() >= PURGE_INTERVAL {
+                last_purge = Instant::now();
+                self.purge(now);
+            }
+            if last_stats.elapsed() >= STATS_INTERVAL {
+                last_stats = Instant::now();
+                self.log_stats(now);
+            }
+        }
+    }
+
+    /// How long the loop may block: until the next poll or the next due message, whichever is
+    /// first; outcomes and wake-ups interrupt it.
+    fn sleep_time(&self, last_poll: Instant) -> Duration {
+        if !self.finished.is_empty() || (self.want_claim && self.in_flight < self.capacity) {
+            return Duration::ZERO;
+        }
+        let mut t = POLL_INTERVAL.saturating_sub(last_poll.elapsed());
+        if let Some(due) = self.next_due {
+            let until = u64::try_from(due - store::now_ms()).unwrap_or(0);
+            t = t.min(Duration::from_millis(until));
+        }
+        t
+    }
+
+    fn poll_version(&mut self) {
+        match self.store.data_version() {
+            Ok(v) => {
+                if self.last_version != Some(v) {
+                    self.want_claim = true;
+                }
+                self.last_version = Some(v);
+            }
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    /// One unit of work: record finished attempts and claim what is due, in one transaction.
+    fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
+        let free = self.capacity - self.in_flight;
+        let claim = if self.want_claim { free } else { 0 };
+        if self.finished.is_empty() && claim == 0 {
+            return;
+        }
+        let outcomes: Vec<Outcome> = self
+            .finished
+            .iter()
+            .map(|f| decide(f, &self.policy, now))
+            .collect();
+        let claimed = match self.store.cycle(&outcomes, &[], claim, now) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("{e}; retrying");
+                thread::sleep(STORE_RETRY);
+                return;
+            }
+        };
+        for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
+            self.account(f, o);
+        }
+        self.in_flight -= outcomes.len();
+        if claim > 0 {
+            self.in_flight += claimed.len();
+            if claimed.len() < claim {
+                // Everything due is claimed; learn when the next one is.
+                self.want_claim = false;
+                self.next_due = self.store.next_due().unwrap_or_else(|e| {
+                    log::warn!("{e}");
+                    Some(now + 1000)
+                });
+            }
+        }
+        for job in claimed {
+            log::trace!("claimed {} (attempt {})", job.uuid, job.attempts + 1);
+            // Never blocks: at most `capacity` jobs are claimed and not finished.
+            if jobs.send(job).is_err() {
+                log::error!("job channel closed while running");
+            }
+        }
+    }
+
+    fn account(&mut self, f: &Finished, o: &Outcome) {
+        match o.kind {
+            OutcomeKind::Delivered => {
+                self.stats.delivered += 1;
+                log::debug!("delivered {} (attempt {}, {:?})", f.uuid, o.n, f.duration);
+            }
+            OutcomeKind::Retry { due_at } => {
+                self.stats.retried += 1;
+                self.next_due = Some(self.next_due.map_or(due_at, |d| d.min(due_at)));
+                log::debug!(
+                    "attempt {} of {} failed: {}; retry in {}",
+                    o.n,
+                    f.uuid,
+                    o.summary,
+                    humantime::format_duration(Duration::from_millis(
+                        u64::try_from(due_at - o.at).unwrap_or(0)
+                    ))
+                );
+            }
+            OutcomeKind::Dead => {
+                self.stats.dead += 1;
+                log::warn!(
+                    "dead-lettered {} after {} attempts: {}",
+                    f.uuid,
+                    f.attempts + 1,
+                    o.summary
+                );
+            }
+        }
+    }
+
+    fn purge(&mut self, now: i64) {
+        let before = now.saturating_sub(store::duration_ms(self.retention));
+        match self.store.purge_delivered(before, PURGE_BATCH) {
+            Ok(0) => {}
+            Ok(n) => log::debug!("purged {n} delivered messages past retention"),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    fn log_stats(&mut self, now: i64) {
+        let s = std::mem::take(&mut self.stats);
+        match self.store.counts(now) {
+            Ok(c) => log::info!(
+                "last minute: {} delivered, {} retried, {} dead-lettered; queue: {} pending, {} in flight, {} dead",
+                s.delivered, s.retried, s.dead, c.pending, c.in_flight, c.dead
+            ),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    /// Shutdown: release unstarted jobs, let running requests finish within `limit`, record all.
+    fn drain(
+        &mut self,
+        jobs_tx: Sender<Job>,
+        jobs_rx: &Receiver<Job>,
+        done: &Receiver<Finished>,
+        limit: Duration,
+        pool: &Pool,
+    ) {
+        let released: Vec<i64> = jobs_rx.try_iter().map(|j| j.seq).collect();
+        drop(jobs_tx);
+        self.in_flight -= released.len();
+        let deadline = Instant::now() + limit;
+        let mut released = released;
+        loop {
+            self.finished.extend(done.try_iter());
+            if !self.finished.is_empty() || !released.is_empty() {
+                let now = store::now_ms();
+                let outcomes: Vec<Outcome> = self
+                    .finished
+                    .iter()
+                    .map(|f| decide(f, &self.policy, now))
+                    .collect();
+                match self.store.cycle(&outcomes, &released, 0, now) {
+                    Ok(_) => {
+                        for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
+                            self.account(f, o);
+                        }
+                        self.in_flight -= outcomes.len();
+                        released.clear();
+                    }
+                    Err(e) => {
+                        log::error!("{e}");
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        thread::sleep(STORE_RETRY);
+                        continue;
+                    }
+                }
+            }
+            if self.in_flight == 0 || pool.is_finished() && done.is_empty() {
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log::error!(
+                    "{} requests still in flight after {:?}; they will be attempted again on the next start",
+                    self.in_flight,
+                    limit
+                );
+                break;
+            }
+            if let Ok(f) = done.recv_timeout(left.min(Duration::from_millis(100))) {
+                self.finished.push(f);
+            }
+        }
+    }
+}
+
+/// Turns a finished attempt into what to store, applying the attempt budget and backoff.
+fn decide(f: &Finished, policy: &RetryPolicy, now: i64) -> Outcome {
+    let made = f.attempts + 1;
+    let budget = f.max_attempts.unwrap_or(policy.max_attempts);
+    let kind = match classify(&f.reply) {
+        Verdict::Delivered => OutcomeKind::Delivered,
+        Verdict::Dead => OutcomeKind::Dead,
+        Verdict::Retry { .. } if made >= budget => OutcomeKind::Dead,
+        Verdict::Retry { after } => {
+            let delay = backoff::next_delay(policy, made, after, fastrand::f64());
+            OutcomeKind::Retry {
+                due_at: now.saturating_add(store::duration_ms(delay)),
+            }
+        }
+    };
+    let (status, error, response) = match &f.reply {
+        Reply::Status { code, excerpt, .. } => (Some(*code), None, excerpt.clone()),
+        Reply::Transport(e) => (None, Some(e.clone()), Vec::new()),
+    };
+    let error = error.or_else(|| {
+        matches!(&f.reply, Reply::Status { location: Some(_), code, .. } if (300..400).contains(code))
+            .then(|| summarize(&f.reply))
+    });
+    Outcome {
+        seq: f.seq,
+        n: f.attempts_total + 1,
+        at: store::to_ms(f.started),
+        duration_us: i64::try_from(f.duration.as_micros()).unwrap_or(i64::MAX),
+        status,
+        error,
+        response,
+        summary: summarize(&f.reply),
+        kind,
+    }
+}
+
+/// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to the dispatcher; does nothing else.
+struct SignalThread {
+    handle: signal_hook::iterator::Handle,
+    thread: JoinHandle<()>,
+}
+
+impl SignalThread {
+    fn start(control: Sender<Control>) -> Result<SignalThread> {
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|source| Error::Signals { source })?;
+        let handle = signals.handle();
+        let thread = thread::Builder::new()
+            .name("webhookd-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let msg = match signal {
+                        SIGTERM => Control::Stop("SIGTERM"),
+                        SIGINT => Control::Stop("SIGINT"),
+                        _ => Control::Reload,
+                    };
+                    if control.send(msg).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| Error::Spawn {
+                name: "webhookd-signals".into(),
+                source,
+            })?;
+        Ok(SignalThread { handle, thread })
+    }
+
+    fn stop(self) {
+        self.handle.close();
+        if self.thread.join().is_err() {
+            log::error!("webhookd-signals panicked");
+        }
+    }
+}
+
+/// Receives wake-up datagrams from CLIs on `<db>.sock`.
+struct WakeThread {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WakeThread {
+    fn start(db: &Path, control: Sender<Control>) -> Result<WakeThread> {
+        let path = wake_socket_path(db);
+        let stop = Arc::new(AtomicBool::new(false));
+        // We hold the daemon lock, so a socket file left here is a dead daemon's.
+        let _ = std::fs::remove_file(&path);
+        let sock = match UnixDatagram::bind(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!(
+                    "cannot bind wake-up socket {}: {e}; new messages are found by polling every {:?}",
+                    path.display(),
+                    POLL_INTERVAL
+                );
+                return Ok(WakeThread {
+                    path,
+                    stop,
+                    thread: None,
+                });
+            }
+        };
+        // The timeout only bounds how long `stop` can wait if its own datagram is lost.
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(1)));
+        let flag = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("webhookd-wake".into())
+            .spawn(move || {
+                let mut buf = [0u8; 16];
+                while !flag.load(Ordering::Relaxed) {
+                    if sock.recv(&mut buf).is_ok()
+                        && !flag.load(Ordering::Relaxed)
+                        && control.send(Control::Wake).is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| Error::Spawn {
+                name: "webhookd-wake".into(),
+                source,
+            })?;
+        Ok(WakeThread {
+            path,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread {
+            if let Ok(s) = UnixDatagram::unbound() {
+                let _ = s.send_to(b"q", &self.path);
+            }
+            if thread.join().is_err() {
+                log::error!("webhookd-wake panicked");
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

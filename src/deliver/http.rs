@@ -1,0 +1,244 @@
+//! The HTTP client: the only module that uses ureq.
+//!
+//! One shared `Agent` with keep-alive for all workers. Statuses are values
+//! (`http_status_as_error(false)`), redirects are not followed, and the whole request is bounded by
+//! `http.timeout`. Host names are resolved through a small cache: ureq resolves on every request,
+//! and with a timeout set its default resolver does so on a freshly spawned thread, which costs
+//! about 4x the CPU of the request itself on loopback.
+//!
+//! At most `READ_CAP` bytes of a response body are read (the first `EXCERPT_CAP` are kept for the
+//! record); a larger body closes the connection instead of being read, so a receiver that answers
+//! with gigabytes cannot grow memory or hold a worker beyond the timeout.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::ToSocketAddrs;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use ureq::http::{Request, Uri};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+use super::{Finished, Job, Reply};
+use crate::config::HttpConfig;
+
+/// Response bytes kept for the attempt record.
+pub(crate) const EXCERPT_CAP: usize = 1024;
+/// Response bytes read at most; past this the connection is dropped rather than drained.
+const READ_CAP: u64 = 64 * 1024;
+/// How long a resolved address is reused.
+const DNS_TTL: Duration = Duration::from_secs(30);
+const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
+
+/// A shareable HTTP client for the delivery workers.
+#[derive(Debug)]
+pub(crate) struct Http {
+    agent: ureq::Agent,
+}
+
+impl Http {
+    /// Builds the shared agent. `pool_size` bounds idle keep-alive connections (use the worker
+    /// count).
+    pub(crate) fn new(config: &HttpConfig, pool_size: usize) -> Http {
+        let agent_config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .allow_non_standard_methods(true)
+            .user_agent(USER_AGENT)
+            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(config.connect_timeout))
+            .max_idle_connections(pool_size.max(1) * 2)
+            .max_idle_connections_per_host(pool_size.max(1))
+            .build();
+        Http {
+            agent: ureq::Agent::with_parts(
+                agent_config,
+                DefaultConnector::new(),
+                CachingResolver::default(),
+            ),
+        }
+    }
+
+    /// Makes one attempt to deliver `job`. Never fails: transport errors are part of the result.
+    pub(crate) fn attempt(&self, job: &Job) -> Finished {
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let reply = self.send(job, started);
+        Finished::new(job, started, clock.elapsed(), reply)
+    }
+
+    fn send(&self, job: &Job, now: SystemTime) -> Reply {
+        let timestamp = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut builder = Request::builder()
+            .method(job.method.as_str())
+            .uri(job.url.as_str())
+            .header("webhook-id", job.uuid.to_string())
+            .header("webhook-timestamp", timestamp.to_string());
+        for (name, value) in &job.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let request = match builder.body(job.body.as_slice()) {
+            Ok(r) => r,
+            Err(e) => return Reply::Transport(format!("invalid request: {e}")),
+        };
+        let response = match self.agent.run(request) {
+            Ok(r) => r,
+            Err(e) => return Reply::Transport(e.to_string()),
+        };
+        let code = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+        let location = header("location");
+        let mut excerpt = Vec::new();
+        let mut reader = response.into_body().into_reader().take(READ_CAP);
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = EXCERPT_CAP.saturating_sub(excerpt.len());
+                    excerpt.extend_from_slice(&buf[..n.min(room)]);
+                }
+                // The status is what counts; a body cut short only shortens the excerpt.
+                Err(_) => break,
+            }
+        }
+        Reply::Status {
+            code,
+            retry_after,
+            location,
+            excerpt,
+        }
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Checks that `url` is an absolute http:// or https:// URL that can be requested.
+///
+/// # Errors
+/// A message naming the URL and the problem.
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("invalid URL {url:?}: {why}"));
+    if url.len() > 8192 {
+        return bad("longer than 8192 bytes");
+    }
+    let uri: Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => return bad(&e.to_string()),
+    };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(_) => return bad("scheme must be http or https"),
+        None => return bad("must be absolute (http://host/... or https://host/...)"),
+    }
+    match uri.host() {
+        None | Some("") => return bad("no host"),
+        Some(_) => {}
+    }
+    if !url.contains("://") {
+        return bad("must be absolute (http://host/... or https://host/...)");
+    }
+    Ok(())
+}
+
+/// Resolves host:port with the system resolver and reuses the answer for `DNS_TTL`.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(ureq::Error::HostNotFound);
+        };
+        let key = DefaultResolver::host_and_port(scheme, authority).ok_or(ureq::Error::HostNotFound)?;
+        if let Some((at, addrs)) = self.cache.lock().unwrap().get(&key) {
+            if at.elapsed() < DNS_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let mut addrs = self.empty();
+        for addr in key.to_socket_addrs()?.take(16) {
+            addrs.push(addr);
+        }
+        if addrs.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() > 10_000 {
+            cache.clear(); // bounded: thousands of distinct hosts are not a steady state
+        }
+        cache.insert(key, (Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "http://127.0.0.1:8080/hook",
+            "https://example.com",
+            "https://example.com/a?b=c#d",
+            "http://[::1]:9/x",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "example.com/hook",
+            "/hook",
+            "ftp://example.com/",
+            "http://",
+            "http:///path",
+            "http://exa mple.com/",
+            "https://example.com/\r\nX: y",
+            "mailto:a@b",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! The one error type of webhookd and its mapping to exit codes (sysexits(3)).
+//!
+//! Every variant carries what failed (path, uuid, line, key) so that `main` can print a single line
+//! `webhookd: <Display>` and exit with `Error::exit_code()`. Delivery failures are not errors: they are
+//! values (`deliver::Verdict`) recorded in the store.
+
+use std::path::PathBuf;
+
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes, documented in README.md ("Exit codes").
+pub(crate) mod exit {
+    pub(crate) const OK: u8 = 0;
+    /// `status`: no daemon runs on this database (LSB "program is not running").
+    pub(crate) const NOT_RUNNING: u8 = 3;
+    pub(crate) const USAGE: u8 = 64;
+    pub(crate) const DATAERR: u8 = 65;
+    pub(crate) const NOINPUT: u8 = 66;
+    pub(crate) const SOFTWARE: u8 = 70;
+    pub(crate) const OSERR: u8 = 71;
+    pub(crate) const CANTCREAT: u8 = 73;
+    pub(crate) const IOERR: u8 = 74;
+    pub(crate) const TEMPFAIL: u8 = 75;
+    pub(crate) const NOPERM: u8 = 77;
+    pub(crate) const CONFIG: u8 = 78;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error("config {}: {source}", .path.display())]
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {}: {message}", .path.display())]
+    InvalidConfig { path: PathBuf, message: String },
+    #[error("{message}")]
+    Usage { message: String },
+    #[error("{message}")]
+    InvalidInput { message: String },
+    #[error("{}: line {line}: {message}", .input)]
+    InvalidLine {
+        input: String,
+        line: u64,
+        message: String,
+    },
+    #[error("cannot read {what}: {source}")]
+    ReadInput {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {what}: {source}")]
+    Write {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("database {} does not exist (start `webhookd run` or enqueue a message to create it)", .path.display())]
+    NoDatabase { path: PathBuf },
+    #[error("cannot create database directory {}: {source}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {}: {source}", .path.display())]
+    OpenDb {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {}: permission denied (is this user in the daemon's group?): {source}", .path.display())]
+    DbPermission {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {} is not a webhookd database ({reason}); refusing to touch it", .path.display())]
+    NotOurDb { path: PathBuf, reason: String },
+    #[error("database {} has schema version {found}, newer than this webhookd understands ({supported}); upgrade webhookd", .path.display())]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("database {}: {op}: {source}", .path.display())]
+    Db {
+        path: PathBuf,
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("database {} is busy (locked by another process for too long): {op}", .path.display())]
+    Busy { path: PathBuf, op: &'static str },
+    #[error("lock file {}: {source}", .path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a daemon is already running on {} (pid {pid})", .path.display())]
+    AlreadyRunning { path: PathBuf, pid: String },
+    #[error("no message with uuid {uuid}")]
+    NoSuchMessage { uuid: String },
+    #[error("message {uuid} is {state}, not dead")]
+    NotDead { uuid: String, state: String },
+    #[error("cannot start thread {name}: {source}")]
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up signal handling: {source}")]
+    Signals { source: std::io::Error },
+    #[error("cannot set up logging: {message}")]
+    Logging { message: String },
+}
+
+impl Error {
+    /// The process exit code for this error (see README.md, "Exit codes").
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Error::ReadConfig { .. } | Error::InvalidConfig { .. } => exit::CONFIG,
+            Error::Usage { .. } => exit::USAGE,
+            Error::InvalidInput { .. }
+            | Error::InvalidLine { .. }
+            | Error::NotOurDb { .. }
+            | Error::NewerSchema { .. }
+            | Error::NotDead { .. } => exit::DATAERR,
+            Error::ReadInput { .. } | Error::NoDatabase { .. } | Error::NoSuchMessage { .. } => {
+                exit::NOINPUT
+            }
+            Error::CreateDir { .. } => exit::CANTCREAT,
+            Error::DbPermission { .. } => exit::NOPERM,
+            Error::OpenDb { .. } | Error::Db { .. } | Error::Write { .. } | Error::Lock { .. } => {
+                exit::IOERR
+            }
+            Error::Busy { .. } | Error::AlreadyRunning { .. } => exit::TEMPFAIL,
+            Error::Spawn { .. } | Error::Signals { .. } => exit::OSERR,
+            Error::Logging { .. } => exit::SOFTWARE,
+        }
+    }
+
+    pub(crate) fn input(message: impl Into<String>) -> Error {
+        Error::InvalidInput {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_exit_78_so_systemd_does_not_restart_loop() {
+        let e = Error::InvalidConfig {
+            path: "/x".into(),
+            message: "m".into(),
+        };
+        assert_eq!(e.exit_code(), 78);
+    }
+
+    #[test]
+    fn unknown_uuid_is_noinput() {
+        let e = Error::NoSuchMessage { uuid: "u".into() };
+        assert_eq!(e.exit_code(), exit::NOINPUT);
+        assert_eq!(e.to_string(), "no message with uuid u");
+    }
+}

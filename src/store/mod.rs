@@ -1,0 +1,286 @@
+//! The SQLite queue: the only module that writes SQL.
+//!
+//! # Durability
+//! The database is in WAL mode. Every command that accepts or changes operator data (`enqueue`,
+//! `dlq retry`, `dlq delete`) commits with `synchronous=FULL`: the WAL is fsynced before the uuid is
+//! printed, so an accepted message survives `kill -9` and a power cut.
+//!
+//! The daemon opens its connection with `synchronous=NORMAL`: its commits (claims, attempt
+//! outcomes, retention purges) reach the WAL at once but are fsynced only at checkpoints. A power cut
+//! can therefore lose the daemon's last few commits, and only those: the WAL is one sequential file
+//! and any later FULL commit by a CLI syncs everything before it. Losing a claim puts the message
+//! back to pending; losing a "delivered" or "dead" outcome makes the message be attempted again. So
+//! the relaxation can cause a duplicate delivery, never a lost message. The daemon never inserts
+//! messages, so it cannot lose one.
+//!
+//! # One daemon per database
+//! `run` holds an exclusive `flock` on `<db>.lock` (which holds its pid) for its whole life. The
+//! kernel drops the lock when the process dies, even by SIGKILL, so `status` never trusts a stale
+//! pid: it asks for the lock, and only a held lock means "running".
+
+mod dlq;
+mod inspect;
+mod queue;
+mod schema;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::error::{Error, Result};
+
+pub(crate) use dlq::RetryEdit;
+pub(crate) use inspect::{parse_uuid, Counts, MessageView, State};
+pub(crate) use queue::{Enqueued, Outcome, OutcomeKind};
+
+/// How long a statement waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who opens the database, which decides durability and whether it may be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A CLI command that writes (enqueue, dlq retry/delete): creates the file if missing,
+    /// `synchronous=FULL`.
+    Write,
+    /// A CLI command that only reads: the file must exist.
+    Read,
+    /// The daemon: creates the file if missing, `synchronous=NORMAL` (see the module doc).
+    Daemon,
+}
+
+/// An open database.
+pub(crate) struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (and for `Write`/`Daemon` creates) the database at `path`, refuses files that are not
+    /// webhookd databases without modifying them, and migrates the schema.
+    ///
+    /// # Errors
+    /// `NoDatabase` (Read, missing), `NotOurDb`, `NewerSchema`, `DbPermission`, `OpenDb`, `Db`.
+    pub(crate) fn open(path: &Path, access: Access) -> Result<Store> {
+        let exists = path.exists();
+        if !exists {
+            if access == Access::Read {
+                return Err(Error::NoDatabase {
+                    path: path.to_path_buf(),
+                });
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+        } else {
+            check_header(path)?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | if exists {
+                OpenFlags::empty()
+            } else {
+                OpenFlags::SQLITE_OPEN_CREATE
+            };
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store
+            .conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| store.err("set busy timeout", e))?;
+        // Identify before changing anything: setting WAL mode would rewrite the header of another
+        // application's database.
+        schema::check_identity(&store)?;
+        let sync = match access {
+            Access::Daemon => "NORMAL",
+            Access::Write | Access::Read => "FULL",
+        };
+        store
+            .conn
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; \
+                 PRAGMA foreign_keys=OFF;"
+            ))
+            .map_err(|e| store.err("set pragmas", e))?;
+        schema::migrate(&mut store)?;
+        Ok(store)
+    }
+
+    /// Maps a SQLite error to `Busy` (lock timeout) or `Db`, naming the operation.
+    fn err(&self, op: &'static str, source: rusqlite::Error) -> Error {
+        if matches!(source.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+            return Error::Busy {
+                path: self.path.clone(),
+                op,
+            };
+        }
+        if matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen)) {
+            return Error::DbPermission {
+                path: self.path.clone(),
+                source,
+            };
+        }
+        Error::Db {
+            path: self.path.clone(),
+            op,
+            source,
+        }
+    }
+}
+
+fn open_error(path: &Path, source: rusqlite::Error) -> Error {
+    let denied = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied {
+        Error::DbPermission {
+            path: path.to_path_buf(),
+            source,
+        }
+    } else {
+        Error::OpenDb {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Refuses a non-empty file that does not start with the SQLite header, reading only.
+fn check_header(path: &Path) -> Result<()> {
+    let mut header = [0u8; 16];
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Error::DbPermission {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_PERM),
+                    Some(e.to_string()),
+                ),
+            })
+        }
+        Err(e) => {
+            return Err(Error::ReadInput {
+                what: path.display().to_string(),
+                source: e,
+            })
+        }
+    };
+    if path.is_dir() {
+        return Err(Error::NotOurDb {
+            path: path.to_path_buf(),
+            reason: "it is a directory".into(),
+        });
+    }
+    let n = file.read(&mut header).map_err(|source| Error::ReadInput {
+        what: path.display().to_string(),
+        source,
+    })?;
+    if n == 0 {
+        return Ok(());
+    }
+    if n < header.len() || &header != b"SQLite format 3\0" {
+        return Err(Error::NotOurDb {
+            path: path.to_path_buf(),
+            reason: "not an SQLite file".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
+pub(crate) fn now_ms() -> i64 {
+    to_ms(SystemTime::now())
+}
+
+pub(crate) fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The daemon's claim on a database: an exclusive `flock` on `<db>.lock`, released by the kernel
+/// when the process exits in any way.
+pub(crate) struct DaemonLock {
+    _file: File,
+}
+
+/// Whether a daemon holds the lock of the database at `db`, and its pid if so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DaemonState {
+    Running { pid: Option<u32> },
+    Stopped,
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    db.with_file_name(name)
+}
+
+impl DaemonLock {
+    /// Takes the daemon lock for `db` and writes our pid into it.
+    ///
+    /// # Errors
+    /// `AlreadyRunning` when another process holds it, `Lock` on I/O errors.
+    pub(crate) fn acquire(db: &Path) -> Result<DaemonLock> {
+        let path = lock_path(db);
+        let io = |source| Error::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(Error::AlreadyRunning {
+                    path: db.to_path_buf(),
+                    pid: pid.trim().to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.seek(SeekFrom::Start(0)).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(DaemonLock { _file: file })
+    }
+
+    /// Asks the kernel whether a daemon holds the lock for `db`. Never trusts a stale pid.
+    pub(crate) fn probe(db: &Path) -> DaemonState {
+        let Ok(mut file) = File::open(lock_path(db)) else {
+            return DaemonState::Stopped;
+        };
+        match file.try_lock_shared() {
+            Ok(()) => DaemonState::Stopped,
+            Err(_) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                DaemonState::Running {
+                    pid: pid.trim().parse().ok(),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Queue operations: insert, claim, record outcomes, release, requeue, purge.
+//!
+//! States: 0 pending -> 1 in_flight (claimed) -> 2 delivered | 3 dead, or back to 0 for a retry.
+//! The daemon is the only writer of states 1-3 and does one IMMEDIATE transaction per unit of work
+//! ([`Store::cycle`]): record finished attempts, release unstarted jobs, claim due ones. No
+//! transaction is ever held across an HTTP request.
+//!
+//! A job claimed before a crash stays `in_flight` in the file; [`Store::requeue_in_flight`], run by
+//! the daemon at start-up before it claims anything, makes every such row pending and due now, so it
+//! is attempted again at once. Its attempt counter is only raised when an outcome is recorded, so
+//! the lost attempt costs nothing from the message's budget (the receiver may see a duplicate).
+
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use uuid::Uuid;
+
+use super::Store;
+use crate::deliver::Job;
+use crate::error::{Error, Result};
+use crate::message::{self, Message};
+
+pub(super) const PENDING: i64 = 0;
+pub(super) const IN_FLIGHT: i64 = 1;
+pub(super) const DELIVERED: i64 = 2;
+pub(super) const DEAD: i64 = 3;
+
+const INSERT_MESSAGE: &str = "INSERT INTO messages (uuid, idem_key, state, due_at, created_at, max_attempts)
+     VALUES (?1, ?2, 0, ?3, ?4, ?5)
+     ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
+const INSERT_PAYLOAD: &str =
+    "INSERT INTO payloads (seq, method, url, headers, body) VALUES (?1, ?2, ?3, ?4, ?5)";
+const SELECT_BY_KEY: &str = "SELECT uuid FROM messages WHERE idem_key = ?1";
+const CLAIM: &str = "UPDATE messages SET state = 1, due_at = ?1
+     WHERE seq IN (SELECT seq FROM messages WHERE state = 0 AND due_at <= ?1 ORDER BY due_at LIMIT ?2)
+     RETURNING seq, uuid, attempts, attempts_total, max_attempts";
+const SELECT_PAYLOAD: &str = "SELECT method, url, headers, body FROM payloads WHERE seq = ?1";
+const INSERT_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (seq, n, at, duration_us, status, error, response)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const MARK_DELIVERED: &str = "UPDATE messages SET state = 2, due_at = ?2, delivered_at = ?2,
+     attempts = attempts + 1, attempts_total = ?3, last_error = NULL WHERE seq = ?1 AND state = 1";
+const MARK_RETRY: &str = "UPDATE messages SET state = 0, due_at = ?2,
+     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1";
+const MARK_DEAD: &str = "UPDATE messages SET state = 3, due_at = ?2, dead_at = ?2,
+     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1";
+const RELEASE: &str = "UPDATE messages SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
+const REQUEUE_IN_FLIGHT: &str = "UPDATE messages SET state = 0, due_at = ?1 WHERE state = 1";
+const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0";
+const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN
+     (SELECT seq FROM messages WHERE state = 2 AND due_at < ?1 LIMIT ?2) RETURNING seq";
+pub(super) const DELETE_PAYLOAD: &str = "DELETE FROM payloads WHERE seq = ?1";
+pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE seq = ?1";
+
+/// The result of storing one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Enqueued {
+    pub(crate) uuid: Uuid,
+    /// False when the idempotency key was known and the first message's uuid is returned.
+    pub(crate) created: bool,
+}
+
+/// How an attempt ended, as decided by the dispatcher.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OutcomeKind {
+    Delivered,
+    Retry { due_at: i64 },
+    Dead,
+}
+
+/// One finished attempt to record.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub(crate) seq: i64,
+    /// Attempt number over the message's life (1-based).
+    pub(crate) n: u32,
+    pub(crate) at: i64,
+    pub(crate) duration_us: i64,
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) response: Vec<u8>,
+    /// Stored as the message's last error when it failed.
+    pub(crate) summary: String,
+    pub(crate) kind: OutcomeKind,
+}
+
+/// Inserts messages inside one IMMEDIATE transaction: all are stored by [`Inserter::commit`], or
+/// none if it is dropped.
+pub(crate) struct Inserter<'s> {
+    tx: Transaction<'s>,
+    store_path: &'s std::path::Path,
+}
+
+impl Store {
+    /// Starts a batch of inserts.
+    ///
+    /// # Errors
+    /// `Busy` when another writer holds the lock beyond the busy timeout, `Db` otherwise.
+    pub(crate) fn inserter(&mut self) -> Result<Inserter<'_>> {
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| wrap(path, "begin enqueue", e))?;
+        Ok(Inserter {
+            tx,
+            store_path: path,
+        })
+    }
+
+    /// Makes every message left `in_flight` by a previous daemon pending and due at `now`.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn requeue_in_flight(&mut self, now: i64) -> Result<usize> {
+        self.conn
+            .execute(REQUEUE_IN_FLIGHT, [now])
+            .map_err(|e| self.err("requeue in-flight messages", e))
+    }
+
+    /// One unit of the dispatcher's work, in one transaction: records `outcomes`, puts `released`
+    /// (claimed but never started) jobs back to pending, and claims up to `claim` due messages.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`; the transaction is rolled back and nothing changes.
+    pub(crate) fn cycle(
+        &mut self,
+        outcomes: &[Outcome],
+        released: &[i64],
+        claim: usize,
+        now: i64,
+    ) -> Result<Vec<Job>> {
+        let path = &self.path;
+        let e = |op| move |source| wrap(path, op, source);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e("begin"))?;
+        if !outcomes.is_empty() {
+            let mut attempt = tx.prepare_cached(INSERT_ATTEMPT).map_err(e("prepare"))?;
+            let mut delivered = tx.prepare_cached(MARK_DELIVERED).map_err(e("prepare"))?;
+            let mut retry = tx.prepare_cached(MARK_RETRY).map_err(e("prepare"))?;
+            let mut dead = tx.prepare_cached(MARK_DEAD).map_err(e("prepare"))?;
+            for o in outcomes {
+                let response = (!o.response.is_empty()).then_some(o.response.as_slice());
+                attempt
+                    .execute(params![o.seq, o.n, o.at, o.duration_us, o.status, o.error, response])
+                    .map_err(e("record attempt"))?;
+                match o.kind {
+                    OutcomeKind::Delivered => delivered.execute(params![o.seq, now, o.n]),
+                    OutcomeKind::Retry { due_at } => {
+                        retry.execute(params![o.seq, due_at, o.n, o.summary])
+                    }
+                    OutcomeKind::Dead => dead.execute(params![o.seq, now, o.n, o.summary]),
+                }
+                .map_err(e("record outcome"))?;
+            }
+        }
+        if !released.is_empty() {
+            let mut release = tx.prepare_cached(RELEASE).map_err(e("prepare"))?;
+            for seq in released {
+                release.execute(params![seq, now]).map_err(e("release"))?;
+            }
+        }
+        let jobs = if claim > 0 {
+            claim_due(&tx, claim, now).map_err(e("claim"))?
+        } else {
+            Vec::new()
+        };
+        tx.commit().map_err(e("commit"))?;
+        Ok(jobs)
+    }
+
+    /// The earliest `due_at` of any pending message.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn next_due(&self) -> Result<Option<i64>> {
+        self.conn
+            .query_row(NEXT_DUE, [], |r| r.get(0))
+            .map_err(|e| self.err("find next due message", e))
+    }
+
+    /// A number that changes whenever another connection commits (`PRAGMA data_version`): the
+    /// daemon polls it to notice enqueues and DLQ retries without querying the queue.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn data_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.err("read data_version", e))
+    }
+
+    /// Deletes up to `limit` messages delivered before `before`, with their payloads and attempts.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn purge_delivered(&mut self, before: i64, limit: usize) -> Result<usize> {
+        let path = &self.path;
+        let e = |op| move |source| wrap(path, op, source);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e("begin purge"))?;
+        let seqs: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(PURGE_DELIVERED).map_err(e("prepare"))?;
+            let rows = stmt
+                .query_map(params![before, limit as i64], |r| r.get(0))
+                .map_err(e("purge"))?;
+            rows.collect::<rusqlite::Result<_>>().map_err(e("purge"))?
+        };
+        delete_details(&tx, &seqs).map_err(e("purge"))?;
+        tx.commit().map_err(e("commit purge"))?;
+        Ok(seqs.len())
+    }
+}
+
+/// Deletes the payloads and attempts of deleted messages.
+pub(super) fn delete_details(tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Result<()> {
+    let mut payload = tx.prepare_cached(DELETE_PAYLOAD)?;
+    let mut attempts = tx.prepare_cached(DELETE_ATTEMPTS)?;
+    for seq in seqs {
+        payload.execute([seq])?;
+        attempts.execute([seq])?;
+    }
+    Ok(())
+}
+
+fn claim_due(tx: &Transaction<'_>, limit: usize, now: i64) -> rusqlite::Result<Vec<Job>> {
+    let mut claim = tx.prepare_cached(CLAIM)?;
+    let mut jobs = claim
+        .query_map(params![now, limit as i64], |r| {
+            let uuid: [u8; 16] = r.get(1)?;
+            Ok(Job {
+                seq: r.get(0)?,
+                uuid: Uuid::from_bytes(uuid),
+                attempts: r.get(2)?,
+                attempts_total: r.get(3)?,
+                max_attempts: r.get(4)?,
+                method: String::new(),
+                url: String::new(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<Job>>>()?;
+    jobs.sort_unstable_by_key(|j| j.seq);
+    let mut payload = tx.prepare_cached(SELECT_PAYLOAD)?;
+    for job in &mut jobs {
+        let (method, url, headers, body): (String, String, String, Vec<u8>) = payload
+            .query_row([job.seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        job.method = method;
+        job.url = url;
+        job.headers = message::decode_headers(&headers);
+        job.body = body;
+    }
+    Ok(jobs)
+}
+
+impl Inserter<'_> {
+    /// Stores one validated message due at `now + delay`; with a known idempotency key, stores
+    /// nothing and returns the first message's uuid.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
+        let path = self.store_path;
+        let e = |op| move |source| wrap(path, op, source);
+        let uuid = Uuid::now_v7();
+        let due = now.saturating_add(super::duration_ms(m.delay));
+        let inserted = self
+            .tx
+            .prepare_cached(INSERT_MESSAGE)
+            .and_then(|mut s| {
+                s.execute(params![uuid.as_bytes(), m.key, due, now, m.max_attempts])
+            })
+            .map_err(e("insert message"))?;
+        if inserted == 0 {
+            let first: [u8; 16] = self
+                .tx
+                .prepare_cached(SELECT_BY_KEY)
+                .and_then(|mut s| s.query_row([&m.key], |r| r.get(0)).optional())
+                .map_err(e("look up idempotency key"))?
+                .ok_or_else(|| Error::Db {
+                    path: path.to_path_buf(),
+                    op: "look up idempotency key",
+                    source: rusqlite::Error::QueryReturnedNoRows,
+                })?;
+            return Ok(Enqueued {
+                uuid: Uuid::from_bytes(first),
+                created: false,
+            });
+        }
+        let seq = self.tx.last_insert_rowid();
+        self.tx
+            .prepare_cached(INSERT_PAYLOAD)
+            .and_then(|mut s| {
+                s.execute(params![
+                    seq,
+                    m.method,
+                    m.url,
+                    message::encode_headers(&m.headers),
+                    m.body
+                ])
+            })
+            .map_err(e("insert payload"))?;
+        Ok(Enqueued {
+            uuid,
+            created: true,
+        })
+    }
+
+    /// Commits every insert durably.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`; nothing is stored then.
+    pub(crate) fn commit(self) -> Result<()> {
+        let path = self.store_path;
+        self.tx.commit().map_err(|e| wrap(path, "commit enqueue", e))
+    }
+}
+
+/// Like `Store::err` for code that holds a transaction borrowed from the store.
+pub(super) fn wrap(path: &std::path::Path, op: &'static str, source: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, PermissionDenied, ReadOnly};
+    match source.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => Error::Busy {
+            path: path.to_path_buf(),
+            op,
+        },
+        Some(ReadOnly | PermissionDenied) => Error::DbPermission {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => Error::Db {
+            path: path.to_path_buf(),
+            op,
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::store::Access;
+    use std::time::Duration;
+
+    pub(crate) fn test_store() -> (tempdir::Dir, Store) {
+        let dir = tempdir::Dir::new();
+        let store = Store::open(&dir.path.join("q.db"), Access::Daemon).unwrap();
+        (dir, store)
+    }
+
+    pub(crate) mod tempdir {
+        use std::path::PathBuf;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        pub(crate) struct Dir {
+            pub(crate) path: PathBuf,
+        }
+        impl Dir {
+            pub(crate) fn new() -> Dir {
+                let path = std::env::temp_dir().join(format!(
+                    "webhookd-unit-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                let _ = std::fs::remove_dir_all(&path);
+                std::fs::create_dir_all(&path).unwrap();
+                Dir { path }
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+        }
+    }
+
+    pub(crate) fn msg(url: &str) -> Message {
+        Message {
+            method: "POST".into(),
+            url: url.into(),
+            headers: vec![("X-A".into(), "1".into())],
+            body: b"\x00\xffbody".to_vec(),
+            key: None,
+            delay: Duration::ZERO,
+            max_attempts: None,
+        }
+    }
+
+    fn outcome(job: &Job, kind: OutcomeKind) -> Outcome {
+        Outcome {
+            seq: job.seq,
+            n: job.attempts_total + 1,
+            at: 1,
+            duration_us: 5,
+            status: Some(500),
+            error: None,
+            response: b"oops".to_vec(),
+            summary: "HTTP 500".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn claim_returns_payload_and_marks_in_flight() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut ins = s.inserter()?;
+        let a = ins.insert(&msg("http://127.0.0.1:1/a"), 100)?;
+        ins.insert(&msg("http://127.0.0.1:1/b"), 100)?;
+        ins.commit()?;
+        let jobs = s.cycle(&[], &[], 1, 100)?;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].uuid, a.uuid);
+        assert_eq!(jobs[0].url, "http://127.0.0.1:1/a");
+        assert_eq!(jobs[0].body, b"\x00\xffbody");
+        assert_eq!(jobs[0].headers, vec![("X-A".to_owned(), "1".to_owned())]);
+        // The claimed one is not claimed again.
+        let more = s.cycle(&[], &[], 10, 100)?;
+        assert_eq!(more.len(), 1);
+        assert_ne!(more[0].uuid, a.uuid);
+        assert!(s.cycle(&[], &[], 10, 100)?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn delayed_messages_are_not_claimed_early() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut m = msg("http://127.0.0.1:1/");
+        m.delay = Duration::from_secs(90);
+        let mut ins = s.inserter()?;
+        ins.insert(&m, 1_000)?;
+        ins.commit()?;
+        assert!(s.cycle(&[], &[], 10, 1_000 + 89_999)?.is_empty());
+        assert_eq!(s.next_due()?, Some(91_000));
+        assert_eq!(s.cycle(&[], &[], 10, 91_000)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn idempotency_key_returns_first_uuid_and_stores_nothing() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut m = msg("http://127.0.0.1:1/");
+        m.key = Some("k1".into());
+        let mut ins = s.inserter()?;
+        let first = ins.insert(&m, 1)?;
+        let second = ins.insert(&m, 2)?;
+        ins.commit()?;
+        assert!(first.created && !second.created);
+        assert_eq!(first.uuid, second.uuid);
+        assert_eq!(s.counts(0)?.pending, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn retry_outcome_reschedules_and_counts_the_attempt() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut ins = s.inserter()?;
+        ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        ins.commit()?;
+        let job = s.cycle(&[], &[], 1, 0)?.remove(0);
+        let o = outcome(&job, OutcomeKind::Retry { due_at: 500 });
+        assert!(s.cycle(&[o], &[], 10, 10)?.is_empty());
+        let again = s.cycle(&[], &[], 10, 500)?.remove(0);
+        assert_eq!((again.attempts, again.attempts_total), (1, 1));
+        Ok(())
+    }
+
+    #[test]
+    fn requeue_makes_in_flight_due_without_spending_an_attempt() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut ins = s.inserter()?;
+        ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        ins.commit()?;
+        assert_eq!(s.cycle(&[], &[], 1, 0)?.len(), 1);
+        assert_eq!(s.requeue_in_flight(7)?, 1);
+        let job = s.cycle(&[], &[], 1, 7)?.remove(0);
+        assert_eq!(job.attempts, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn purge_removes_only_old_delivered() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut ins = s.inserter()?;
+        for _ in 0..3 {
+            ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        }
+        ins.commit()?;
+        let jobs = s.cycle(&[], &[], 3, 0)?;
+        let outs = [
+            outcome(&jobs[0], OutcomeKind::Delivered),
+            outcome(&jobs[1], OutcomeKind::Dead),
+        ];
+        s.cycle(&outs, &[jobs[2].seq], 0, 100)?;
+        assert_eq!(s.purge_delivered(100, 10)?, 0);
+        assert_eq!(s.purge_delivered(101, 10)?, 1);
+        let c = s.counts(0)?;
+        assert_eq!((c.pending, c.delivered, c.dead), (1, 0, 1));
+        Ok(())
+    }
+}

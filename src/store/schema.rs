@@ -1,0 +1,154 @@
+//! Schema identity and numbered migrations under `PRAGMA user_version`.
+//!
+//! A webhookd database carries `application_id` 0x77686B64 ("whkd"). A file with another id, or
+//! with tables but no id, belongs to someone else and is refused before anything is written. A
+//! `user_version` above `MIGRATIONS.len()` comes from a newer webhookd and is refused too.
+//!
+//! Tables: `messages` holds the small, hot per-message state (one row rewritten per attempt);
+//! `payloads` holds the request (method, URL, headers, body), written once and read at each claim, so
+//! state updates never rewrite bodies; `attempts` holds one row per HTTP attempt. `due_at` means:
+//! pending: time of the next attempt; in_flight: when claimed; delivered: when delivered; dead: when
+//! it died. One index on `(state, due_at)` therefore serves claims, retention purges and the DLQ.
+
+use rusqlite::OptionalExtension;
+
+use super::Store;
+use crate::error::{Error, Result};
+
+const APPLICATION_ID: i64 = 0x7768_6B64;
+
+/// Migration N (1-based) brings the schema from `user_version` N-1 to N. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "CREATE TABLE messages (
+        seq            INTEGER PRIMARY KEY,
+        uuid           BLOB NOT NULL UNIQUE,
+        idem_key       TEXT,
+        state          INTEGER NOT NULL,
+        due_at         INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        attempts_total INTEGER NOT NULL DEFAULT 0,
+        max_attempts   INTEGER,
+        delivered_at   INTEGER,
+        retried_at     INTEGER,
+        dead_at        INTEGER,
+        last_error     TEXT
+    );
+    CREATE INDEX messages_due ON messages(state, due_at);
+    CREATE UNIQUE INDEX messages_key ON messages(idem_key) WHERE idem_key IS NOT NULL;
+    CREATE TABLE payloads (
+        seq     INTEGER PRIMARY KEY,
+        method  TEXT NOT NULL,
+        url     TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body    BLOB NOT NULL
+    );
+    CREATE TABLE attempts (
+        seq         INTEGER NOT NULL,
+        n           INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        duration_us INTEGER NOT NULL,
+        status      INTEGER,
+        error       TEXT,
+        response    BLOB,
+        PRIMARY KEY (seq, n)
+    ) WITHOUT ROWID;",
+];
+
+/// The schema version this binary writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Refuses databases that belong to another application, reading only.
+///
+/// # Errors
+/// `NotOurDb`, `NewerSchema`, or `Db` when the file cannot be read (e.g. it is not SQLite).
+pub(super) fn check_identity(store: &Store) -> Result<()> {
+    let not_ours = |reason: &str| Error::NotOurDb {
+        path: store.path.clone(),
+        reason: reason.into(),
+    };
+    let app_id: i64 = store
+        .conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => not_ours("not an SQLite database"),
+            _ => store.err("read application_id", e),
+        })?;
+    let tables: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| store.err("read schema", e))?;
+    if app_id == 0 && tables == 0 {
+        return Ok(()); // new, empty database
+    }
+    if app_id != APPLICATION_ID {
+        return Err(not_ours(&format!(
+            "SQLite application_id is {app_id:#x}, not webhookd's"
+        )));
+    }
+    let version = user_version(store)?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path: store.path.clone(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn user_version(store: &Store) -> Result<i64> {
+    store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| store.err("read user_version", e))
+}
+
+/// Applies pending migrations, each in its own IMMEDIATE transaction with the version bump.
+///
+/// # Errors
+/// `NewerSchema` if another process migrated past us meanwhile, `Db`/`Busy` on SQLite errors.
+pub(super) fn migrate(store: &mut Store) -> Result<()> {
+    if user_version(store)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let path = store.path.clone();
+    let tx = store
+        .conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| Error::Db {
+            path: path.clone(),
+            op: "begin migration",
+            source: e,
+        })?;
+    let db_err = |op: &'static str| {
+        let path = path.clone();
+        move |source| Error::Db {
+            path: path.clone(),
+            op,
+            source,
+        }
+    };
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .optional()
+        .map_err(db_err("read user_version"))?
+        .unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path,
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(db_err("migrate"))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(db_err("set user_version"))?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(db_err("set application_id"))?;
+    tx.commit().map_err(db_err("commit migration"))
+}

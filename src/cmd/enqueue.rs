@@ -4,13 +4,12 @@
 //! transaction: one bad line rolls everything back. It streams: the uuids wait in an unlinked
 //! temporary file, not in memory, until the commit.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use base64::Engine;
-use serde::Deserialize;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{out, read_body};
@@ -20,19 +19,17 @@ use crate::error::{exit, Error, Result};
 use crate::message::{self, parse_header, Message};
 use crate::store::{self, Access, Enqueued, Store};
 
-/// One line of `--jsonl` input.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    url: String,
-    method: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    body: Option<String>,
-    body_base64: Option<String>,
-    key: Option<String>,
-    delay: Option<String>,
-    max_attempts: Option<u32>,
-}
+/// Fields a `--jsonl` line may have.
+const LINE_FIELDS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "body",
+    "body_base64",
+    "key",
+    "delay",
+    "max_attempts",
+];
 
 /// Runs `enqueue`.
 ///
@@ -138,7 +135,7 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
 }
 
 fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, String> {
-    let line: Line = serde_json::from_str(text).map_err(|e| {
+    let mut line: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
         // serde_json's position is within this one line; the line number is ours.
         let msg = e.to_string();
         match msg.rfind(" at line ") {
@@ -146,7 +143,14 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
             None => msg,
         }
     })?;
-    let body = match (line.body, line.body_base64) {
+    if let Some(unknown) = line.keys().find(|k| !LINE_FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown field `{unknown}` (expected one of {})",
+            LINE_FIELDS.join(", ")
+        ));
+    }
+    let url = string(&mut line, "url")?.ok_or("missing field `url`")?;
+    let body = match (string(&mut line, "body")?, string(&mut line, "body_base64")?) {
         (Some(_), Some(_)) => return Err("give either body or body_base64, not both".into()),
         (Some(b), None) => b.into_bytes(),
         (None, Some(b)) => base64::engine::general_purpose::STANDARD
@@ -155,25 +159,51 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
         (None, None) => Vec::new(),
     };
     let mut headers = Vec::new();
-    for (name, value) in line.headers.unwrap_or_default() {
-        headers.push(message::header(&name, &value).map_err(|e| e.to_string())?);
+    match line.remove("headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                let Value::String(value) = value else {
+                    return Err(format!("headers.{name}: expected a string"));
+                };
+                headers.push(message::header(&name, &value).map_err(|e| e.to_string())?);
+            }
+        }
+        Some(_) => return Err("headers: expected an object of strings".into()),
     }
+    let max_attempts = match line.remove("max_attempts") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("max_attempts: expected a positive integer, got {v}"))?,
+        ),
+    };
     let message = Message {
-        method: line.method.unwrap_or_else(|| "POST".into()),
-        url: line.url,
+        method: string(&mut line, "method")?.unwrap_or_else(|| "POST".into()),
+        url,
         headers,
         body,
-        key: line.key,
-        delay: match line.delay {
+        key: string(&mut line, "key")?,
+        delay: match string(&mut line, "delay")? {
             Some(d) => parse_duration(&d).map_err(|m| format!("delay: {m}"))?,
             None => Duration::ZERO,
         },
-        max_attempts: line.max_attempts,
+        max_attempts,
     };
     message
         .check(config.max_body_size)
         .map_err(|e| e.to_string())?;
     Ok(message)
+}
+
+/// Takes an optional string field out of a JSON line.
+fn string(line: &mut Map<String, Value>, name: &str) -> std::result::Result<Option<String>, String> {
+    match line.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(format!("{name}: expected a string, got {v}")),
+    }
 }
 
 /// Uuids of a `--jsonl` batch, kept in an unlinked temporary file until the commit.

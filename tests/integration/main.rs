@@ -1,0 +1,15 @@
+//! Integration tests: the real `webhookd` binary against real HTTP receivers on 127.0.0.1 and real
+//! SQLite files, one directory, port and database per test.
+
+mod util;
+
+/// Delivery: bodies and headers intact, webhook-id/timestamp, many messages, delays, keys.
+mod delivery;
+/// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
+mod retries;
+/// The dead-letter queue: list, show, retry (with edits), delete.
+mod dlq;
+/// Bad input is refused with one line and nothing stored; --jsonl all-or-nothing.
+mod input;
+/// Daemon life: status, one daemon per DB, SIGTERM drain, sd-notify, crash safety, retention.
+mod lifecycle;

@@ -1,0 +1,337 @@
+//! Test helpers: a fresh directory, config and database per test (`TestEnv`), the real binary
+//! (`CARGO_BIN_EXE_webhookd`), a daemon handle that waits for `READY=1` on its own notify socket,
+//! and `wait_until` (poll with a deadline, never a bare sleep).
+
+pub mod receiver;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub use receiver::{Receiver, Reply};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Fast retries and short timeouts so the tests run in seconds.
+pub const FAST: &str = r#"
+workers = 4
+[retry]
+max_attempts = 3
+base_delay = "20ms"
+max_delay = "100ms"
+[http]
+timeout = "3s"
+connect_timeout = "1s"
+"#;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_webhookd")
+}
+
+/// Polls `cond` every 25 ms until it holds or `timeout` passes, then panics naming `what`.
+#[track_caller]
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A test's own directory, config and database.
+pub struct TestEnv {
+    pub dir: PathBuf,
+    pub db: PathBuf,
+    pub config: PathBuf,
+}
+
+impl TestEnv {
+    /// A fresh environment with the `FAST` config.
+    pub fn new(name: &str) -> TestEnv {
+        TestEnv::with_config(name, FAST)
+    }
+
+    /// A fresh environment; `config` is written as the config file, with `db` set first.
+    pub fn with_config(name: &str, config: &str) -> TestEnv {
+        let dir = std::env::temp_dir().join(format!(
+            "webhookd-it-{}-{}-{name}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let env = TestEnv {
+            db: dir.join("webhookd.db"),
+            config: dir.join("webhookd.toml"),
+            dir,
+        };
+        env.write_config(config);
+        env
+    }
+
+    pub fn write_config(&self, config: &str) {
+        // `db` must come before any table, so it goes first.
+        let text = format!("db = {:?}\n{config}", self.db.display().to_string());
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// The binary with `--config` set, run in the test directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config").arg(&self.config).args(args);
+        c.current_dir(&self.dir);
+        c.env_remove("WEBHOOKD_DB").env_remove("WEBHOOKD_CONFIG").env_remove("NOTIFY_SOCKET");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    /// Runs and asserts success; returns stdout.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        expect_success(args, &out);
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure; returns (exit code, stderr).
+    #[track_caller]
+    pub fn fail(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "expected {args:?} to fail\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    /// Enqueues one message and returns its uuid.
+    #[track_caller]
+    pub fn enqueue(&self, args: &[&str]) -> String {
+        let mut full = vec!["enqueue"];
+        full.extend_from_slice(args);
+        let uuid = self.ok(&full).trim().to_owned();
+        assert_eq!(uuid.len(), 36, "not a uuid: {uuid:?}");
+        uuid
+    }
+
+    /// `status --json` parsed.
+    #[track_caller]
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("status --json: {e}: {}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    /// `show UUID --json` parsed.
+    #[track_caller]
+    pub fn show(&self, uuid: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["show", uuid, "--json"])).unwrap()
+    }
+
+    pub fn state(&self, uuid: &str) -> String {
+        let out = self.run(&["show", uuid, "--json"]);
+        if !out.status.success() {
+            return "missing".into();
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["state"].as_str().unwrap().to_owned()
+    }
+
+    pub fn queue(&self, field: &str) -> u64 {
+        self.status()["queue"][field].as_u64().unwrap()
+    }
+
+    /// Starts `webhookd run` and waits for `READY=1`.
+    #[track_caller]
+    pub fn daemon(&self) -> Daemon {
+        self.daemon_with(&[])
+    }
+
+    #[track_caller]
+    pub fn daemon_with(&self, extra: &[&str]) -> Daemon {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let sock_path = self.dir.join(format!("notify-{n}.sock"));
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let log = self.dir.join(format!("daemon-{n}.log"));
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        let child = self
+            .cmd(&args)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child,
+            log,
+            notify: sock,
+            notices: Vec::new(),
+            exited: None,
+        };
+        d.wait_notice("READY=1", Duration::from_secs(10));
+        d
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[track_caller]
+pub fn expect_success(args: &[&str], out: &Output) {
+    assert!(
+        out.status.success(),
+        "webhookd {args:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `webhookd run`; killed on drop, printing its log if the test failed.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    notify: UnixDatagram,
+    /// Every sd-notify datagram received so far.
+    pub notices: Vec<String>,
+    exited: Option<ExitStatus>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for a notify datagram containing `needle`.
+    #[track_caller]
+    pub fn wait_notice(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if self.notices.iter().any(|n| n.lines().any(|l| l == needle)) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("daemon exited ({status}) before {needle}\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle} from the daemon within {timeout:?}\nlog:\n{}",
+                self.log_text()
+            );
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.notices.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), sig).unwrap();
+    }
+
+    /// Waits for the process to exit within `timeout`.
+    #[track_caller]
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                self.exited = Some(s);
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within {timeout:?}\nlog:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then wait for exit.
+    #[track_caller]
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(15))
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let s = self.child.wait().unwrap();
+        self.exited = Some(s);
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- daemon log {} ----\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+/// Writes `bytes` to a file in the test dir and returns its path.
+pub fn file(env: &TestEnv, name: &str, bytes: &[u8]) -> String {
+    let p: &Path = &env.dir.join(name);
+    std::fs::write(p, bytes).unwrap();
+    p.display().to_string()
+}

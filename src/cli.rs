@@ -105,7 +105,11 @@ Examples:
 #[derive(Debug, Args)]
 pub(crate) struct EnqueueArgs {
     /// Absolute http:// or https:// URL to deliver to.
-    #[arg(value_name = "URL", required_unless_present = "jsonl", conflicts_with = "jsonl")]
+    #[arg(
+        value_name = "URL",
+        required_unless_present = "jsonl",
+        conflicts_with = "jsonl"
+    )]
     pub(crate) url: Option<String>,
 
     /// HTTP method.
@@ -229,8 +233,8 @@ mod tests {
 
     #[test]
     fn global_options_work_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["webhookd", "status", "--db", "/x.db", "--config", "/c"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["webhookd", "status", "--db", "/x.db", "--config", "/c"]).unwrap();
         assert_eq!(cli.db.as_deref(), Some(std::path::Path::new("/x.db")));
         assert!(cli.config.is_some());
     }

@@ -167,7 +167,11 @@ impl Config {
                 None => DEFAULT_MAX_ATTEMPTS,
                 Some(n) => check_max_attempts(n).map_err(|m| bad("retry.max_attempts", m))?,
             },
-            base_delay: duration("retry.base_delay", &file.retry.base_delay, DEFAULT_BASE_DELAY)?,
+            base_delay: duration(
+                "retry.base_delay",
+                &file.retry.base_delay,
+                DEFAULT_BASE_DELAY,
+            )?,
             max_delay: duration("retry.max_delay", &file.retry.max_delay, DEFAULT_MAX_DELAY)?,
         };
         if retry.base_delay > retry.max_delay {
@@ -238,7 +242,12 @@ fn default_db_path() -> PathBuf {
     };
     if let Some(dirs) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
         // Several directories are separated by ':'; the first is ours.
-        let first = dirs.to_string_lossy().split(':').next().unwrap_or("").to_owned();
+        let first = dirs
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
         if !first.is_empty() {
             return PathBuf::from(first).join(DB_FILE_NAME);
         }
@@ -247,9 +256,7 @@ fn default_db_path() -> PathBuf {
         return dir.join("webhookd").join(DB_FILE_NAME);
     }
     if let Some(home) = env_dir("HOME") {
-        return home
-            .join(".local/state/webhookd")
-            .join(DB_FILE_NAME);
+        return home.join(".local/state/webhookd").join(DB_FILE_NAME);
     }
     PathBuf::from(DB_FILE_NAME)
 }
@@ -303,7 +310,8 @@ fn parse_byte_size(b: &ByteSize) -> Result<usize, String> {
                     ))
                 }
             };
-            n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))?
+            n.checked_mul(mult)
+                .ok_or_else(|| format!("size {s:?} is too large"))?
         }
     };
     if bytes == 0 || bytes > 1 << 30 {
@@ -375,8 +383,13 @@ connect_timeout = "5s"
 
     #[test]
     fn unknown_keys_are_refused_with_line_and_key() {
-        let e = parse("workers = 4\n[retry]\nmax_atempts = 3\n").unwrap_err().to_string();
-        assert!(e.contains("t.toml") && e.contains("line 3") && e.contains("max_atempts"), "{e}");
+        let e = parse("workers = 4\n[retry]\nmax_atempts = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("line 3") && e.contains("max_atempts"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -387,7 +400,9 @@ connect_timeout = "5s"
 
     #[test]
     fn bad_duration_names_key() {
-        let e = parse("[http]\ntimeout = \"5 parsecs\"\n").unwrap_err().to_string();
+        let e = parse("[http]\ntimeout = \"5 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http.timeout") && e.contains("5 parsecs"), "{e}");
     }
 
@@ -403,7 +418,10 @@ connect_timeout = "5s"
     #[test]
     fn byte_sizes() {
         assert_eq!(parse("max_body_size = 10").unwrap().max_body_size, 10);
-        assert_eq!(parse("max_body_size = \"2MiB\"").unwrap().max_body_size, 2 << 20);
+        assert_eq!(
+            parse("max_body_size = \"2MiB\"").unwrap().max_body_size,
+            2 << 20
+        );
     }
 
     #[test]

@@ -128,7 +128,10 @@ fn check_header(name: &str, value: &str) -> Result<()> {
             "invalid value for header {name}: control characters are not allowed"
         )));
     }
-    if RESERVED_HEADERS.iter().any(|r| name.eq_ignore_ascii_case(r)) {
+    if RESERVED_HEADERS
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+    {
         return Err(Error::input(format!(
             "header {name} is set by webhookd or by HTTP itself and cannot be given"
         )));
@@ -222,7 +225,10 @@ mod tests {
 
     #[test]
     fn set_and_remove_are_case_insensitive() {
-        let mut h = vec![("x-a".to_owned(), "1".to_owned()), ("X-B".to_owned(), "2".to_owned())];
+        let mut h = vec![
+            ("x-a".to_owned(), "1".to_owned()),
+            ("X-B".to_owned(), "2".to_owned()),
+        ];
         set_header(&mut h, "X-A", "3");
         remove_header(&mut h, "x-b");
         assert_eq!(h, vec![("X-A".to_owned(), "3".to_owned())]);

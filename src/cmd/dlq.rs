@@ -80,7 +80,9 @@ pub(crate) fn retry(
             .map(|h| parse_header(h))
             .collect::<Result<_>>()?,
         remove_headers: remove_headers.to_vec(),
-        body: data.map(|d| read_body(d, config.max_body_size)).transpose()?,
+        body: data
+            .map(|d| read_body(d, config.max_body_size))
+            .transpose()?,
     };
     let uuids = selection(select)?;
     let mut store = Store::open(&config.db, Access::Write)?;
@@ -110,7 +112,12 @@ fn selection(select: &Selection) -> Result<Option<Vec<Uuid>>> {
             message: "name dead messages by uuid, or use --all".into(),
         });
     }
-    select.uuids.iter().map(|u| parse_uuid(u)).collect::<Result<Vec<_>>>().map(Some)
+    select
+        .uuids
+        .iter()
+        .map(|u| parse_uuid(u))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 fn report(verb: &str, uuids: &[Uuid]) -> Result<u8> {

@@ -108,11 +108,13 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
     loop {
         line.clear();
         line_no += 1;
-        let n = reader.read_line(&mut line).map_err(|e| Error::InvalidLine {
-            input: name.clone(),
-            line: line_no,
-            message: format!("cannot read: {e}"),
-        })?;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| Error::InvalidLine {
+                input: name.clone(),
+                line: line_no,
+                message: format!("cannot read: {e}"),
+            })?;
         if n == 0 {
             break;
         }
@@ -150,7 +152,10 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
         ));
     }
     let url = string(&mut line, "url")?.ok_or("missing field `url`")?;
-    let body = match (string(&mut line, "body")?, string(&mut line, "body_base64")?) {
+    let body = match (
+        string(&mut line, "body")?,
+        string(&mut line, "body_base64")?,
+    ) {
         (Some(_), Some(_)) => return Err("give either body or body_base64, not both".into()),
         (Some(b), None) => b.into_bytes(),
         (None, Some(b)) => base64::engine::general_purpose::STANDARD
@@ -198,7 +203,10 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
 }
 
 /// Takes an optional string field out of a JSON line.
-fn string(line: &mut Map<String, Value>, name: &str) -> std::result::Result<Option<String>, String> {
+fn string(
+    line: &mut Map<String, Value>,
+    name: &str,
+) -> std::result::Result<Option<String>, String> {
     match line.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -243,7 +251,10 @@ impl Spill {
     }
 
     fn print(self, json: bool) -> Result<()> {
-        let mut file = self.writer.into_inner().map_err(|e| spill_error(e.into_error()))?;
+        let mut file = self
+            .writer
+            .into_inner()
+            .map_err(|e| spill_error(e.into_error()))?;
         file.seek(SeekFrom::Start(0)).map_err(spill_error)?;
         let mut reader = BufReader::with_capacity(64 * 1024, file);
         let stdout = std::io::stdout();

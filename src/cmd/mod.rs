@@ -31,7 +31,14 @@ pub(crate) fn dispatch(command: Command, config: &Config) -> Result<u8> {
             headers,
             remove_headers,
             data,
-        }) => dlq::retry(config, &select, url, &headers, &remove_headers, data.as_deref()),
+        }) => dlq::retry(
+            config,
+            &select,
+            url,
+            &headers,
+            &remove_headers,
+            data.as_deref(),
+        ),
         Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, &select),
     }
 }
@@ -42,11 +49,7 @@ pub(crate) fn dispatch(command: Command, config: &Config) -> Result<u8> {
 /// # Errors
 /// `ReadInput` when the file or stdin cannot be read, `InvalidInput` when the body is too large.
 pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
-    let too_big = || {
-        Error::input(format!(
-            "body is larger than max_body_size ({max} bytes)"
-        ))
-    };
+    let too_big = || Error::input(format!("body is larger than max_body_size ({max} bytes)"));
     let Some(source) = arg.strip_prefix('@') else {
         if arg.len() > max {
             return Err(too_big());
@@ -61,7 +64,11 @@ pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
         std::fs::File::open(source).and_then(|f| f.take(limit).read_to_end(&mut body))
     };
     read.map_err(|e| Error::ReadInput {
-        what: if source == "-" { "stdin".into() } else { source.to_owned() },
+        what: if source == "-" {
+            "stdin".into()
+        } else {
+            source.to_owned()
+        },
         source: e,
     })?;
     if body.len() > max {
@@ -72,7 +79,8 @@ pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
 
 /// An RFC 3339 UTC time with milliseconds, from stored Unix milliseconds.
 pub(crate) fn time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }
 

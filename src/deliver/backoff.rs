@@ -49,7 +49,11 @@ mod tests {
     fn doubles_from_base_at_mid_jitter() {
         let p = policy();
         for (n, secs) in [(1, 5), (2, 10), (3, 20), (4, 40), (10, 2560)] {
-            assert_eq!(next_delay(&p, n, None, 0.5), Duration::from_secs(secs), "attempt {n}");
+            assert_eq!(
+                next_delay(&p, n, None, 0.5),
+                Duration::from_secs(secs),
+                "attempt {n}"
+            );
         }
     }
 

@@ -97,7 +97,8 @@ impl Http {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+        let retry_after =
+            header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
         let location = header("location");
         let mut excerpt = Vec::new();
         let mut reader = response.into_body().into_reader().take(READ_CAP);
@@ -176,7 +177,8 @@ impl Resolver for CachingResolver {
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(ureq::Error::HostNotFound);
         };
-        let key = DefaultResolver::host_and_port(scheme, authority).ok_or(ureq::Error::HostNotFound)?;
+        let key =
+            DefaultResolver::host_and_port(scheme, authority).ok_or(ureq::Error::HostNotFound)?;
         if let Some((at, addrs)) = self.cache.lock().unwrap().get(&key) {
             if at.elapsed() < DNS_TTL {
                 return Ok(addrs.clone());
@@ -230,7 +232,10 @@ mod tests {
     #[test]
     fn retry_after_seconds_and_date() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
             Some(Duration::from_secs(60))

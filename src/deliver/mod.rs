@@ -84,7 +84,9 @@ impl Finished {
 /// redirects and transport failures included, is retried.
 pub(crate) fn classify(reply: &Reply) -> Verdict {
     match reply {
-        Reply::Status { code: 200..=299, .. } => Verdict::Delivered,
+        Reply::Status {
+            code: 200..=299, ..
+        } => Verdict::Delivered,
         Reply::Status { code: 410, .. } => Verdict::Dead,
         Reply::Status {
             code: 429 | 503,
@@ -155,7 +157,10 @@ mod tests {
                     after: Some(Duration::from_secs(1)),
                 },
             ),
-            (Reply::Transport("refused".into()), Verdict::Retry { after: None }),
+            (
+                Reply::Transport("refused".into()),
+                Verdict::Retry { after: None },
+            ),
         ];
         for (reply, want) in cases {
             assert_eq!(classify(&reply), want, "{reply:?}");
@@ -181,6 +186,9 @@ mod tests {
             excerpt: b"db\n down".to_vec(),
         };
         assert_eq!(summarize(&with_body), "HTTP 500: db down");
-        assert_eq!(summarize(&Reply::Transport("io: refused".into())), "io: refused");
+        assert_eq!(
+            summarize(&Reply::Transport("io: refused".into())),
+            "io: refused"
+        );
     }
 }

@@ -60,7 +60,9 @@ impl Pool {
         for handle in self.handles {
             let name = handle.thread().name().unwrap_or("worker").to_owned();
             if !handle.is_finished() {
-                log::error!("{name} is still busy at exit; its message will be retried on the next start");
+                log::error!(
+                    "{name} is still busy at exit; its message will be retried on the next start"
+                );
                 continue;
             }
             if handle.join().is_err() {
@@ -80,7 +82,10 @@ fn work(http: &Http, jobs: &Receiver<Job>, done: &Sender<Finished>) {
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
-                log::error!("worker panicked on message {}: {what}; it will be retried", job.uuid);
+                log::error!(
+                    "worker panicked on message {}: {what}; it will be retried",
+                    job.uuid
+                );
                 Finished::new(
                     &job,
                     SystemTime::now(),

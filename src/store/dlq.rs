@@ -129,7 +129,8 @@ fn select_dead(
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, Uuid::from_bytes(r.get(1)?))))
                 .map_err(e("list dead"))?;
-            rows.collect::<rusqlite::Result<_>>().map_err(e("list dead"))
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(e("list dead"))
         }
         Some(uuids) => {
             let mut find = tx.prepare_cached(FIND).map_err(e("find message"))?;

@@ -104,9 +104,7 @@ pub(crate) struct DeadSummary {
 
 /// Parses an operator-given uuid; a malformed one is an unknown one.
 pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s.trim()).map_err(|_| Error::NoSuchMessage {
-        uuid: s.to_owned(),
-    })
+    Uuid::parse_str(s.trim()).map_err(|_| Error::NoSuchMessage { uuid: s.to_owned() })
 }
 
 impl Store {
@@ -121,7 +119,11 @@ impl Store {
             .map_err(|e| self.err("count messages", e))?;
         let rows = stmt
             .query_map([now], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
             })
             .map_err(|e| self.err("count messages", e))?;
         let mut c = Counts::default();
@@ -180,7 +182,10 @@ impl Store {
                 uuid: uuid.to_string(),
             });
         };
-        let mut stmt = self.conn.prepare_cached(ATTEMPTS).map_err(e("read attempts"))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(ATTEMPTS)
+            .map_err(e("read attempts"))?;
         view.attempts = stmt
             .query_map([seq], |r| {
                 Ok(Attempt {
@@ -201,10 +206,7 @@ impl Store {
     ///
     /// # Errors
     /// `Db`/`Busy`, or what `f` returns.
-    pub(crate) fn for_each_dead(
-        &self,
-        mut f: impl FnMut(DeadSummary) -> Result<()>,
-    ) -> Result<()> {
+    pub(crate) fn for_each_dead(&self, mut f: impl FnMut(DeadSummary) -> Result<()>) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare_cached(DEAD_LIST)

@@ -87,7 +87,8 @@ impl Store {
             } else {
                 OpenFlags::SQLITE_OPEN_CREATE
             };
-        let conn = Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -116,13 +117,19 @@ impl Store {
 
     /// Maps a SQLite error to `Busy` (lock timeout) or `Db`, naming the operation.
     fn err(&self, op: &'static str, source: rusqlite::Error) -> Error {
-        if matches!(source.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) {
+        if matches!(
+            source.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        ) {
             return Error::Busy {
                 path: self.path.clone(),
                 op,
             };
         }
-        if matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen)) {
+        if matches!(
+            source.sqlite_error_code(),
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen)
+        ) {
             return Error::DbPermission {
                 path: self.path.clone(),
                 source,

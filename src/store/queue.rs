@@ -23,7 +23,8 @@ pub(super) const IN_FLIGHT: i64 = 1;
 pub(super) const DELIVERED: i64 = 2;
 pub(super) const DEAD: i64 = 3;
 
-const INSERT_MESSAGE: &str = "INSERT INTO messages (uuid, idem_key, state, due_at, created_at, max_attempts)
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (uuid, idem_key, state, due_at, created_at, max_attempts)
      VALUES (?1, ?2, 0, ?3, ?4, ?5)
      ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 const INSERT_PAYLOAD: &str =
@@ -33,7 +34,8 @@ const CLAIM: &str = "UPDATE messages SET state = 1, due_at = ?1
      WHERE seq IN (SELECT seq FROM messages WHERE state = 0 AND due_at <= ?1 ORDER BY due_at LIMIT ?2)
      RETURNING seq, uuid, attempts, attempts_total, max_attempts";
 const SELECT_PAYLOAD: &str = "SELECT method, url, headers, body FROM payloads WHERE seq = ?1";
-const INSERT_ATTEMPT: &str = "INSERT OR REPLACE INTO attempts (seq, n, at, duration_us, status, error, response)
+const INSERT_ATTEMPT: &str =
+    "INSERT OR REPLACE INTO attempts (seq, n, at, duration_us, status, error, response)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const MARK_DELIVERED: &str = "UPDATE messages SET state = 2, due_at = ?2, delivered_at = ?2,
      attempts = attempts + 1, attempts_total = ?3, last_error = NULL WHERE seq = ?1 AND state = 1";
@@ -141,7 +143,15 @@ impl Store {
             for o in outcomes {
                 let response = (!o.response.is_empty()).then_some(o.response.as_slice());
                 attempt
-                    .execute(params![o.seq, o.n, o.at, o.duration_us, o.status, o.error, response])
+                    .execute(params![
+                        o.seq,
+                        o.n,
+                        o.at,
+                        o.duration_us,
+                        o.status,
+                        o.error,
+                        response
+                    ])
                     .map_err(e("record attempt"))?;
                 match o.kind {
                     OutcomeKind::Delivered => delivered.execute(params![o.seq, now, o.n]),
@@ -246,7 +256,9 @@ fn claim_due(tx: &Transaction<'_>, limit: usize, now: i64) -> rusqlite::Result<V
     let mut payload = tx.prepare_cached(SELECT_PAYLOAD)?;
     for job in &mut jobs {
         let (method, url, headers, body): (String, String, String, Vec<u8>) = payload
-            .query_row([job.seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            .query_row([job.seq], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
         job.method = method;
         job.url = url;
         job.headers = message::decode_headers(&headers);
@@ -269,9 +281,7 @@ impl Inserter<'_> {
         let inserted = self
             .tx
             .prepare_cached(INSERT_MESSAGE)
-            .and_then(|mut s| {
-                s.execute(params![uuid.as_bytes(), m.key, due, now, m.max_attempts])
-            })
+            .and_then(|mut s| s.execute(params![uuid.as_bytes(), m.key, due, now, m.max_attempts]))
             .map_err(e("insert message"))?;
         if inserted == 0 {
             let first: [u8; 16] = self
@@ -314,7 +324,9 @@ impl Inserter<'_> {
     /// `Db`/`Busy`; nothing is stored then.
     pub(crate) fn commit(self) -> Result<()> {
         let path = self.store_path;
-        self.tx.commit().map_err(|e| wrap(path, "commit enqueue", e))
+        self.tx
+            .commit()
+            .map_err(|e| wrap(path, "commit enqueue", e))
     }
 }
 

@@ -31,9 +31,14 @@ fn delivers_body_and_headers_byte_for_byte() {
     assert_eq!(req.webhook_id(), uuid);
     assert!(req.header("user-agent").unwrap().starts_with("webhookd/"));
     let ts: u64 = req.header("webhook-timestamp").unwrap().parse().unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(now.abs_diff(ts) < 60, "timestamp {ts} vs now {now}");
-    wait_until(Duration::from_secs(5), "delivered state", || env.state(&uuid) == "delivered");
+    wait_until(Duration::from_secs(5), "delivered state", || {
+        env.state(&uuid) == "delivered"
+    });
     let v = env.show(&uuid);
     assert_eq!(v["body_size"], 10_000);
     assert_eq!(v["attempts"][0]["status"], 200);
@@ -45,7 +50,11 @@ fn body_from_stdin_and_default_method_post() {
     let env = TestEnv::new("stdin");
     let rx = Receiver::ok();
     let out = env.run_stdin(&["enqueue", &rx.url("/s"), "-d", "@-"], b"from\0stdin");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _d = env.daemon();
     wait_until(Duration::from_secs(10), "delivery", || rx.count() == 1);
     let req = &rx.requests()[0];
@@ -59,16 +68,33 @@ fn delivers_two_thousand_messages_each_once_with_their_own_body() {
     let rx = Receiver::ok();
     let mut jsonl = String::new();
     for i in 0..2000 {
-        jsonl += &format!("{{\"url\":\"{}\",\"body\":\"message {i}\"}}\n", rx.url("/many"));
+        jsonl += &format!(
+            "{{\"url\":\"{}\",\"body\":\"message {i}\"}}\n",
+            rx.url("/many")
+        );
     }
     let out = env.run_stdin(&["enqueue", "--jsonl", "-"], jsonl.as_bytes());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let uuids: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uuids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     assert_eq!(uuids.len(), 2000);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(30), "2000 deliveries", || env.queue("delivered") == 2000);
+    wait_until(Duration::from_secs(30), "2000 deliveries", || {
+        env.queue("delivered") == 2000
+    });
     let reqs = rx.requests();
-    assert_eq!(reqs.len(), 2000, "each message exactly once on a healthy receiver");
+    assert_eq!(
+        reqs.len(),
+        2000,
+        "each message exactly once on a healthy receiver"
+    );
     let ids: HashSet<String> = reqs.iter().map(|r| r.webhook_id()).collect();
     assert_eq!(ids, uuids.iter().cloned().collect::<HashSet<_>>());
     for r in &reqs {
@@ -88,7 +114,9 @@ fn delay_holds_the_first_attempt() {
     assert_eq!(s["queue"]["pending"], 1);
     assert_eq!(s["queue"]["scheduled"], 1);
     assert!(env.show(&uuid)["next_attempt_at"].is_string());
-    wait_until(Duration::from_secs(10), "delayed delivery", || rx.count() == 1);
+    wait_until(Duration::from_secs(10), "delayed delivery", || {
+        rx.count() == 1
+    });
     assert!(rx.requests()[0].at - t0 >= Duration::from_millis(1900));
 }
 
@@ -100,12 +128,15 @@ fn idempotency_key_stores_one_message() {
     let b = env.enqueue(&[&rx.url("/k"), "--key", "order-42", "-d", "second"]);
     assert_eq!(a, b);
     let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["enqueue", &rx.url("/k"), "--key", "order-42", "--json"])).unwrap();
+        serde_json::from_str(&env.ok(&["enqueue", &rx.url("/k"), "--key", "order-42", "--json"]))
+            .unwrap();
     assert_eq!(json["uuid"], a.as_str());
     assert_eq!(json["created"], false);
     assert_eq!(env.queue("pending"), 1);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(10), "delivery", || env.state(&a) == "delivered");
+    wait_until(Duration::from_secs(10), "delivery", || {
+        env.state(&a) == "delivered"
+    });
     assert_eq!(rx.count(), 1);
     assert_eq!(rx.requests()[0].body, b"first");
 }

@@ -4,7 +4,13 @@ use crate::util::{wait_until, Receiver, Reply, TestEnv};
 
 /// A receiver that fails `/fail` and accepts everything else.
 fn receiver() -> Receiver {
-    Receiver::start(|req, _| if req.path.starts_with("/fail") { Reply::Status(500) } else { Reply::Status(200) })
+    Receiver::start(|req, _| {
+        if req.path.starts_with("/fail") {
+            Reply::Status(500)
+        } else {
+            Reply::Status(200)
+        }
+    })
 }
 
 fn dead_message(env: &TestEnv, rx: &Receiver, extra: &[&str]) -> String {
@@ -12,7 +18,9 @@ fn dead_message(env: &TestEnv, rx: &Receiver, extra: &[&str]) -> String {
     let mut args = vec![url.as_str(), "--max-attempts", "1"];
     args.extend_from_slice(extra);
     let uuid = env.enqueue(&args);
-    wait_until(Duration::from_secs(10), "dead", || env.state(&uuid) == "dead");
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&uuid) == "dead"
+    });
     uuid
 }
 
@@ -23,9 +31,12 @@ fn list_and_show_dead_messages() {
     let _d = env.daemon();
     let a = dead_message(&env, &rx, &["-d", "payload-a"]);
     let ok = env.enqueue(&[&rx.url("/fine")]);
-    wait_until(Duration::from_secs(10), "delivered", || env.state(&ok) == "delivered");
+    wait_until(Duration::from_secs(10), "delivered", || {
+        env.state(&ok) == "delivered"
+    });
 
-    let list: serde_json::Value = serde_json::from_str(&env.ok(&["dlq", "list", "--json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&env.ok(&["dlq", "list", "--json"])).unwrap();
     let items = list.as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["uuid"], a.as_str());
@@ -36,7 +47,8 @@ fn list_and_show_dead_messages() {
     let table = env.ok(&["dlq", "list"]);
     assert!(table.contains(&a) && table.contains("HTTP 500"), "{table}");
 
-    let show: serde_json::Value = serde_json::from_str(&env.ok(&["dlq", "show", &a, "--json"])).unwrap();
+    let show: serde_json::Value =
+        serde_json::from_str(&env.ok(&["dlq", "show", &a, "--json"])).unwrap();
     assert_eq!(show["state"], "dead");
     assert_eq!(show["body"], "payload-a");
     assert_eq!(show["attempts"][0]["status"], 500);
@@ -52,19 +64,31 @@ fn retry_without_edits_resends_with_fresh_budget() {
     let flip = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = flip.clone();
     let rx = Receiver::start(move |_, _| {
-        if f.load(std::sync::atomic::Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(503) }
+        if f.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(200)
+        } else {
+            Reply::Status(503)
+        }
     });
     let _d = env.daemon();
     let uuid = env.enqueue(&[&rx.url("/x")]);
-    wait_until(Duration::from_secs(10), "dead", || env.state(&uuid) == "dead");
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&uuid) == "dead"
+    });
     assert_eq!(rx.count(), 3);
     flip.store(true, std::sync::atomic::Ordering::SeqCst);
     let out = env.ok(&["dlq", "retry", &uuid]);
     assert!(out.contains(&uuid));
-    wait_until(Duration::from_secs(10), "delivered after retry", || env.state(&uuid) == "delivered");
+    wait_until(Duration::from_secs(10), "delivered after retry", || {
+        env.state(&uuid) == "delivered"
+    });
     let v = env.show(&uuid);
     assert!(v["retried_at"].is_string());
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 4, "history kept across the retry");
+    assert_eq!(
+        v["attempts"].as_array().unwrap().len(),
+        4,
+        "history kept across the retry"
+    );
     assert_eq!(rx.count(), 4);
 }
 
@@ -73,23 +97,53 @@ fn retry_with_edits_changes_url_headers_and_body() {
     let env = TestEnv::new("dlq-edit");
     let rx = receiver();
     let _d = env.daemon();
-    let uuid = dead_message(&env, &rx, &["-H", "X-Old: 1", "-H", "Authorization: Bearer stale", "-d", "old"]);
+    let uuid = dead_message(
+        &env,
+        &rx,
+        &[
+            "-H",
+            "X-Old: 1",
+            "-H",
+            "Authorization: Bearer stale",
+            "-d",
+            "old",
+        ],
+    );
     env.ok(&[
-        "dlq", "retry", &uuid,
-        "--url", &rx.url("/fixed"),
-        "-H", "authorization: Bearer fresh",
-        "-H", "X-New: yes",
-        "--remove-header", "x-old",
-        "-d", "new body",
+        "dlq",
+        "retry",
+        &uuid,
+        "--url",
+        &rx.url("/fixed"),
+        "-H",
+        "authorization: Bearer fresh",
+        "-H",
+        "X-New: yes",
+        "--remove-header",
+        "x-old",
+        "-d",
+        "new body",
     ]);
-    wait_until(Duration::from_secs(10), "delivered", || env.state(&uuid) == "delivered");
-    let req = rx.requests().into_iter().find(|r| r.path == "/fixed").expect("request to the new URL");
+    wait_until(Duration::from_secs(10), "delivered", || {
+        env.state(&uuid) == "delivered"
+    });
+    let req = rx
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/fixed")
+        .expect("request to the new URL");
     assert_eq!(req.webhook_id(), uuid);
     assert_eq!(req.body, b"new body");
     assert_eq!(req.header("authorization"), Some("Bearer fresh"));
     assert_eq!(req.header("x-new"), Some("yes"));
     assert_eq!(req.header("x-old"), None);
-    assert_eq!(req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("authorization")).count(), 1);
+    assert_eq!(
+        req.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -99,7 +153,9 @@ fn retry_all_and_delete_all() {
     let _d = env.daemon();
     let dead: Vec<String> = (0..3).map(|_| dead_message(&env, &rx, &[])).collect();
     env.ok(&["dlq", "retry", "--all", "--url", &rx.url("/ok")]);
-    wait_until(Duration::from_secs(10), "all delivered", || dead.iter().all(|u| env.state(u) == "delivered"));
+    wait_until(Duration::from_secs(10), "all delivered", || {
+        dead.iter().all(|u| env.state(u) == "delivered")
+    });
 
     let more: Vec<String> = (0..2).map(|_| dead_message(&env, &rx, &[])).collect();
     let out = env.ok(&["dlq", "delete", "--all"]);

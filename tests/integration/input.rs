@@ -22,23 +22,45 @@ fn bad_enqueue_arguments_are_refused_and_store_nothing() {
         (vec!["enqueue", "/relative"], "invalid URL"),
         (vec!["enqueue", "http://exa mple.com/"], "invalid URL"),
         (vec!["enqueue", ok, "-H", "NoColon"], "Name: value"),
-        (vec!["enqueue", ok, "-H", "Bad Name: x"], "invalid header name"),
-        (vec!["enqueue", ok, "-H", "X-Evil: a\r\nInjected: 1"], "CR, LF"),
+        (
+            vec!["enqueue", ok, "-H", "Bad Name: x"],
+            "invalid header name",
+        ),
+        (
+            vec!["enqueue", ok, "-H", "X-Evil: a\r\nInjected: 1"],
+            "CR, LF",
+        ),
         (vec!["enqueue", ok, "-H", "X-Evil: a\nb"], "CR, LF"),
-        (vec!["enqueue", ok, "-H", "Content-Length: 3"], "Content-Length"),
+        (
+            vec!["enqueue", ok, "-H", "Content-Length: 3"],
+            "Content-Length",
+        ),
         (vec!["enqueue", ok, "-X", "PO ST"], "invalid HTTP method"),
         (vec!["enqueue", ok, "-X", ""], "invalid HTTP method"),
         (vec!["enqueue", ok, "--delay", "soon"], "--delay"),
         (vec!["enqueue", ok, "--max-attempts", "0"], "max attempts"),
-        (vec!["enqueue", ok, "-d", "@/nonexistent/file"], "/nonexistent/file"),
+        (
+            vec!["enqueue", ok, "-d", "@/nonexistent/file"],
+            "/nonexistent/file",
+        ),
     ] {
         let code = refused(&env, &args, needle);
         assert!(code == 65 || code == 66, "{args:?} exit {code}");
     }
     let big = "x".repeat(101);
-    assert_eq!(refused(&env, &["enqueue", ok, "-d", &big], "max_body_size"), 65);
+    assert_eq!(
+        refused(&env, &["enqueue", ok, "-d", &big], "max_body_size"),
+        65
+    );
     let path = file(&env, "big", &[b'x'; 101]);
-    assert_eq!(refused(&env, &["enqueue", ok, "-d", &format!("@{path}")], "max_body_size"), 65);
+    assert_eq!(
+        refused(
+            &env,
+            &["enqueue", ok, "-d", &format!("@{path}")],
+            "max_body_size"
+        ),
+        65
+    );
     env.enqueue(&[ok, "-d", &"x".repeat(100)]);
 }
 
@@ -59,7 +81,10 @@ fn jsonl_stores_all_in_order() {
     assert_eq!(uuids[2], uuids[3], "same key, same uuid");
     assert_eq!(env.show(uuids[0])["url"], "http://127.0.0.1:9/a");
     let b = env.show(uuids[1]);
-    assert_eq!((b["method"].as_str(), b["headers"]["X-A"].as_str()), (Some("PUT"), Some("1")));
+    assert_eq!(
+        (b["method"].as_str(), b["headers"]["X-A"].as_str()),
+        (Some("PUT"), Some("1"))
+    );
     assert_eq!(b["body_base64"], "AAEC/w==");
     let c = env.show(uuids[2]);
     assert_eq!(c["max_attempts"], 2);
@@ -76,12 +101,30 @@ fn jsonl_one_bad_line_stores_nothing_and_names_the_line() {
         (r#"{"url":"http://127.0.0.1:9/a""#, "EOF"),
         (r#"{"method":"POST"}"#, "missing field `url`"),
         (r#"{"url":"nope"}"#, "invalid URL"),
-        (r#"{"url":"http://127.0.0.1:9/a","colour":"red"}"#, "unknown field `colour`"),
-        (r#"{"url":"http://127.0.0.1:9/a","headers":{"X":"a\r\nB: c"}}"#, "CR, LF"),
-        (r#"{"url":"http://127.0.0.1:9/a","body":"x","body_base64":"eA=="}"#, "not both"),
-        (r#"{"url":"http://127.0.0.1:9/a","body_base64":"***"}"#, "body_base64"),
-        (r#"{"url":"http://127.0.0.1:9/a","delay":"whenever"}"#, "delay"),
-        (r#"{"url":"http://127.0.0.1:9/a","max_attempts":-1}"#, "max_attempts"),
+        (
+            r#"{"url":"http://127.0.0.1:9/a","colour":"red"}"#,
+            "unknown field `colour`",
+        ),
+        (
+            r#"{"url":"http://127.0.0.1:9/a","headers":{"X":"a\r\nB: c"}}"#,
+            "CR, LF",
+        ),
+        (
+            r#"{"url":"http://127.0.0.1:9/a","body":"x","body_base64":"eA=="}"#,
+            "not both",
+        ),
+        (
+            r#"{"url":"http://127.0.0.1:9/a","body_base64":"***"}"#,
+            "body_base64",
+        ),
+        (
+            r#"{"url":"http://127.0.0.1:9/a","delay":"whenever"}"#,
+            "delay",
+        ),
+        (
+            r#"{"url":"http://127.0.0.1:9/a","max_attempts":-1}"#,
+            "max_attempts",
+        ),
     ] {
         let input = format!("{good}\n{good}\n{bad}\n{good}\n");
         let path = file(&env, "in.jsonl", input.as_bytes());
@@ -92,16 +135,24 @@ fn jsonl_one_bad_line_stores_nothing_and_names_the_line() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert_eq!(env.queue("pending"), 0, "{bad}: something was stored");
     }
-    let out = env.run_stdin(&["enqueue", "--jsonl", "-"], format!("{good}\nnot json\n").as_bytes());
+    let out = env.run_stdin(
+        &["enqueue", "--jsonl", "-"],
+        format!("{good}\nnot json\n").as_bytes(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("stdin: line 2"));
-    assert!(out.stdout.is_empty(), "no uuid printed for a rolled-back batch");
+    assert!(
+        out.stdout.is_empty(),
+        "no uuid printed for a rolled-back batch"
+    );
 }
 
 #[test]
 fn foreign_files_are_refused_and_left_untouched() {
     let env = TestEnv::new("foreign");
-    let random: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let random: Vec<u8> = (0..8192u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let path = env.dir.join("random.db");
     std::fs::write(&path, &random).unwrap();
     let p = path.display().to_string();
@@ -119,10 +170,16 @@ fn foreign_files_are_refused_and_left_untouched() {
     let other = env.dir.join("other.db");
     {
         let c = rusqlite::Connection::open(&other).unwrap();
-        c.execute_batch("CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('mine');").unwrap();
+        c.execute_batch("CREATE TABLE notes(t TEXT); INSERT INTO notes VALUES ('mine');")
+            .unwrap();
     }
     let before = std::fs::read(&other).unwrap();
-    let (code, err) = env.fail(&["enqueue", "http://127.0.0.1:9/", "--db", &other.display().to_string()]);
+    let (code, err) = env.fail(&[
+        "enqueue",
+        "http://127.0.0.1:9/",
+        "--db",
+        &other.display().to_string(),
+    ]);
     assert_eq!(code, 65);
     assert!(err.contains("not a webhookd database"), "{err}");
     assert_eq!(std::fs::read(&other).unwrap(), before);
@@ -147,7 +204,10 @@ fn config_errors_name_file_and_key_and_exit_78() {
     let env = TestEnv::with_config("config", "wokers = 4\n");
     let (code, err) = env.fail(&["status"]);
     assert_eq!(code, 78);
-    assert!(err.contains("wokers") && err.contains(&env.config.display().to_string()), "{err}");
+    assert!(
+        err.contains("wokers") && err.contains(&env.config.display().to_string()),
+        "{err}"
+    );
 
     env.write_config("[retry]\nmax_attempts = \"many\"\n");
     let (code, err) = env.fail(&["status"]);
@@ -179,7 +239,11 @@ fn default_db_goes_to_the_state_directory_without_setup() {
         .env("XDG_STATE_HOME", &state)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(state.join("webhookd/webhookd.db").exists());
 
     let sd = env.dir.join("systemd-state");

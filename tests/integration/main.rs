@@ -5,11 +5,11 @@ mod util;
 
 /// Delivery: bodies and headers intact, webhook-id/timestamp, many messages, delays, keys.
 mod delivery;
-/// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
-mod retries;
 /// The dead-letter queue: list, show, retry (with edits), delete.
 mod dlq;
 /// Bad input is refused with one line and nothing stored; --jsonl all-or-nothing.
 mod input;
 /// Daemon life: status, one daemon per DB, SIGTERM drain, sd-notify, crash safety, retention.
 mod lifecycle;
+/// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
+mod retries;

@@ -27,7 +27,10 @@ fn failing_receiver_gets_exactly_max_attempts_then_dead() {
 
 #[test]
 fn flaky_receiver_succeeds_on_third_attempt_with_stable_webhook_id() {
-    let env = TestEnv::with_config("flaky", &crate::util::FAST.replace("max_attempts = 3", "max_attempts = 5"));
+    let env = TestEnv::with_config(
+        "flaky",
+        &crate::util::FAST.replace("max_attempts = 3", "max_attempts = 5"),
+    );
     let rx = Receiver::start(|req, earlier| {
         let id = req.webhook_id();
         if earlier.iter().filter(|r| r.webhook_id() == id).count() < 2 {
@@ -38,7 +41,9 @@ fn flaky_receiver_succeeds_on_third_attempt_with_stable_webhook_id() {
     });
     let uuid = env.enqueue(&[&rx.url("/flaky"), "-d", "x"]);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(10), "delivered", || env.state(&uuid) == "delivered");
+    wait_until(Duration::from_secs(10), "delivered", || {
+        env.state(&uuid) == "delivered"
+    });
     settle();
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 3);
@@ -61,12 +66,17 @@ fn backoff_grows_between_attempts() {
     let rx = Receiver::start(|_, _| Reply::Status(500));
     let uuid = env.enqueue(&[&rx.url("/b")]);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(15), "dead", || env.state(&uuid) == "dead");
+    wait_until(Duration::from_secs(15), "dead", || {
+        env.state(&uuid) == "dead"
+    });
     let at: Vec<_> = rx.requests().iter().map(|r| r.at).collect();
     let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
     // Nominal 200, 400, 800 ms with +-20% jitter.
     for (gap, nominal) in gaps.iter().zip([200u64, 400, 800]) {
-        assert!(*gap >= Duration::from_millis(nominal * 8 / 10 - 10), "{gaps:?}");
+        assert!(
+            *gap >= Duration::from_millis(nominal * 8 / 10 - 10),
+            "{gaps:?}"
+        );
     }
     assert!(gaps[2] > gaps[0], "{gaps:?}");
 }
@@ -83,7 +93,11 @@ fn retry_after_on_503_and_429_sets_the_delay() {
             return Reply::Status(200);
         }
         let status = if req.path == "/503" { 503 } else { 429 };
-        Reply::Full { status, headers: vec![("Retry-After".into(), "2".into())], body: Vec::new() }
+        Reply::Full {
+            status,
+            headers: vec![("Retry-After".into(), "2".into())],
+            body: Vec::new(),
+        }
     });
     let a = env.enqueue(&[&rx.url("/503")]);
     let b = env.enqueue(&[&rx.url("/429")]);
@@ -107,12 +121,20 @@ fn retry_after_is_capped_at_max_delay() {
         if earlier.iter().any(|r| r.webhook_id() == id) {
             return Reply::Status(200);
         }
-        Reply::Full { status: 503, headers: vec![("Retry-After".into(), "3600".into())], body: Vec::new() }
+        Reply::Full {
+            status: 503,
+            headers: vec![("Retry-After".into(), "3600".into())],
+            body: Vec::new(),
+        }
     });
     let uuid = env.enqueue(&[&rx.url("/cap")]);
     let _d = env.daemon();
     // max_delay is 100 ms in FAST.
-    wait_until(Duration::from_secs(5), "delivered despite Retry-After: 3600", || env.state(&uuid) == "delivered");
+    wait_until(
+        Duration::from_secs(5),
+        "delivered despite Retry-After: 3600",
+        || env.state(&uuid) == "delivered",
+    );
 }
 
 #[test]
@@ -121,10 +143,15 @@ fn gone_dead_letters_at_once() {
     let rx = Receiver::start(|_, _| Reply::Status(410));
     let uuid = env.enqueue(&[&rx.url("/gone")]);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(10), "dead", || env.state(&uuid) == "dead");
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&uuid) == "dead"
+    });
     settle();
     assert_eq!(rx.count(), 1);
-    assert!(env.show(&uuid)["last_error"].as_str().unwrap().contains("410"));
+    assert!(env.show(&uuid)["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("410"));
 }
 
 #[test]
@@ -132,16 +159,25 @@ fn redirects_are_recorded_not_followed() {
     let env = TestEnv::new("redirect");
     let rx = Receiver::start(|req, _| {
         if req.path == "/moved" {
-            Reply::Full { status: 302, headers: vec![("Location".into(), "/elsewhere".into())], body: Vec::new() }
+            Reply::Full {
+                status: 302,
+                headers: vec![("Location".into(), "/elsewhere".into())],
+                body: Vec::new(),
+            }
         } else {
             Reply::Status(200)
         }
     });
     let uuid = env.enqueue(&[&rx.url("/moved"), "--max-attempts", "1"]);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(10), "dead", || env.state(&uuid) == "dead");
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&uuid) == "dead"
+    });
     settle();
-    assert!(rx.requests().iter().all(|r| r.path == "/moved"), "redirect followed");
+    assert!(
+        rx.requests().iter().all(|r| r.path == "/moved"),
+        "redirect followed"
+    );
     let out = env.ok(&["dlq", "show", &uuid]);
     assert!(out.contains("redirect to /elsewhere not followed"), "{out}");
 }
@@ -155,12 +191,21 @@ fn connection_refused_is_a_failed_attempt() {
     };
     let uuid = env.enqueue(&[&format!("http://127.0.0.1:{port}/none")]);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(10), "dead", || env.state(&uuid) == "dead");
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&uuid) == "dead"
+    });
     let v = env.show(&uuid);
     let attempts = v["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3);
     assert!(attempts[0]["status"].is_null());
-    assert!(attempts[0]["error"].as_str().unwrap().to_lowercase().contains("refused"), "{v}");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("refused"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -169,16 +214,30 @@ fn hanging_receiver_times_out_without_stalling_others() {
         "hang",
         "workers = 2\n[retry]\nmax_attempts = 2\nbase_delay = \"20ms\"\n[http]\ntimeout = \"1s\"\n",
     );
-    let rx = Receiver::start(|req, _| if req.path == "/hang" { Reply::Hang } else { Reply::Status(200) });
+    let rx = Receiver::start(|req, _| {
+        if req.path == "/hang" {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    });
     let hung = env.enqueue(&[&rx.url("/hang")]);
     let _d = env.daemon();
-    wait_until(Duration::from_secs(5), "hanging request", || rx.count() >= 1);
-    let others: Vec<String> = (0..20).map(|_| env.enqueue(&[&rx.url("/ok")])).collect();
-    wait_until(Duration::from_secs(10), "others delivered while one hangs", || {
-        env.queue("delivered") == 20
+    wait_until(Duration::from_secs(5), "hanging request", || {
+        rx.count() >= 1
     });
+    let others: Vec<String> = (0..20).map(|_| env.enqueue(&[&rx.url("/ok")])).collect();
+    wait_until(
+        Duration::from_secs(10),
+        "others delivered while one hangs",
+        || env.queue("delivered") == 20,
+    );
     assert!(others.iter().all(|u| env.state(u) == "delivered"));
-    wait_until(Duration::from_secs(10), "hung message dead after 2 timeouts", || env.state(&hung) == "dead");
+    wait_until(
+        Duration::from_secs(10),
+        "hung message dead after 2 timeouts",
+        || env.state(&hung) == "dead",
+    );
     let v = env.show(&hung);
     assert!(v["last_error"].as_str().unwrap().contains("timeout"), "{v}");
 }
@@ -188,15 +247,23 @@ fn huge_response_body_does_not_grow_memory() {
     let env = TestEnv::new("huge");
     // 4 GiB response to each attempt: the daemon must stop reading after a small cap.
     let rx = Receiver::start(|req, _| {
-        if req.path == "/huge" { Reply::Endless(4 << 30) } else { Reply::Status(200) }
+        if req.path == "/huge" {
+            Reply::Endless(4 << 30)
+        } else {
+            Reply::Status(200)
+        }
     });
     let huge = env.enqueue(&[&rx.url("/huge")]);
     let d = env.daemon();
-    wait_until(Duration::from_secs(10), "huge one recorded", || env.state(&huge) == "delivered");
+    wait_until(Duration::from_secs(10), "huge one recorded", || {
+        env.state(&huge) == "delivered"
+    });
     for _ in 0..10 {
         env.enqueue(&[&rx.url("/small")]);
     }
-    wait_until(Duration::from_secs(10), "others delivered", || env.queue("delivered") == 11);
+    wait_until(Duration::from_secs(10), "others delivered", || {
+        env.queue("delivered") == 11
+    });
     let peak = d.peak_rss_kib();
     assert!(peak < 64 * 1024, "daemon peak RSS {peak} KiB");
     let v = env.show(&huge);

@@ -38,7 +38,10 @@ pub fn bin() -> &'static str {
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -85,7 +88,9 @@ impl TestEnv {
         let mut c = Command::new(bin());
         c.arg("--config").arg(&self.config).args(args);
         c.current_dir(&self.dir);
-        c.env_remove("WEBHOOKD_DB").env_remove("WEBHOOKD_CONFIG").env_remove("NOTIFY_SOCKET");
+        c.env_remove("WEBHOOKD_DB")
+            .env_remove("WEBHOOKD_CONFIG")
+            .env_remove("NOTIFY_SOCKET");
         c
     }
 
@@ -151,7 +156,10 @@ impl TestEnv {
     pub fn status(&self) -> serde_json::Value {
         let out = self.run(&["status", "--json"]);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("status --json: {e}: {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "status --json: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
@@ -185,7 +193,8 @@ impl TestEnv {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let sock_path = self.dir.join(format!("notify-{n}.sock"));
         let sock = UnixDatagram::bind(&sock_path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let log = self.dir.join(format!("daemon-{n}.log"));
         let mut args = vec!["run"];
         args.extend_from_slice(extra);
@@ -257,7 +266,10 @@ impl Daemon {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("daemon exited ({status}) before {needle}\n{}", self.log_text());
+                panic!(
+                    "daemon exited ({status}) before {needle}\n{}",
+                    self.log_text()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -265,7 +277,8 @@ impl Daemon {
                 self.log_text()
             );
             if let Ok(n) = self.notify.recv(&mut buf) {
-                self.notices.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                self.notices
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         }
     }
@@ -324,7 +337,11 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("---- daemon log {} ----\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "---- daemon log {} ----\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }

@@ -66,7 +66,9 @@ impl Receiver {
     }
 
     /// Starts a receiver; `responder` gets the request and all earlier requests.
-    pub fn start(responder: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static) -> Receiver {
+    pub fn start(
+        responder: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -82,13 +84,18 @@ impl Receiver {
                             return;
                         }
                         let Ok(conn) = conn else { continue };
-                        let (requests, stop, responder) = (requests.clone(), stop.clone(), responder.clone());
+                        let (requests, stop, responder) =
+                            (requests.clone(), stop.clone(), responder.clone());
                         thread::spawn(move || serve(conn, &requests, &stop, &*responder));
                     }
                 })
                 .unwrap();
         }
-        Receiver { port, requests, stop }
+        Receiver {
+            port,
+            requests,
+            stop,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -119,12 +126,19 @@ impl Drop for Receiver {
     }
 }
 
-fn serve(conn: TcpStream, requests: &Mutex<Vec<Request>>, stop: &AtomicBool, responder: &Responder) {
+fn serve(
+    conn: TcpStream,
+    requests: &Mutex<Vec<Request>>,
+    stop: &AtomicBool,
+    responder: &Responder,
+) {
     let _ = conn.set_nodelay(true);
     let mut writer = conn.try_clone().unwrap();
     let mut reader = BufReader::new(conn);
     loop {
-        let Some(req) = read_request(&mut reader) else { return };
+        let Some(req) = read_request(&mut reader) else {
+            return;
+        };
         let reply = {
             let mut all = requests.lock().unwrap();
             let reply = responder(&req, &all);

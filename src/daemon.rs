@@ -209,7 +209,12 @@ impl Dispatcher {
             self.turn(jobs, now);
             if Instant::now() >= next_purge {
                 let backlog = self.purge(now);
-                next_purge = Instant::now() + if backlog { PURGE_BACKLOG_INTERVAL } else { PURGE_INTERVAL };
+                next_purge = Instant::now()
+                    + if backlog {
+                        PURGE_BACKLOG_INTERVAL
+                    } else {
+                        PURGE_INTERVAL
+                    };
             }
             if last_stats.elapsed() >= STATS_INTERVAL {
                 last_stats = Instant::now();

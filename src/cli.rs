@@ -140,6 +140,11 @@ pub(crate) struct EnqueueArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["headers", "data", "key", "delay", "max_attempts"])]
     pub(crate) jsonl: Option<String>,
 
+    /// With --jsonl: commit as lines arrive (in small groups) and print each uuid once its group
+    /// is durable, for long-running producers. A bad line stops the stream; lines before it stay.
+    #[arg(long, requires = "jsonl")]
+    pub(crate) stream: bool,
+
     /// Print a JSON object (per message) instead of the bare uuid.
     #[arg(long)]
     pub(crate) json: bool,

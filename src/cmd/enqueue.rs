@@ -37,6 +37,7 @@ const LINE_FIELDS: &[&str] = &[
 /// `InvalidInput`/`InvalidLine` for bad messages (nothing is stored), `ReadInput`, store errors.
 pub(crate) fn run(args: &EnqueueArgs, config: &Config) -> Result<u8> {
     match (&args.jsonl, &args.url) {
+        (Some(input), _) if args.stream => enqueue_stream(input, args.json, config),
         (Some(input), _) => enqueue_lines(input, args.json, config),
         (None, Some(url)) => enqueue_one(url, args, config),
         (None, None) => Err(Error::Usage {
@@ -88,7 +89,8 @@ fn render(e: &Enqueued, json: bool) -> String {
     }
 }
 
-fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
+/// Opens `--jsonl` input: a file, or stdin for `-`.
+fn open_input(input: &str) -> Result<(String, BufReader<Box<dyn Read>>)> {
     let (name, reader): (String, Box<dyn Read>) = if input == "-" {
         ("stdin".into(), Box::new(std::io::stdin().lock()))
     } else {
@@ -98,29 +100,108 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
         })?;
         (input.to_owned(), Box::new(file))
     };
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    Ok((name, BufReader::with_capacity(256 * 1024, reader)))
+}
+
+/// Reads the next non-blank line into `line`; false at end of input.
+fn next_line(
+    reader: &mut impl BufRead,
+    line: &mut String,
+    line_no: &mut u64,
+    name: &str,
+) -> Result<bool> {
+    loop {
+        line.clear();
+        *line_no += 1;
+        let n = reader.read_line(line).map_err(|e| Error::InvalidLine {
+            input: name.to_owned(),
+            line: *line_no,
+            message: format!("cannot read: {e}"),
+        })?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if !line.trim().is_empty() {
+            return Ok(true);
+        }
+    }
+}
+
+/// Streaming mode: group commit. A group ends when no more input is buffered (the producer
+/// paused), after `STREAM_GROUP` lines, or after `STREAM_LINGER`; its uuids are printed once it is
+/// durable.
+fn enqueue_stream(input: &str, json: bool, config: &Config) -> Result<u8> {
+    const STREAM_GROUP: usize = 1000;
+    const STREAM_LINGER: Duration = Duration::from_millis(5);
+    let (name, mut reader) = open_input(input)?;
+    let mut store = Store::open(&config.db, Access::Write)?;
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut group: Vec<Enqueued> = Vec::with_capacity(STREAM_GROUP);
+    let mut line = String::new();
+    let mut line_no = 0u64;
+    loop {
+        // Wait for input before taking the write lock, so an idle producer holds no lock.
+        if reader.fill_buf().map(|b| b.is_empty()).unwrap_or(false) {
+            return Ok(exit::OK);
+        }
+        let mut inserter = store.inserter()?;
+        let started = std::time::Instant::now();
+        let mut failure = None;
+        let mut more = true;
+        while group.len() < STREAM_GROUP && started.elapsed() < STREAM_LINGER {
+            more = next_line(&mut reader, &mut line, &mut line_no, &name)?;
+            if !more {
+                break;
+            }
+            match parse_line(&line, config) {
+                Ok(message) => group.push(inserter.insert(&message, store::now_ms())?),
+                Err(message) => {
+                    failure = Some(Error::InvalidLine {
+                        input: name.clone(),
+                        line: line_no,
+                        message,
+                    });
+                    break;
+                }
+            }
+            if reader.buffer().is_empty() {
+                break; // the producer paused: make this group durable now
+            }
+        }
+        inserter.commit()?;
+        if !group.is_empty() {
+            crate::daemon::wake(&config.db);
+            for e in group.drain(..) {
+                writeln!(out, "{}", render(&e, json)).map_err(stdout_error)?;
+            }
+            out.flush().map_err(stdout_error)?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !more {
+            return Ok(exit::OK);
+        }
+    }
+}
+
+fn stdout_error(source: std::io::Error) -> Error {
+    Error::Write {
+        what: "stdout".into(),
+        source,
+    }
+}
+
+fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
+    let (name, mut reader) = open_input(input)?;
     let mut spill = Spill::create()?;
     let mut store = Store::open(&config.db, Access::Write)?;
     let mut inserter = store.inserter()?;
     let now = store::now_ms();
     let mut line = String::new();
     let mut line_no = 0u64;
-    loop {
-        line.clear();
-        line_no += 1;
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::InvalidLine {
-                input: name.clone(),
-                line: line_no,
-                message: format!("cannot read: {e}"),
-            })?;
-        if n == 0 {
-            break;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
+    while next_line(&mut reader, &mut line, &mut line_no, &name)? {
         let message = parse_line(&line, config).map_err(|message| Error::InvalidLine {
             input: name.clone(),
             line: line_no,

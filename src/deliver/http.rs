@@ -27,6 +27,8 @@ use crate::config::HttpConfig;
 pub(crate) const EXCERPT_CAP: usize = 1024;
 /// Response bytes read at most; past this the connection is dropped rather than drained.
 const READ_CAP: u64 = 64 * 1024;
+/// Per-connection read and write buffer (also the cap on response headers).
+const BUFFER_SIZE: usize = 32 * 1024;
 /// How long a resolved address is reused.
 const DNS_TTL: Duration = Duration::from_secs(30);
 const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
@@ -51,6 +53,10 @@ impl Http {
             .timeout_connect(Some(config.connect_timeout))
             .max_idle_connections(pool_size.max(1) * 2)
             .max_idle_connections_per_host(pool_size.max(1))
+            // 128 KiB each by default: with 128 workers that alone is 32 MiB of RSS. Bodies are
+            // streamed, so the buffers only need to hold headers and a chunk.
+            .input_buffer_size(BUFFER_SIZE)
+            .output_buffer_size(BUFFER_SIZE)
             .build();
         Http {
             agent: ureq::Agent::with_parts(

@@ -1,0 +1,508 @@
+//! webhookd-bench: reproducible benchmarks of the real release binary, a real SQLite file on disk
+//! and a fast keep-alive HTTP receiver on loopback that this tool starts itself.
+//!
+//! Usage: `cargo build --release --bins && target/release/webhookd-bench [--quick] [--only LIST]
+//! [--dir DIR] [--out FILE]`. Prints a table and writes JSON. `--quick` is the CI smoke run: small
+//! counts, and it fails (exit 1) only on correctness (a message not received), never on timings.
+
+mod receiver;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use receiver::{Behaviour, Receiver};
+
+struct Args {
+    quick: bool,
+    only: Option<Vec<String>>,
+    dir: PathBuf,
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    scenario: String,
+    metric: String,
+    value: f64,
+    unit: String,
+    target: String,
+}
+
+struct Bench {
+    args: Args,
+    rows: Vec<Row>,
+    failures: Vec<String>,
+}
+
+fn main() {
+    let args = parse_args();
+    std::fs::create_dir_all(&args.dir).expect("create bench dir");
+    let mut b = Bench {
+        args,
+        rows: Vec::new(),
+        failures: Vec::new(),
+    };
+    let started = Instant::now();
+    b.machine();
+    if b.wants("receiver") {
+        b.receiver_ceiling();
+    }
+    if b.wants("enqueue") {
+        b.enqueue_bulk();
+        b.enqueue_single();
+    }
+    if b.wants("drain") {
+        b.drain("drain 2xx", Behaviour::default(), 16);
+        b.drain(
+            "drain 10ms receiver, 16 workers",
+            Behaviour { delay: Duration::from_millis(10), fail_every: 0 },
+            16,
+        );
+        b.drain(
+            "drain 10ms receiver, 128 workers",
+            Behaviour { delay: Duration::from_millis(10), fail_every: 0 },
+            128,
+        );
+        b.drain("drain 1 in 10 fails", Behaviour { delay: Duration::ZERO, fail_every: 10 }, 16);
+    }
+    if b.wants("latency") {
+        b.latency(1000);
+        b.latency(5000);
+    }
+    if b.wants("scale") {
+        b.scale();
+    }
+    b.report(started.elapsed());
+    if !b.failures.is_empty() {
+        for f in &b.failures {
+            eprintln!("FAIL: {f}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        quick: false,
+        only: None,
+        dir: std::env::temp_dir().join("webhookd-bench"),
+        out: PathBuf::from("bench-results.json"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--only" => args.only = it.next().map(|s| s.split(',').map(str::to_owned).collect()),
+            "--dir" => args.dir = it.next().map(PathBuf::from).expect("--dir DIR"),
+            "--out" => args.out = it.next().map(PathBuf::from).expect("--out FILE"),
+            "-h" | "--help" => {
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,latency,scale] [--dir DIR] [--out FILE]");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("webhookd-bench: unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+impl Bench {
+    fn wants(&self, s: &str) -> bool {
+        self.args.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s))
+    }
+
+    fn n(&self, full: usize, quick: usize) -> usize {
+        if self.args.quick { quick } else { full }
+    }
+
+    fn row(&mut self, scenario: &str, metric: &str, value: f64, unit: &str, target: &str) {
+        eprintln!("  {scenario:<38} {metric:<26} {value:>12.1} {unit:<10} {target}");
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            value,
+            unit: unit.into(),
+            target: target.into(),
+        });
+    }
+
+    fn fail(&mut self, what: String) {
+        eprintln!("  FAIL: {what}");
+        self.failures.push(what);
+    }
+
+    fn machine(&mut self) {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .unwrap_or_default();
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        eprintln!("machine: {cores} cores, {cpu}; loadavg {}", load.trim());
+        eprintln!("bench dir: {}", self.args.dir.display());
+    }
+
+    fn receiver_ceiling(&mut self) {
+        let secs = if self.args.quick { 0.5 } else { 3.0 };
+        let rate = receiver::ceiling(4, Duration::from_secs_f64(secs));
+        self.row("receiver ceiling (4 keep-alive clients)", "requests/s", rate, "req/s", "not the bottleneck");
+    }
+
+    /// Scenario 1a: `enqueue --jsonl` of many 1 KiB messages.
+    fn enqueue_bulk(&mut self) {
+        let n = self.n(1_000_000, 10_000);
+        let w = Work::new(&self.args.dir, "enqueue-bulk", 16);
+        let t = Instant::now();
+        let printed = w.enqueue_jsonl(n, "http://127.0.0.1:9/hook", 1024, None);
+        let dt = t.elapsed();
+        if printed != n {
+            self.fail(format!("enqueue --jsonl printed {printed} uuids for {n} lines"));
+        }
+        self.row("enqueue --jsonl 1 KiB bodies", &format!("{n} messages"), n as f64 / dt.as_secs_f64(), "msg/s", ">= 40000");
+        let size = file_size(&w.db);
+        self.row("enqueue --jsonl 1 KiB bodies", "DB bytes per message", size as f64 / n as f64, "bytes", "");
+        // Scenario 4: time to READY with this many queued (the receiver is unreachable: port 9).
+        let mut d = w.daemon();
+        self.row("startup with queue", &format!("ready with {n} queued"), d.ready_ms, "ms", "<= 1000 (1M)");
+        d.stop();
+    }
+
+    /// Scenario 1b: one-message CLI calls, sequential and 8 concurrent processes.
+    fn enqueue_single(&mut self) {
+        let w = Work::new(&self.args.dir, "enqueue-single", 16);
+        w.enqueue_jsonl(1, "http://127.0.0.1:9/hook", 10, None); // create the DB first
+        let calls = self.n(1000, 50);
+        let mut lat = Vec::with_capacity(calls);
+        let t = Instant::now();
+        for _ in 0..calls {
+            let t0 = Instant::now();
+            w.enqueue_one();
+            lat.push(t0.elapsed().as_micros() as u64);
+        }
+        let rate = calls as f64 / t.elapsed().as_secs_f64();
+        lat.sort_unstable();
+        self.row("enqueue CLI, sequential", "calls/s", rate, "calls/s", "");
+        self.row("enqueue CLI, sequential", "p50 per call", pct(&lat, 50.0) as f64 / 1000.0, "ms", "<= 3");
+        self.row("enqueue CLI, sequential", "p99 per call", pct(&lat, 99.0) as f64 / 1000.0, "ms", "");
+        let per = calls / 8;
+        let t = Instant::now();
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let w = w.clone_handle();
+                std::thread::spawn(move || {
+                    (0..per)
+                        .map(|_| {
+                            let t0 = Instant::now();
+                            w.enqueue_one();
+                            t0.elapsed().as_micros() as u64
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+        lat.sort_unstable();
+        self.row("enqueue CLI, 8 concurrent", "calls/s", rate, "calls/s", "");
+        self.row("enqueue CLI, 8 concurrent", "p50 per call", pct(&lat, 50.0) as f64 / 1000.0, "ms", "");
+        self.row("enqueue CLI, 8 concurrent", "p99 per call", pct(&lat, 99.0) as f64 / 1000.0, "ms", "");
+    }
+
+    /// Scenario 2: drain a pre-filled queue.
+    fn drain(&mut self, name: &str, behaviour: Behaviour, workers: usize) {
+        let n = if behaviour.delay.is_zero() { self.n(200_000, 5_000) } else { self.n(20_000, 1_000) };
+        let rx = Receiver::start(behaviour);
+        let w = Work::new(&self.args.dir, "drain", workers);
+        w.enqueue_jsonl(n, &rx.url(), 1024, None);
+        let t = Instant::now();
+        let mut d = w.daemon();
+        let ok = wait(Duration::from_secs(600), || rx.unique() >= n);
+        let dt = t.elapsed();
+        let (cpu, rss) = d.usage();
+        d.stop();
+        if !ok {
+            self.fail(format!("{name}: {} of {n} messages received", rx.unique()));
+            return;
+        }
+        let sent = rx.shared.requests.load(std::sync::atomic::Ordering::Relaxed);
+        let target = if behaviour == Behaviour::default() { ">= 12000" } else { "" };
+        self.row(name, &format!("{n} msgs, {workers} workers"), n as f64 / dt.as_secs_f64(), "deliv/s", target);
+        self.row(name, "requests incl. retries", sent as f64, "requests", "");
+        self.row(name, "daemon CPU per delivery", cpu.as_secs_f64() * 1e6 / n as f64, "us", "<= 100");
+        self.row(name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
+    }
+
+    /// Scenario 3: a producer streams messages at a fixed rate into a running daemon.
+    fn latency(&mut self, rate: u64) {
+        let secs = if self.args.quick { 1 } else { 10 };
+        let n = (rate * secs) as usize;
+        let rx = Receiver::start(Behaviour::default());
+        let w = Work::new(&self.args.dir, "latency", 16);
+        let mut d = w.daemon();
+        let mut producer = w.stream_producer();
+        let stdin = producer.stdin.as_mut().unwrap();
+        let start = Instant::now();
+        let pad = "x".repeat(900);
+        for i in 0..n {
+            let due = start + Duration::from_nanos(i as u64 * 1_000_000_000 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+            writeln!(stdin, "{{\"url\":\"{}\",\"body\":\"{{\\\"t\\\":{t},\\\"pad\\\":\\\"{pad}\\\"}}\"}}", rx.url()).unwrap();
+            stdin.flush().unwrap();
+        }
+        drop(producer.stdin.take());
+        let ok = wait(Duration::from_secs(60), || rx.unique() >= n);
+        let _ = producer.wait();
+        let (cpu, rss) = d.usage();
+        d.stop();
+        if !ok {
+            self.fail(format!("latency {rate}/s: {} of {n} received", rx.unique()));
+            return;
+        }
+        let mut lat = rx.take_latencies();
+        lat.sort_unstable();
+        let name = format!("latency at {rate}/s ({secs} s)");
+        let (t50, t99) = if rate <= 1000 { ("<= 2", "<= 10") } else { ("", "<= 20") };
+        self.row(&name, "p50 enqueue->receipt", pct(&lat, 50.0) as f64 / 1000.0, "ms", t50);
+        self.row(&name, "p95", pct(&lat, 95.0) as f64 / 1000.0, "ms", "");
+        self.row(&name, "p99", pct(&lat, 99.0) as f64 / 1000.0, "ms", t99);
+        self.row(&name, "max", *lat.last().unwrap_or(&0) as f64 / 1000.0, "ms", "");
+        self.row(&name, "daemon CPU per delivery", cpu.as_secs_f64() * 1e6 / n as f64, "us", "");
+        self.row(&name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
+    }
+
+    /// Scenario 4: delivery with a deep queue of messages scheduled in the future.
+    fn scale(&mut self) {
+        let deep = self.n(10_000_000, 20_000);
+        let n = self.n(200_000, 5_000);
+        let rx = Receiver::start(Behaviour::default());
+        let w = Work::new(&self.args.dir, "scale", 16);
+        let t = Instant::now();
+        w.enqueue_jsonl(deep, "http://127.0.0.1:9/later", 16, Some("30d"));
+        self.row("scale: fill", &format!("{deep} scheduled, 16 B bodies"), deep as f64 / t.elapsed().as_secs_f64(), "msg/s", "");
+        self.row("scale: fill", "DB bytes per message", file_size(&w.db) as f64 / deep as f64, "bytes", "");
+        let mut d = w.daemon();
+        self.row("scale: startup", &format!("ready with {deep} queued"), d.ready_ms, "ms", "");
+        let t = Instant::now();
+        w.enqueue_jsonl(n, &rx.url(), 1024, None);
+        let ok = wait(Duration::from_secs(600), || rx.unique() >= n);
+        let dt = t.elapsed();
+        let (_, rss) = d.usage();
+        d.stop();
+        if !ok {
+            self.fail(format!("scale: {} of {n} received", rx.unique()));
+            return;
+        }
+        self.row("scale: deliver with deep queue", &format!("{n} msgs (enqueue+deliver)"), n as f64 / dt.as_secs_f64(), "deliv/s", "within 20% of empty");
+        self.row("scale: deliver with deep queue", "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
+    }
+
+    fn report(&self, elapsed: Duration) {
+        let rev = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        println!("| scenario | metric | value | unit | target |");
+        println!("|---|---|---|---|---|");
+        for r in &self.rows {
+            println!("| {} | {} | {:.1} | {} | {} |", r.scenario, r.metric, r.value, r.unit, r.target);
+        }
+        println!("\n{} rows in {:.0} s, commit {rev}", self.rows.len(), elapsed.as_secs_f64());
+        let json = serde_json::json!({
+            "commit": rev,
+            "quick": self.args.quick,
+            "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            "rows": self.rows,
+            "failures": self.failures,
+        });
+        std::fs::write(&self.args.out, serde_json::to_string_pretty(&json).unwrap()).expect("write results");
+        eprintln!("results written to {}", self.args.out.display());
+    }
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i]
+}
+
+fn file_size(db: &Path) -> u64 {
+    let wal = db.with_extension("db-wal");
+    std::fs::metadata(db).map_or(0, |m| m.len()) + std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+fn wait(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// The release binary next to this one.
+fn webhookd() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.with_file_name("webhookd");
+    assert!(bin.exists(), "{} not found: run `cargo build --release --bins` first", bin.display());
+    bin
+}
+
+/// One scenario's directory, config and database.
+struct Work {
+    dir: PathBuf,
+    db: PathBuf,
+    config: PathBuf,
+}
+
+impl Work {
+    fn new(root: &Path, name: &str, workers: usize) -> Work {
+        let dir = root.join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("webhookd.db");
+        let config = dir.join("webhookd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "db = {:?}\nworkers = {workers}\nlog_level = \"warn\"\nmax_body_size = \"2MiB\"\n[retry]\nbase_delay = \"10ms\"\nmax_delay = \"1s\"\n",
+                db.display().to_string()
+            ),
+        )
+        .unwrap();
+        Work { dir, db, config }
+    }
+
+    fn clone_handle(&self) -> Work {
+        Work { dir: self.dir.clone(), db: self.db.clone(), config: self.config.clone() }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(webhookd());
+        c.arg("--config").arg(&self.config);
+        c
+    }
+
+    /// Streams `n` generated lines into `enqueue --jsonl -`; returns the number of uuids printed.
+    fn enqueue_jsonl(&self, n: usize, url: &str, body: usize, delay: Option<&str>) -> usize {
+        let mut child = self
+            .cmd()
+            .args(["enqueue", "--jsonl", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
+        let url = url.to_owned();
+        let delay = delay.map(|d| format!(",\"delay\":\"{d}\"")).unwrap_or_default();
+        let writer = std::thread::spawn(move || {
+            let pad = "x".repeat(body.saturating_sub(20));
+            for i in 0..n {
+                writeln!(stdin, "{{\"url\":\"{url}\",\"body\":\"{{\\\"i\\\":{i:>8},\\\"p\\\":\\\"{pad}\\\"}}\"{delay}}}").unwrap();
+            }
+        });
+        let mut count = 0;
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap() > 0 {
+            count += 1;
+            line.clear();
+        }
+        writer.join().unwrap();
+        assert!(child.wait().unwrap().success(), "enqueue --jsonl failed");
+        count
+    }
+
+    fn enqueue_one(&self) {
+        let out = self
+            .cmd()
+            .args(["enqueue", "http://127.0.0.1:9/hook", "-d", "{\"event\":\"bench\"}"])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    /// A long-running `enqueue --jsonl - --stream` fed by the caller.
+    fn stream_producer(&self) -> Child {
+        self.cmd()
+            .args(["enqueue", "--jsonl", "-", "--stream"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn daemon(&self) -> Daemon {
+        let sock_path = self.dir.join("notify.sock");
+        let _ = std::fs::remove_file(&sock_path);
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let t = Instant::now();
+        let child = self
+            .cmd()
+            .arg("run")
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stderr(std::fs::File::create(self.dir.join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = sock.recv(&mut buf).expect("READY=1 within 60 s");
+            if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+                break;
+            }
+        }
+        Daemon { child, ready_ms: t.elapsed().as_secs_f64() * 1000.0 }
+    }
+}
+
+struct Daemon {
+    child: Child,
+    ready_ms: f64,
+}
+
+impl Daemon {
+    /// CPU time (user + sys) and peak RSS in KiB so far.
+    fn usage(&self) -> (Duration, u64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        // After "pid (comm)": field 14 utime is index 11, stime index 12 (1-based 14/15).
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        (Duration::from_millis(ticks * 10), hwm)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -50,6 +50,12 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// After a failed database write the dispatcher waits this long before trying again.
 const STORE_RETRY: Duration = Duration::from_millis(250);
 
+/// How often the checkpoint thread copies the WAL into the database, and the WAL size (pages of
+/// 4 KiB) past which it also forces the WAL back to its start. Checkpointing inline, as SQLite does
+/// by default, stalls whichever commit crosses the threshold for tens of milliseconds.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+const CHECKPOINT_RESTART_PAGES: i64 = 8_192;
+
 /// What the signal and wake threads tell the dispatcher.
 #[derive(Debug)]
 enum Control {
@@ -90,6 +96,7 @@ pub(crate) fn run(config: &Config) -> Result<()> {
     let (control_tx, control_rx) = unbounded();
     let signals = SignalThread::start(control_tx.clone())?;
     let wake = WakeThread::start(&config.db, control_tx)?;
+    let checkpointer = Checkpointer::start(&config.db)?;
 
     let capacity = config.workers * 2;
     let (jobs_tx, jobs_rx) = bounded::<Job>(capacity);
@@ -135,6 +142,7 @@ pub(crate) fn run(config: &Config) -> Result<()> {
     pool.join(Duration::from_secs(2));
     signals.stop();
     wake.stop();
+    checkpointer.stop();
     log::info!("stopped");
     Ok(())
 }
@@ -553,5 +561,48 @@ impl WakeThread {
             }
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Checkpoints the WAL from its own connection and thread, off the delivery path.
+struct Checkpointer {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(db: &Path) -> Result<Checkpointer> {
+        let store = Store::open(db, Access::Daemon)?;
+        let (stop, stopped) = bounded::<()>(0);
+        let thread = thread::Builder::new()
+            .name("webhookd-checkpoint".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                {
+                    match store.checkpoint(false) {
+                        Ok(c) if c.wal_pages >= CHECKPOINT_RESTART_PAGES => {
+                            log::debug!("WAL at {} pages: restarting it", c.wal_pages);
+                            if let Err(e) = store.checkpoint(true) {
+                                log::warn!("{e}");
+                            }
+                        }
+                        Ok(c) => log::trace!("checkpoint {}/{} pages", c.copied_pages, c.wal_pages),
+                        Err(e) => log::warn!("{e}"),
+                    }
+                }
+            })
+            .map_err(|source| Error::Spawn {
+                name: "webhookd-checkpoint".into(),
+                source,
+            })?;
+        Ok(Checkpointer { stop, thread })
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        if self.thread.join().is_err() {
+            log::error!("webhookd-checkpoint panicked");
+        }
     }
 }

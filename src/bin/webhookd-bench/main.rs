@@ -58,15 +58,28 @@ fn main() {
         b.drain("drain 2xx", Behaviour::default(), 16);
         b.drain(
             "drain 10ms receiver, 16 workers",
-            Behaviour { delay: Duration::from_millis(10), fail_every: 0 },
+            Behaviour {
+                delay: Duration::from_millis(10),
+                fail_every: 0,
+            },
             16,
         );
         b.drain(
             "drain 10ms receiver, 128 workers",
-            Behaviour { delay: Duration::from_millis(10), fail_every: 0 },
+            Behaviour {
+                delay: Duration::from_millis(10),
+                fail_every: 0,
+            },
             128,
         );
-        b.drain("drain 1 in 10 fails", Behaviour { delay: Duration::ZERO, fail_every: 10 }, 16);
+        b.drain(
+            "drain 1 in 10 fails",
+            Behaviour {
+                delay: Duration::ZERO,
+                fail_every: 10,
+            },
+            16,
+        );
     }
     if b.wants("latency") {
         b.latency(1000);
@@ -113,11 +126,18 @@ fn parse_args() -> Args {
 
 impl Bench {
     fn wants(&self, s: &str) -> bool {
-        self.args.only.as_ref().is_none_or(|o| o.iter().any(|x| x == s))
+        self.args
+            .only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x == s))
     }
 
     fn n(&self, full: usize, quick: usize) -> usize {
-        if self.args.quick { quick } else { full }
+        if self.args.quick {
+            quick
+        } else {
+            full
+        }
     }
 
     fn row(&mut self, scenario: &str, metric: &str, value: f64, unit: &str, target: &str) {
@@ -139,7 +159,11 @@ impl Bench {
     fn machine(&mut self) {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+            })
             .unwrap_or_default();
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -150,7 +174,13 @@ impl Bench {
     fn receiver_ceiling(&mut self) {
         let secs = if self.args.quick { 0.5 } else { 3.0 };
         let rate = receiver::ceiling(4, Duration::from_secs_f64(secs));
-        self.row("receiver ceiling (4 keep-alive clients)", "requests/s", rate, "req/s", "not the bottleneck");
+        self.row(
+            "receiver ceiling (4 keep-alive clients)",
+            "requests/s",
+            rate,
+            "req/s",
+            "not the bottleneck",
+        );
     }
 
     /// Scenario 1a: `enqueue --jsonl` of many 1 KiB messages.
@@ -161,14 +191,34 @@ impl Bench {
         let printed = w.enqueue_jsonl(n, "http://127.0.0.1:9/hook", 1024, None);
         let dt = t.elapsed();
         if printed != n {
-            self.fail(format!("enqueue --jsonl printed {printed} uuids for {n} lines"));
+            self.fail(format!(
+                "enqueue --jsonl printed {printed} uuids for {n} lines"
+            ));
         }
-        self.row("enqueue --jsonl 1 KiB bodies", &format!("{n} messages"), n as f64 / dt.as_secs_f64(), "msg/s", ">= 40000");
+        self.row(
+            "enqueue --jsonl 1 KiB bodies",
+            &format!("{n} messages"),
+            n as f64 / dt.as_secs_f64(),
+            "msg/s",
+            ">= 40000",
+        );
         let size = file_size(&w.db);
-        self.row("enqueue --jsonl 1 KiB bodies", "DB bytes per message", size as f64 / n as f64, "bytes", "");
+        self.row(
+            "enqueue --jsonl 1 KiB bodies",
+            "DB bytes per message",
+            size as f64 / n as f64,
+            "bytes",
+            "",
+        );
         // Scenario 4: time to READY with this many queued (the receiver is unreachable: port 9).
         let mut d = w.daemon();
-        self.row("startup with queue", &format!("ready with {n} queued"), d.ready_ms, "ms", "<= 1000 (1M)");
+        self.row(
+            "startup with queue",
+            &format!("ready with {n} queued"),
+            d.ready_ms,
+            "ms",
+            "<= 1000 (1M)",
+        );
         d.stop();
     }
 
@@ -187,8 +237,20 @@ impl Bench {
         let rate = calls as f64 / t.elapsed().as_secs_f64();
         lat.sort_unstable();
         self.row("enqueue CLI, sequential", "calls/s", rate, "calls/s", "");
-        self.row("enqueue CLI, sequential", "p50 per call", pct(&lat, 50.0) as f64 / 1000.0, "ms", "<= 3");
-        self.row("enqueue CLI, sequential", "p99 per call", pct(&lat, 99.0) as f64 / 1000.0, "ms", "");
+        self.row(
+            "enqueue CLI, sequential",
+            "p50 per call",
+            pct(&lat, 50.0) as f64 / 1000.0,
+            "ms",
+            "<= 3",
+        );
+        self.row(
+            "enqueue CLI, sequential",
+            "p99 per call",
+            pct(&lat, 99.0) as f64 / 1000.0,
+            "ms",
+            "",
+        );
         let per = calls / 8;
         let t = Instant::now();
         let handles: Vec<_> = (0..8)
@@ -205,17 +267,36 @@ impl Bench {
                 })
             })
             .collect();
-        let mut lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut lat: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
         lat.sort_unstable();
         self.row("enqueue CLI, 8 concurrent", "calls/s", rate, "calls/s", "");
-        self.row("enqueue CLI, 8 concurrent", "p50 per call", pct(&lat, 50.0) as f64 / 1000.0, "ms", "");
-        self.row("enqueue CLI, 8 concurrent", "p99 per call", pct(&lat, 99.0) as f64 / 1000.0, "ms", "");
+        self.row(
+            "enqueue CLI, 8 concurrent",
+            "p50 per call",
+            pct(&lat, 50.0) as f64 / 1000.0,
+            "ms",
+            "",
+        );
+        self.row(
+            "enqueue CLI, 8 concurrent",
+            "p99 per call",
+            pct(&lat, 99.0) as f64 / 1000.0,
+            "ms",
+            "",
+        );
     }
 
     /// Scenario 2: drain a pre-filled queue.
     fn drain(&mut self, name: &str, behaviour: Behaviour, workers: usize) {
-        let n = if behaviour.delay.is_zero() { self.n(200_000, 5_000) } else { self.n(20_000, 1_000) };
+        let n = if behaviour.delay.is_zero() {
+            self.n(200_000, 5_000)
+        } else {
+            self.n(20_000, 1_000)
+        };
         let rx = Receiver::start(behaviour);
         let w = Work::new(&self.args.dir, "drain", workers);
         w.enqueue_jsonl(n, &rx.url(), 1024, None);
@@ -229,11 +310,30 @@ impl Bench {
             self.fail(format!("{name}: {} of {n} messages received", rx.unique()));
             return;
         }
-        let sent = rx.shared.requests.load(std::sync::atomic::Ordering::Relaxed);
-        let target = if behaviour == Behaviour::default() { ">= 12000" } else { "" };
-        self.row(name, &format!("{n} msgs, {workers} workers"), n as f64 / dt.as_secs_f64(), "deliv/s", target);
+        let sent = rx
+            .shared
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let target = if behaviour == Behaviour::default() {
+            ">= 12000"
+        } else {
+            ""
+        };
+        self.row(
+            name,
+            &format!("{n} msgs, {workers} workers"),
+            n as f64 / dt.as_secs_f64(),
+            "deliv/s",
+            target,
+        );
         self.row(name, "requests incl. retries", sent as f64, "requests", "");
-        self.row(name, "daemon CPU per delivery", cpu.as_secs_f64() * 1e6 / n as f64, "us", "<= 100");
+        self.row(
+            name,
+            "daemon CPU per delivery",
+            cpu.as_secs_f64() * 1e6 / n as f64,
+            "us",
+            "<= 100",
+        );
         self.row(name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
     }
 
@@ -254,8 +354,16 @@ impl Bench {
             if due > now {
                 std::thread::sleep(due - now);
             }
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-            writeln!(stdin, "{{\"url\":\"{}\",\"body\":\"{{\\\"t\\\":{t},\\\"pad\\\":\\\"{pad}\\\"}}\"}}", rx.url()).unwrap();
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            writeln!(
+                stdin,
+                "{{\"url\":\"{}\",\"body\":\"{{\\\"t\\\":{t},\\\"pad\\\":\\\"{pad}\\\"}}\"}}",
+                rx.url()
+            )
+            .unwrap();
             stdin.flush().unwrap();
         }
         drop(producer.stdin.take());
@@ -270,13 +378,41 @@ impl Bench {
         let mut lat = rx.take_latencies();
         lat.sort_unstable();
         let name = format!("latency at {rate}/s ({secs} s)");
-        let (t50, t99) = if rate <= 1000 { ("<= 2", "<= 10") } else { ("", "<= 20") };
-        self.row(&name, "p50 enqueue->receipt", pct(&lat, 50.0) as f64 / 1000.0, "ms", t50);
+        let (t50, t99) = if rate <= 1000 {
+            ("<= 2", "<= 10")
+        } else {
+            ("", "<= 20")
+        };
+        self.row(
+            &name,
+            "p50 enqueue->receipt",
+            pct(&lat, 50.0) as f64 / 1000.0,
+            "ms",
+            t50,
+        );
         self.row(&name, "p95", pct(&lat, 95.0) as f64 / 1000.0, "ms", "");
         self.row(&name, "p99", pct(&lat, 99.0) as f64 / 1000.0, "ms", t99);
-        self.row(&name, "max", *lat.last().unwrap_or(&0) as f64 / 1000.0, "ms", "");
-        self.row(&name, "daemon CPU per delivery", cpu.as_secs_f64() * 1e6 / n as f64, "us", "");
-        self.row(&name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
+        self.row(
+            &name,
+            "max",
+            *lat.last().unwrap_or(&0) as f64 / 1000.0,
+            "ms",
+            "",
+        );
+        self.row(
+            &name,
+            "daemon CPU per delivery",
+            cpu.as_secs_f64() * 1e6 / n as f64,
+            "us",
+            "",
+        );
+        self.row(
+            &name,
+            "daemon peak RSS",
+            rss as f64 / 1024.0,
+            "MiB",
+            "<= 40",
+        );
     }
 
     /// Scenario 4: delivery with a deep queue of messages scheduled in the future.
@@ -287,10 +423,28 @@ impl Bench {
         let w = Work::new(&self.args.dir, "scale", 16);
         let t = Instant::now();
         w.enqueue_jsonl(deep, "http://127.0.0.1:9/later", 16, Some("30d"));
-        self.row("scale: fill", &format!("{deep} scheduled, 16 B bodies"), deep as f64 / t.elapsed().as_secs_f64(), "msg/s", "");
-        self.row("scale: fill", "DB bytes per message", file_size(&w.db) as f64 / deep as f64, "bytes", "");
+        self.row(
+            "scale: fill",
+            &format!("{deep} scheduled, 16 B bodies"),
+            deep as f64 / t.elapsed().as_secs_f64(),
+            "msg/s",
+            "",
+        );
+        self.row(
+            "scale: fill",
+            "DB bytes per message",
+            file_size(&w.db) as f64 / deep as f64,
+            "bytes",
+            "",
+        );
         let mut d = w.daemon();
-        self.row("scale: startup", &format!("ready with {deep} queued"), d.ready_ms, "ms", "");
+        self.row(
+            "scale: startup",
+            &format!("ready with {deep} queued"),
+            d.ready_ms,
+            "ms",
+            "",
+        );
         let t = Instant::now();
         w.enqueue_jsonl(n, &rx.url(), 1024, None);
         let ok = wait(Duration::from_secs(600), || rx.unique() >= n);
@@ -301,8 +455,20 @@ impl Bench {
             self.fail(format!("scale: {} of {n} received", rx.unique()));
             return;
         }
-        self.row("scale: deliver with deep queue", &format!("{n} msgs (enqueue+deliver)"), n as f64 / dt.as_secs_f64(), "deliv/s", "within 20% of empty");
-        self.row("scale: deliver with deep queue", "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
+        self.row(
+            "scale: deliver with deep queue",
+            &format!("{n} msgs (enqueue+deliver)"),
+            n as f64 / dt.as_secs_f64(),
+            "deliv/s",
+            "within 20% of empty",
+        );
+        self.row(
+            "scale: deliver with deep queue",
+            "daemon peak RSS",
+            rss as f64 / 1024.0,
+            "MiB",
+            "<= 40",
+        );
     }
 
     fn report(&self, elapsed: Duration) {
@@ -315,9 +481,16 @@ impl Bench {
         println!("| scenario | metric | value | unit | target |");
         println!("|---|---|---|---|---|");
         for r in &self.rows {
-            println!("| {} | {} | {:.1} | {} | {} |", r.scenario, r.metric, r.value, r.unit, r.target);
+            println!(
+                "| {} | {} | {:.1} | {} | {} |",
+                r.scenario, r.metric, r.value, r.unit, r.target
+            );
         }
-        println!("\n{} rows in {:.0} s, commit {rev}", self.rows.len(), elapsed.as_secs_f64());
+        println!(
+            "\n{} rows in {:.0} s, commit {rev}",
+            self.rows.len(),
+            elapsed.as_secs_f64()
+        );
         let json = serde_json::json!({
             "commit": rev,
             "quick": self.args.quick,
@@ -325,7 +498,8 @@ impl Bench {
             "rows": self.rows,
             "failures": self.failures,
         });
-        std::fs::write(&self.args.out, serde_json::to_string_pretty(&json).unwrap()).expect("write results");
+        std::fs::write(&self.args.out, serde_json::to_string_pretty(&json).unwrap())
+            .expect("write results");
         eprintln!("results written to {}", self.args.out.display());
     }
 }
@@ -358,7 +532,11 @@ fn wait(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 fn webhookd() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let bin = exe.with_file_name("webhookd");
-    assert!(bin.exists(), "{} not found: run `cargo build --release --bins` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --release --bins` first",
+        bin.display()
+    );
     bin
 }
 
@@ -388,7 +566,11 @@ impl Work {
     }
 
     fn clone_handle(&self) -> Work {
-        Work { dir: self.dir.clone(), db: self.db.clone(), config: self.config.clone() }
+        Work {
+            dir: self.dir.clone(),
+            db: self.db.clone(),
+            config: self.config.clone(),
+        }
     }
 
     fn cmd(&self) -> Command {
@@ -408,7 +590,9 @@ impl Work {
             .unwrap();
         let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
         let url = url.to_owned();
-        let delay = delay.map(|d| format!(",\"delay\":\"{d}\"")).unwrap_or_default();
+        let delay = delay
+            .map(|d| format!(",\"delay\":\"{d}\""))
+            .unwrap_or_default();
         let writer = std::thread::spawn(move || {
             let pad = "x".repeat(body.saturating_sub(20));
             for i in 0..n {
@@ -430,7 +614,12 @@ impl Work {
     fn enqueue_one(&self) {
         let out = self
             .cmd()
-            .args(["enqueue", "http://127.0.0.1:9/hook", "-d", "{\"event\":\"bench\"}"])
+            .args([
+                "enqueue",
+                "http://127.0.0.1:9/hook",
+                "-d",
+                "{\"event\":\"bench\"}",
+            ])
             .stderr(Stdio::inherit())
             .output()
             .unwrap();
@@ -451,7 +640,8 @@ impl Work {
         let sock_path = self.dir.join("notify.sock");
         let _ = std::fs::remove_file(&sock_path);
         let sock = UnixDatagram::bind(&sock_path).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let t = Instant::now();
         let child = self
             .cmd()
@@ -463,11 +653,17 @@ impl Work {
         let mut buf = [0u8; 512];
         loop {
             let n = sock.recv(&mut buf).expect("READY=1 within 60 s");
-            if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == "READY=1") {
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
                 break;
             }
         }
-        Daemon { child, ready_ms: t.elapsed().as_secs_f64() * 1000.0 }
+        Daemon {
+            child,
+            ready_ms: t.elapsed().as_secs_f64() * 1000.0,
+        }
     }
 }
 
@@ -481,7 +677,12 @@ impl Daemon {
     fn usage(&self) -> (Duration, u64) {
         let pid = self.child.id();
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
         // After "pid (comm)": field 14 utime is index 11, stime index 12 (1-based 14/15).
         let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
             + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -108,15 +108,22 @@ fn serve(conn: TcpStream, shared: &Shared, b: Behaviour) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         let n = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(t) = sent_at(&body) {
-            shared.latencies_us.lock().unwrap().push(now.saturating_sub(t) / 1000);
+            shared
+                .latencies_us
+                .lock()
+                .unwrap()
+                .push(now.saturating_sub(t) / 1000);
         }
         if !b.delay.is_zero() {
             thread::sleep(b.delay);
         }
-        let fail = b.fail_every > 0 && n % b.fail_every == 0;
+        let fail = b.fail_every > 0 && n.is_multiple_of(b.fail_every);
         if !fail {
             if let Some(id) = id {
                 shared.ids.lock().unwrap().insert(id);
@@ -137,7 +144,10 @@ fn serve(conn: TcpStream, shared: &Shared, b: Behaviour) {
 fn sent_at(body: &[u8]) -> Option<u64> {
     let pos = body.windows(4).position(|w| w == b"\"t\":")?;
     let digits = &body[pos + 4..];
-    let end = digits.iter().position(|c| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 

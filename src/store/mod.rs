@@ -154,12 +154,17 @@ impl Store {
         // The daemon checkpoints from its own thread (see `checkpoint`), so its connections never
         // checkpoint inline; CLI connections keep a large threshold as a safety net for when no
         // daemon runs, and skip the checkpoint SQLite otherwise does when the last connection
-        // closes (two extra fsyncs in every `enqueue`).
+        // closes (two extra fsyncs in every `enqueue`)...
         let (sync, autocheckpoint) = match access {
             Access::Daemon => ("NORMAL", 0),
             Access::Write | Access::Read => ("FULL", CLI_AUTOCHECKPOINT_PAGES),
         };
-        if access != Access::Daemon {
+        // Only while a daemon runs: it keeps the WAL index alive and checkpoints. Without one, the
+        // last connection must checkpoint as it closes, or every later open would replay (scan) a
+        // WAL that keeps growing.
+        if access != Access::Daemon
+            && matches!(DaemonLock::probe(path), DaemonState::Running { .. })
+        {
             store
                 .conn
                 .set_db_config(

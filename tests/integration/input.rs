@@ -270,3 +270,41 @@ fn read_commands_on_a_missing_db_say_so() {
     assert_eq!(v["db"]["exists"], false);
     assert!(!env.db.exists(), "status must not create the database");
 }
+
+#[test]
+fn jsonl_stream_commits_as_it_goes_and_stops_at_a_bad_line() {
+    let env = TestEnv::new("stream");
+    let good = r#"{"url":"http://127.0.0.1:9/a"}"#;
+    let out = env.run_stdin(
+        &["enqueue", "--jsonl", "-", "--stream"],
+        format!("{good}\n{good}\n{{\"url\":\"bad\"}}\n{good}\n").as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdin: line 3") && err.contains("invalid URL"),
+        "{err}"
+    );
+    let uuids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        uuids.len(),
+        2,
+        "the lines before the bad one are stored and printed"
+    );
+    for u in &uuids {
+        assert_eq!(env.state(u), "pending");
+    }
+    assert_eq!(env.queue("pending"), 2);
+
+    let ok = env.run_stdin(
+        &["enqueue", "--jsonl", "-", "--stream", "--json"],
+        format!("{good}\n").as_bytes(),
+    );
+    assert!(ok.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["state"], "pending");
+}

@@ -264,12 +264,7 @@ impl Dispatcher {
         if self.finished.is_empty() && claim == 0 {
             return;
         }
-        let outcomes: Vec<Outcome> = self
-            .finished
-            .iter()
-            .map(|f| decide(f, &self.policy, now))
-            .collect();
-        let claimed = match self.store.cycle(&outcomes, &[], claim, now) {
+        let claimed = match self.record(&[], claim, now) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("{e}; retrying");
@@ -277,10 +272,6 @@ impl Dispatcher {
                 return;
             }
         };
-        for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
-            self.account(f, o);
-        }
-        self.in_flight -= outcomes.len();
         if claim > 0 {
             self.in_flight += claimed.len();
             if claimed.len() < claim {
@@ -299,6 +290,25 @@ impl Dispatcher {
                 log::error!("job channel closed while running");
             }
         }
+    }
+
+    /// Records the finished attempts and `released` jobs and claims up to `claim`, in one
+    /// transaction; on success the finished list is accounted for and emptied.
+    ///
+    /// # Errors
+    /// The store's; nothing changes then and the finished attempts stay for the next try.
+    fn record(&mut self, released: &[i64], claim: usize, now: i64) -> Result<Vec<Job>> {
+        let outcomes: Vec<Outcome> = self
+            .finished
+            .iter()
+            .map(|f| decide(f, &self.policy, now))
+            .collect();
+        let claimed = self.store.cycle(&outcomes, released, claim, now)?;
+        for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
+            self.account(f, o);
+        }
+        self.in_flight -= outcomes.len();
+        Ok(claimed)
     }
 
     fn account(&mut self, f: &Finished, o: &Outcome) {
@@ -376,20 +386,8 @@ impl Dispatcher {
         loop {
             self.finished.extend(done.try_iter());
             if !self.finished.is_empty() || !released.is_empty() {
-                let now = store::now_ms();
-                let outcomes: Vec<Outcome> = self
-                    .finished
-                    .iter()
-                    .map(|f| decide(f, &self.policy, now))
-                    .collect();
-                match self.store.cycle(&outcomes, &released, 0, now) {
-                    Ok(_) => {
-                        for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
-                            self.account(f, o);
-                        }
-                        self.in_flight -= outcomes.len();
-                        released.clear();
-                    }
+                match self.record(&released, 0, store::now_ms()) {
+                    Ok(_) => released.clear(),
                     Err(e) => {
                         log::error!("{e}");
                         if Instant::now() >= deadline {

@@ -28,7 +28,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 
@@ -185,31 +185,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Maps a SQLite error to `Busy` (lock timeout) or `Db`, naming the operation.
+    /// Maps a SQLite error to `Busy` (lock timeout), `DbPermission` or `Db`, naming the operation.
     fn err(&self, op: &'static str, source: rusqlite::Error) -> Error {
-        if matches!(
-            source.sqlite_error_code(),
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-        ) {
-            return Error::Busy {
-                path: self.path.clone(),
-                op,
-            };
-        }
-        if matches!(
-            source.sqlite_error_code(),
-            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen)
-        ) {
-            return Error::DbPermission {
-                path: self.path.clone(),
-                source,
-            };
-        }
-        Error::Db {
-            path: self.path.clone(),
-            op,
-            source,
-        }
+        queue::wrap(&self.path, op, source)
     }
 }
 

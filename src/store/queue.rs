@@ -332,13 +332,15 @@ impl Inserter<'_> {
 
 /// Like `Store::err` for code that holds a transaction borrowed from the store.
 pub(super) fn wrap(path: &std::path::Path, op: &'static str, source: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, PermissionDenied, ReadOnly};
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, PermissionDenied, ReadOnly,
+    };
     match source.sqlite_error_code() {
         Some(DatabaseBusy | DatabaseLocked) => Error::Busy {
             path: path.to_path_buf(),
             op,
         },
-        Some(ReadOnly | PermissionDenied) => Error::DbPermission {
+        Some(ReadOnly | PermissionDenied | CannotOpen) => Error::DbPermission {
             path: path.to_path_buf(),
             source,
         },

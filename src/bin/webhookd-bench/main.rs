@@ -295,15 +295,15 @@ impl Bench {
         );
     }
 
-    /// Scenario 2: drain a pre-filled queue.
-    fn drain(&mut self, name: &str, behaviour: Behaviour, workers: usize) {
-        let n = if behaviour.delay.is_zero() {
-            self.n(200_000, 5_000)
-        } else {
-            self.n(20_000, 1_000)
-        };
-        let rx = Receiver::start(behaviour);
-        let w = Work::new(&self.args.dir, "drain", workers);
+    /// Queues `n` messages for `rx`, then times a daemon from spawn until all have arrived.
+    /// Returns (elapsed, daemon CPU, daemon peak RSS KiB), or records a failure.
+    fn timed_drain(
+        &mut self,
+        name: &str,
+        w: &Work,
+        rx: &Receiver,
+        n: usize,
+    ) -> Option<(Duration, Duration, u64)> {
         w.enqueue_jsonl(n, &rx.url(), 1024, None);
         settle_disk();
         let t = Instant::now();
@@ -314,8 +314,23 @@ impl Bench {
         d.stop();
         if !ok {
             self.fail(format!("{name}: {} of {n} messages received", rx.unique()));
-            return;
+            return None;
         }
+        Some((dt, cpu, rss))
+    }
+
+    /// Scenario 2: drain a pre-filled queue.
+    fn drain(&mut self, name: &str, behaviour: Behaviour, workers: usize) {
+        let n = if behaviour.delay.is_zero() {
+            self.n(200_000, 5_000)
+        } else {
+            self.n(20_000, 1_000)
+        };
+        let rx = Receiver::start(behaviour);
+        let w = Work::new(&self.args.dir, "drain", workers);
+        let Some((dt, cpu, rss)) = self.timed_drain(name, &w, &rx, n) else {
+            return;
+        };
         let sent = rx
             .shared
             .requests
@@ -449,19 +464,10 @@ impl Bench {
         d.stop();
         let per = file_size(&w.db) as f64 / deep as f64;
         self.row("scale: fill", "DB bytes per message", per, "bytes", "");
-        w.enqueue_jsonl(n, &rx.url(), 1024, None);
-        settle_disk();
-        let t = Instant::now();
-        let mut d = w.daemon();
-        let ok = wait(Duration::from_secs(600), || rx.unique() >= n);
-        let dt = t.elapsed();
-        let (cpu, rss) = d.usage();
-        d.stop();
-        if !ok {
-            self.fail(format!("scale: {} of {n} received", rx.unique()));
-            return;
-        }
         let name = format!("scale: drain with {deep} scheduled");
+        let Some((dt, cpu, rss)) = self.timed_drain(&name, &w, &rx, n) else {
+            return;
+        };
         let rate = n as f64 / dt.as_secs_f64();
         self.row(
             &name,

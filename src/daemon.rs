@@ -378,11 +378,10 @@ impl Dispatcher {
         limit: Duration,
         pool: &Pool,
     ) {
-        let released: Vec<i64> = jobs_rx.try_iter().map(|j| j.seq).collect();
+        let mut released: Vec<i64> = jobs_rx.try_iter().map(|j| j.seq).collect();
         drop(jobs_tx);
         self.in_flight -= released.len();
         let deadline = Instant::now() + limit;
-        let mut released = released;
         loop {
             self.finished.extend(done.try_iter());
             if !self.finished.is_empty() || !released.is_empty() {
@@ -464,24 +463,18 @@ impl SignalThread {
         let mut signals =
             Signals::new([SIGTERM, SIGINT, SIGHUP]).map_err(|source| Error::Signals { source })?;
         let handle = signals.handle();
-        let thread = thread::Builder::new()
-            .name("webhookd-signals".into())
-            .spawn(move || {
-                for signal in signals.forever() {
-                    let msg = match signal {
-                        SIGTERM => Control::Stop("SIGTERM"),
-                        SIGINT => Control::Stop("SIGINT"),
-                        _ => Control::Reload,
-                    };
-                    if control.send(msg).is_err() {
-                        return;
-                    }
+        let thread = spawn("webhookd-signals", move || {
+            for signal in signals.forever() {
+                let msg = match signal {
+                    SIGTERM => Control::Stop("SIGTERM"),
+                    SIGINT => Control::Stop("SIGINT"),
+                    _ => Control::Reload,
+                };
+                if control.send(msg).is_err() {
+                    return;
                 }
-            })
-            .map_err(|source| Error::Spawn {
-                name: "webhookd-signals".into(),
-                source,
-            })?;
+            }
+        })?;
         Ok(SignalThread { handle, thread })
     }
 
@@ -524,23 +517,17 @@ impl WakeThread {
         // The timeout only bounds how long `stop` can wait if its own datagram is lost.
         let _ = sock.set_read_timeout(Some(Duration::from_secs(1)));
         let flag = Arc::clone(&stop);
-        let thread = thread::Builder::new()
-            .name("webhookd-wake".into())
-            .spawn(move || {
-                let mut buf = [0u8; 16];
-                while !flag.load(Ordering::Relaxed) {
-                    if sock.recv(&mut buf).is_ok()
-                        && !flag.load(Ordering::Relaxed)
-                        && control.send(Control::Wake).is_err()
-                    {
-                        return;
-                    }
+        let thread = spawn("webhookd-wake", move || {
+            let mut buf = [0u8; 16];
+            while !flag.load(Ordering::Relaxed) {
+                if sock.recv(&mut buf).is_ok()
+                    && !flag.load(Ordering::Relaxed)
+                    && control.send(Control::Wake).is_err()
+                {
+                    return;
                 }
-            })
-            .map_err(|source| Error::Spawn {
-                name: "webhookd-wake".into(),
-                source,
-            })?;
+            }
+        })?;
         Ok(WakeThread {
             path,
             stop,
@@ -572,28 +559,22 @@ impl Checkpointer {
     fn start(db: &Path) -> Result<Checkpointer> {
         let store = Store::open(db, Access::Daemon)?;
         let (stop, stopped) = bounded::<()>(0);
-        let thread = thread::Builder::new()
-            .name("webhookd-checkpoint".into())
-            .spawn(move || {
-                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(CHECKPOINT_INTERVAL)
-                {
-                    match store.checkpoint(false) {
-                        Ok(c) if c.wal_pages >= CHECKPOINT_RESTART_PAGES => {
-                            log::debug!("WAL at {} pages: restarting it", c.wal_pages);
-                            if let Err(e) = store.checkpoint(true) {
-                                log::warn!("{e}");
-                            }
+        let thread = spawn("webhookd-checkpoint", move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+            {
+                match store.checkpoint(false) {
+                    Ok(c) if c.wal_pages >= CHECKPOINT_RESTART_PAGES => {
+                        log::debug!("WAL at {} pages: restarting it", c.wal_pages);
+                        if let Err(e) = store.checkpoint(true) {
+                            log::warn!("{e}");
                         }
-                        Ok(c) => log::trace!("checkpoint {}/{} pages", c.copied_pages, c.wal_pages),
-                        Err(e) => log::warn!("{e}"),
                     }
+                    Ok(c) => log::trace!("checkpoint {}/{} pages", c.copied_pages, c.wal_pages),
+                    Err(e) => log::warn!("{e}"),
                 }
-            })
-            .map_err(|source| Error::Spawn {
-                name: "webhookd-checkpoint".into(),
-                source,
-            })?;
+            }
+        })?;
         Ok(Checkpointer { stop, thread })
     }
 
@@ -603,4 +584,15 @@ impl Checkpointer {
             log::error!("webhookd-checkpoint panicked");
         }
     }
+}
+
+/// Starts a named thread.
+fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) -> Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| Error::Spawn {
+            name: name.into(),
+            source,
+        })
 }

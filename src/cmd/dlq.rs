@@ -17,7 +17,7 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
     let store = Store::open(&config.db, Access::Read)?;
     let mut first = true;
     if json {
-        out_raw("[")?;
+        out("[")?;
     } else {
         out(format_args!(
             "{:<36}  {:>8}  {:<24}  {:<40}  LAST ERROR",
@@ -33,7 +33,7 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
                 "last_error": d.last_error,
                 "dead_at": opt_time(d.dead_at),
             });
-            out_raw(&format!("{}{item}", if first { "" } else { "," }))?;
+            out(format_args!("{}{item}", if first { "" } else { "," }))?;
         } else {
             let since = d.dead_at.map_or_else(|| "-".into(), super::time);
             out(format_args!(
@@ -49,13 +49,9 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
         Ok(())
     })?;
     if json {
-        out_raw("]")?;
+        out("]")?;
     }
     Ok(exit::OK)
-}
-
-fn out_raw(s: &str) -> Result<()> {
-    out(s)
 }
 
 /// Runs `dlq retry`, applying the edits to every selected message.

@@ -328,8 +328,9 @@ impl DaemonLock {
             return DaemonState::Stopped;
         };
         match file.try_lock_shared() {
-            Ok(()) => DaemonState::Stopped,
-            Err(_) => {
+            // Only a lock held by someone else means "running"; any other error does not.
+            Ok(()) | Err(std::fs::TryLockError::Error(_)) => DaemonState::Stopped,
+            Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 DaemonState::Running {

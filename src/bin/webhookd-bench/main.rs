@@ -237,23 +237,7 @@ impl Bench {
             w.enqueue_one(&url);
             lat.push(t0.elapsed().as_micros() as u64);
         }
-        let rate = calls as f64 / t.elapsed().as_secs_f64();
-        lat.sort_unstable();
-        self.row("enqueue CLI, sequential", "calls/s", rate, "calls/s", "");
-        self.row(
-            "enqueue CLI, sequential",
-            "p50 per call",
-            pct(&lat, 50.0) as f64 / 1000.0,
-            "ms",
-            "<= 3",
-        );
-        self.row(
-            "enqueue CLI, sequential",
-            "p99 per call",
-            pct(&lat, 99.0) as f64 / 1000.0,
-            "ms",
-            "",
-        );
+        self.call_rows("enqueue CLI, sequential", lat, t.elapsed(), "<= 3");
         let per = calls / 8;
         let t = Instant::now();
         let handles: Vec<_> = (0..8)
@@ -271,28 +255,23 @@ impl Bench {
                 })
             })
             .collect();
-        let mut lat: Vec<u64> = handles
+        let lat: Vec<u64> = handles
             .into_iter()
             .flat_map(|h| h.join().unwrap())
             .collect();
-        let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
-        lat.sort_unstable();
-        self.row("enqueue CLI, 8 concurrent", "calls/s", rate, "calls/s", "");
-        self.row(
-            "enqueue CLI, 8 concurrent",
-            "p50 per call",
-            pct(&lat, 50.0) as f64 / 1000.0,
-            "ms",
-            "",
-        );
+        self.call_rows("enqueue CLI, 8 concurrent", lat, t.elapsed(), "");
         d.stop();
-        self.row(
-            "enqueue CLI, 8 concurrent",
-            "p99 per call",
-            pct(&lat, 99.0) as f64 / 1000.0,
-            "ms",
-            "",
-        );
+    }
+
+    /// Rows for a batch of timed CLI calls: rate, p50 and p99 per call.
+    fn call_rows(&mut self, name: &str, mut lat: Vec<u64>, elapsed: Duration, p50_target: &str) {
+        let rate = lat.len() as f64 / elapsed.as_secs_f64();
+        lat.sort_unstable();
+        self.row(name, "calls/s", rate, "calls/s", "");
+        let p50 = pct(&lat, 50.0) as f64 / 1000.0;
+        self.row(name, "p50 per call", p50, "ms", p50_target);
+        let p99 = pct(&lat, 99.0) as f64 / 1000.0;
+        self.row(name, "p99 per call", p99, "ms", "");
     }
 
     /// Queues `n` messages for `rx`, then times a daemon from spawn until all have arrived.

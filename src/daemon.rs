@@ -15,6 +15,14 @@
 //! Shutdown (SIGTERM/SIGINT): `STOPPING=1`; stop claiming; take back the claimed jobs no worker has
 //! started and make them pending again; close the job channel; wait for the requests in flight
 //! (bounded by `http.timeout` plus a margin) and record their outcomes; join every thread; exit 0.
+//!
+//! systemd: `STATUS=` every few seconds (in flight, pending, dead, delivered in the last minute,
+//! from the trigger-kept counts, never a scan). With `WATCHDOG_USEC` set, the dispatcher sends
+//! `WATCHDOG=1` every quarter of it, and only while it is healthy: its loop turns (it is the one
+//! pinging) and no worker has been on one request longer than `http.timeout` plus a margin.
+//! SIGHUP: `RELOADING=1` + `MONOTONIC_USEC`, re-read the config, apply what can change live
+//! (workers, retry policy, HTTP timeouts, log level, retention), `READY=1`; a config that fails to
+//! load is logged and the running one stays.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -23,7 +31,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use log::LevelFilter;
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -45,6 +56,12 @@ const PURGE_BACKLOG_INTERVAL: Duration = Duration::from_millis(50);
 const PURGE_BATCH: usize = 1_000;
 /// How often the counts are logged at info.
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// How often `STATUS=` is updated, and how many of those periods make up "the last minute".
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+const STATUS_WINDOW: usize = 12;
+/// A worker on one request for longer than `http.timeout` plus this is stuck: the daemon stops
+/// feeding the watchdog.
+const STUCK_MARGIN: Duration = Duration::from_secs(10);
 /// Extra time, beyond the HTTP timeout, that shutdown waits for requests in flight.
 const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// After a failed database write the dispatcher waits this long before trying again.
@@ -80,12 +97,15 @@ pub(crate) fn wake(db: &Path) {
     }
 }
 
+/// Re-reads the configuration on SIGHUP: the new config and the log level it implies.
+pub(crate) type Reload<'a> = &'a dyn Fn() -> Result<(Config, LevelFilter)>;
+
 /// Runs the daemon until SIGTERM or SIGINT.
 ///
 /// # Errors
 /// Start-up failures only: the database cannot be opened or migrated, another daemon holds the
 /// lock, or threads cannot be started. Per-message failures are recorded, never returned.
-pub(crate) fn run(config: &Config) -> Result<()> {
+pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let mut store = Store::open(&config.db, Access::Daemon)?;
     let _lock = DaemonLock::acquire(&config.db)?;
     let requeued = store.requeue_in_flight(store::now_ms())?;
@@ -98,12 +118,13 @@ pub(crate) fn run(config: &Config) -> Result<()> {
     let wake = WakeThread::start(&config.db, control_tx)?;
     let checkpointer = Checkpointer::start(&config.db)?;
 
-    let capacity = config.workers * 2;
-    let (jobs_tx, jobs_rx) = bounded::<Job>(capacity);
+    // Unbounded: the dispatcher itself never has more than `capacity` jobs unfinished.
+    let (jobs_tx, jobs_rx) = unbounded::<Job>();
     let (done_tx, done_rx) = unbounded::<Finished>();
-    let http = Arc::new(Http::new(&config.http, config.workers));
-    let pool = Pool::start(config.workers, &http, &jobs_rx, &done_tx)?;
-    drop(done_tx); // the workers hold the only senders: the channel closes when they are gone
+    let http = Http::new(&config.http, config.workers);
+    let pool = Pool::start(config.workers, http, &jobs_rx, &done_tx)?;
+    drop(done_tx);
+    let watchdog = sd_notify::watchdog_enabled();
 
     log::info!(
         "webhookd {} started: db {}, config {}, {} workers",
@@ -115,13 +136,26 @@ pub(crate) fn run(config: &Config) -> Result<()> {
             .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
         config.workers
     );
+    if let Some(w) = watchdog {
+        log::info!(
+            "watchdog enabled: {:?}; pinging every {:?} while healthy",
+            w,
+            w / 4
+        );
+    }
     notify(&[NotifyState::Ready, NotifyState::Status("delivering")]);
 
     let mut dispatcher = Dispatcher {
         store,
-        policy: config.retry.clone(),
-        retention: config.retention,
-        capacity,
+        pool,
+        config: config.clone(),
+        capacity: config.workers * 2,
+        ping_every: watchdog.map(|w| w / 4),
+        last_check: Instant::now(),
+        last_ping: Instant::now(),
+        unhealthy: false,
+        window: VecDeque::new(),
+        delivered_total: 0,
         in_flight: 0,
         next_due: None,
         want_claim: true,
@@ -129,17 +163,13 @@ pub(crate) fn run(config: &Config) -> Result<()> {
         finished: Vec::new(),
         stats: Stats::default(),
     };
-    let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx);
+    dispatcher.ping();
+    let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx, reload);
     log::info!("{reason}: stopping; waiting for requests in flight");
     notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
-    dispatcher.drain(
-        jobs_tx,
-        &jobs_rx,
-        &done_rx,
-        config.http.timeout + DRAIN_MARGIN,
-        &pool,
-    );
-    pool.join(Duration::from_secs(2));
+    let limit = dispatcher.config.http.timeout + DRAIN_MARGIN;
+    dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, limit);
+    dispatcher.pool.join(Duration::from_secs(2));
     signals.stop();
     wake.stop();
     checkpointer.stop();
@@ -162,9 +192,19 @@ struct Stats {
 
 struct Dispatcher {
     store: Store,
-    policy: RetryPolicy,
-    retention: Duration,
+    pool: Pool,
+    /// The configuration in force (replaced on reload, except `db`).
+    config: Config,
     capacity: usize,
+    /// Watchdog: how often to ping (None: no watchdog), when health was last checked and when the
+    /// last ping went out, and whether the last check found a stuck worker.
+    ping_every: Option<Duration>,
+    last_check: Instant,
+    last_ping: Instant,
+    unhealthy: bool,
+    /// Deliveries per `STATUS_INTERVAL`, newest last, for "delivered in the last minute".
+    window: VecDeque<u64>,
+    delivered_total: u64,
     in_flight: usize,
     /// Earliest known `due_at` of a pending message.
     next_due: Option<i64>,
@@ -182,9 +222,12 @@ impl Dispatcher {
         jobs: &Sender<Job>,
         done: &Receiver<Finished>,
         control: &Receiver<Control>,
+        reload: Reload<'_>,
     ) -> &'static str {
         let mut next_purge = Instant::now();
         let mut last_stats = Instant::now();
+        let mut last_status = Instant::now();
+        let mut status_mark = 0;
         let mut last_poll = Instant::now() - POLL_INTERVAL;
         loop {
             let timeout = self.sleep_time(last_poll);
@@ -195,9 +238,7 @@ impl Dispatcher {
                     for msg in std::iter::once(msg).chain(control.try_iter()) {
                         match msg {
                             Control::Stop(signal) => return signal,
-                            Control::Reload => log::info!(
-                                "SIGHUP received; live reload is not supported yet, restart to apply config changes"
-                            ),
+                            Control::Reload => self.reload(reload),
                             Control::Wake => self.want_claim = true,
                         }
                     }
@@ -224,11 +265,150 @@ impl Dispatcher {
                         PURGE_INTERVAL
                     };
             }
+            if last_status.elapsed() >= STATUS_INTERVAL {
+                last_status = Instant::now();
+                self.window.push_back(self.delivered_total - status_mark);
+                status_mark = self.delivered_total;
+                if self.window.len() > STATUS_WINDOW {
+                    self.window.pop_front();
+                }
+                self.report_status();
+            }
             if last_stats.elapsed() >= STATS_INTERVAL {
                 last_stats = Instant::now();
-                self.log_stats(now);
+                self.log_stats();
+            }
+            self.check_health();
+        }
+    }
+
+    /// `STATUS=` for `systemctl status`.
+    fn report_status(&self) {
+        match self.store.totals() {
+            Ok(c) => notify(&[NotifyState::Status(&format!(
+                "{} in flight, {} pending, {} dead; {} delivered in the last minute",
+                self.in_flight,
+                c.pending,
+                c.dead,
+                self.window.iter().sum::<u64>()
+            ))]),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    /// Feeds the watchdog every `ping_every`, unless a worker is stuck. Being called at all shows
+    /// that the dispatcher loop turns.
+    fn check_health(&mut self) {
+        let Some(every) = self.ping_every else {
+            return;
+        };
+        if self.last_check.elapsed() < every {
+            return;
+        }
+        self.last_check = Instant::now();
+        crate::faults::maybe_wedge();
+        let limit = self.config.http.timeout + STUCK_MARGIN;
+        if let Some(stuck) = self.pool.stuck(limit) {
+            if !self.unhealthy {
+                log::error!(
+                    "{} has been on one request for {:?}, longer than http.timeout + {:?}: no longer feeding the watchdog, so that systemd restarts webhookd",
+                    stuck.name,
+                    stuck.busy,
+                    STUCK_MARGIN
+                );
+            }
+            self.unhealthy = true;
+            return;
+        }
+        if self.unhealthy {
+            log::warn!("no worker is stuck any more; feeding the watchdog again");
+            self.unhealthy = false;
+        }
+        self.ping();
+    }
+
+    fn ping(&mut self) {
+        if self.ping_every.is_some() {
+            notify(&[NotifyState::Watchdog]);
+            self.last_ping = Instant::now();
+        }
+    }
+
+    /// SIGHUP: re-read the config and apply what can change while running.
+    fn reload(&mut self, reload: Reload<'_>) {
+        let mut states = vec![NotifyState::Reloading];
+        match NotifyState::monotonic_usec_now() {
+            Ok(t) => states.push(t),
+            Err(e) => log::warn!("cannot read the monotonic clock for MONOTONIC_USEC: {e}"),
+        }
+        notify(&states);
+        match reload() {
+            Ok((new, level)) => self.apply(new, level),
+            Err(e) => log::error!("reload failed, the running configuration stays: {e}"),
+        }
+        notify(&[NotifyState::Ready]);
+        self.report_status();
+    }
+
+    fn apply(&mut self, mut new: Config, level: LevelFilter) {
+        let old = &self.config;
+        let mut changed = Vec::new();
+        if new.db != old.db {
+            log::warn!(
+                "reload: db changed to {}; restart webhookd to use it (still using {})",
+                new.db.display(),
+                old.db.display()
+            );
+            new.db = old.db.clone();
+        }
+        if new.workers != old.workers {
+            match self.pool.resize(new.workers) {
+                Ok(()) => {
+                    changed.push(format!("workers {} -> {}", old.workers, new.workers));
+                    self.capacity = new.workers * 2;
+                }
+                Err(e) => {
+                    log::error!("reload: {e}; workers stay at {}", old.workers);
+                    new.workers = old.workers;
+                }
             }
         }
+        if new.http != old.http {
+            self.pool.set_http(Http::new(&new.http, new.workers));
+            changed.push(format!(
+                "http.timeout {:?} -> {:?}, http.connect_timeout {:?} -> {:?}",
+                old.http.timeout,
+                new.http.timeout,
+                old.http.connect_timeout,
+                new.http.connect_timeout
+            ));
+        }
+        if new.retry != old.retry {
+            changed.push(format!("retry {:?} -> {:?}", old.retry, new.retry));
+        }
+        if new.retention != old.retention {
+            changed.push(format!(
+                "retention {} -> {}",
+                humantime::format_duration(old.retention),
+                humantime::format_duration(new.retention)
+            ));
+        }
+        if level != log::max_level() {
+            changed.push(format!("log level {} -> {level}", log::max_level()));
+            log::set_max_level(level);
+        }
+        log::info!(
+            "reloaded {}: {}",
+            new.source
+                .as_ref()
+                .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
+            if changed.is_empty() {
+                "nothing changed".into()
+            } else {
+                changed.join("; ")
+            }
+        );
+        self.config = new;
     }
 
     /// How long the loop may block: until the next poll or the next due message, whichever is
@@ -238,6 +418,9 @@ impl Dispatcher {
             return Duration::ZERO;
         }
         let mut t = POLL_INTERVAL.saturating_sub(last_poll.elapsed());
+        if let Some(every) = self.ping_every {
+            t = t.min(every.saturating_sub(self.last_check.elapsed()));
+        }
         if let Some(due) = self.next_due {
             let until = u64::try_from(due - store::now_ms()).unwrap_or(0);
             t = t.min(Duration::from_millis(until));
@@ -259,7 +442,7 @@ impl Dispatcher {
 
     /// One unit of work: record finished attempts and claim what is due, in one transaction.
     fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
-        let free = self.capacity - self.in_flight;
+        let free = self.capacity.saturating_sub(self.in_flight);
         let claim = if self.want_claim { free } else { 0 };
         if self.finished.is_empty() && claim == 0 {
             return;
@@ -301,7 +484,7 @@ impl Dispatcher {
         let outcomes: Vec<Outcome> = self
             .finished
             .iter()
-            .map(|f| decide(f, &self.policy, now))
+            .map(|f| decide(f, &self.config.retry, now))
             .collect();
         let claimed = self.store.cycle(&outcomes, released, claim, now)?;
         for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
@@ -315,6 +498,7 @@ impl Dispatcher {
         match o.kind {
             OutcomeKind::Delivered => {
                 self.stats.delivered += 1;
+                self.delivered_total += 1;
                 log::debug!("delivered {} (attempt {}, {:?})", f.uuid, o.n, f.duration);
             }
             OutcomeKind::Retry { due_at } => {
@@ -344,7 +528,7 @@ impl Dispatcher {
 
     /// Purges one batch of delivered messages past retention; true if more may remain.
     fn purge(&mut self, now: i64) -> bool {
-        let before = now.saturating_sub(store::duration_ms(self.retention));
+        let before = now.saturating_sub(store::duration_ms(self.config.retention));
         match self.store.purge_delivered(before, PURGE_BATCH) {
             Ok(0) => false,
             Ok(n) => {
@@ -358,9 +542,9 @@ impl Dispatcher {
         }
     }
 
-    fn log_stats(&mut self, now: i64) {
+    fn log_stats(&mut self) {
         let s = std::mem::take(&mut self.stats);
-        match self.store.counts(now) {
+        match self.store.totals() {
             Ok(c) => log::info!(
                 "last minute: {} delivered, {} retried, {} dead-lettered; queue: {} pending, {} in flight, {} dead",
                 s.delivered, s.retried, s.dead, c.pending, c.in_flight, c.dead
@@ -376,7 +560,6 @@ impl Dispatcher {
         jobs_rx: &Receiver<Job>,
         done: &Receiver<Finished>,
         limit: Duration,
-        pool: &Pool,
     ) {
         let mut released: Vec<i64> = jobs_rx.try_iter().map(|j| j.seq).collect();
         drop(jobs_tx);
@@ -397,7 +580,7 @@ impl Dispatcher {
                     }
                 }
             }
-            if self.in_flight == 0 || pool.is_finished() && done.is_empty() {
+            if self.in_flight == 0 || self.pool.is_finished() && done.is_empty() {
                 break;
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -411,6 +594,10 @@ impl Dispatcher {
             }
             if let Ok(f) = done.recv_timeout(left.min(Duration::from_millis(100))) {
                 self.finished.push(f);
+            }
+            // Stopping is bounded by TimeoutStopSec; keep the watchdog quiet meanwhile.
+            if self.ping_every.is_some_and(|every| self.last_ping.elapsed() >= every) {
+                self.ping();
             }
         }
     }

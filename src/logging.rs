@@ -10,18 +10,19 @@ use log::{Level, LevelFilter};
 
 use crate::error::{Error, Result};
 
-/// Installs the global logger at `level`.
+/// Installs the global logger at `level`. The level is only `log`'s global maximum, so that a
+/// config reload can change it with `log::set_max_level`.
 ///
 /// # Errors
 /// `Logging` if a logger was already installed.
 pub(crate) fn init(level: LevelFilter) -> Result<()> {
     let journal = stderr_is_journal();
     fern::Dispatch::new()
-        .level(level)
+        .level(LevelFilter::Trace)
         // Dependencies log at info about connections and TLS; keep them below our own lines.
-        .level_for("ureq", level.min(LevelFilter::Warn))
-        .level_for("ureq_proto", level.min(LevelFilter::Warn))
-        .level_for("rustls", level.min(LevelFilter::Warn))
+        .level_for("ureq", LevelFilter::Warn)
+        .level_for("ureq_proto", LevelFilter::Warn)
+        .level_for("rustls", LevelFilter::Warn)
         .format(move |out, message, record| {
             if journal {
                 out.finish(format_args!("<{}>{}", priority(record.level()), message));
@@ -38,7 +39,9 @@ pub(crate) fn init(level: LevelFilter) -> Result<()> {
         .apply()
         .map_err(|e| Error::Logging {
             message: e.to_string(),
-        })
+        })?;
+    log::set_max_level(level);
+    Ok(())
 }
 
 /// The level for `run` from the config and `-v`/`-q` counts.

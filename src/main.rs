@@ -9,6 +9,7 @@ mod config;
 mod daemon;
 mod deliver;
 mod error;
+mod faults;
 mod logging;
 mod message;
 mod store;
@@ -35,5 +36,5 @@ fn run(cli: cli::Cli) -> error::Result<u8> {
         _ => log::LevelFilter::Warn,
     };
     logging::init(logging::level(level, cli.verbose, cli.quiet))?;
-    cmd::dispatch(cli.command, &config)
+    cmd::dispatch(&cli, &config)
 }

@@ -9,7 +9,7 @@ mod status;
 
 use std::io::{Read, Write};
 
-use crate::cli::{Command, DlqCommand};
+use crate::cli::{Cli, Command, DlqCommand};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 
@@ -17,14 +17,22 @@ use crate::error::{exit, Error, Result};
 ///
 /// # Errors
 /// Whatever the subcommand fails with.
-pub(crate) fn dispatch(command: Command, config: &Config) -> Result<u8> {
-    match command {
-        Command::Enqueue(args) => enqueue::run(&args, config),
-        Command::Run { .. } => crate::daemon::run(config).map(|()| exit::OK),
-        Command::Status { json } => status::run(config, json),
-        Command::Show { uuid, json } => show::run(config, &uuid, json, false),
-        Command::Dlq(DlqCommand::List { json }) => dlq::list(config, json),
-        Command::Dlq(DlqCommand::Show { uuid, json }) => show::run(config, &uuid, json, true),
+pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
+    match &cli.command {
+        Command::Enqueue(args) => enqueue::run(args, config),
+        Command::Run { .. } => {
+            // SIGHUP: the same sources again (file, then flags), so flags keep their precedence.
+            let reload = || {
+                let config = Config::load(cli)?;
+                let level = crate::logging::level(config.log_level, cli.verbose, cli.quiet);
+                Ok((config, level))
+            };
+            crate::daemon::run(config, &reload).map(|()| exit::OK)
+        }
+        Command::Status { json } => status::run(config, *json),
+        Command::Show { uuid, json } => show::run(config, uuid, *json, false),
+        Command::Dlq(DlqCommand::List { json }) => dlq::list(config, *json),
+        Command::Dlq(DlqCommand::Show { uuid, json }) => show::run(config, uuid, *json, true),
         Command::Dlq(DlqCommand::Retry {
             select,
             url,
@@ -33,13 +41,13 @@ pub(crate) fn dispatch(command: Command, config: &Config) -> Result<u8> {
             data,
         }) => dlq::retry(
             config,
-            &select,
-            url,
-            &headers,
-            &remove_headers,
+            select,
+            url.clone(),
+            headers,
+            remove_headers,
             data.as_deref(),
         ),
-        Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, &select),
+        Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, select),
     }
 }
 

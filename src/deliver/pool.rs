@@ -1,24 +1,51 @@
-//! The delivery workers: N named threads that take jobs from a bounded channel, make one attempt
-//! each, and send the result back. They never touch the database.
+//! The delivery workers: named threads that take jobs from a channel, make one attempt each, and
+//! send the result back. They never touch the database.
 //!
 //! A panic while attempting a job is caught, logged with the job's uuid, and reported as a failed
-//! attempt, so the message is retried and the worker goes on. Workers end when the job channel is
-//! closed and empty; `join` reports any thread that died anyway.
+//! attempt, so the message is retried and the worker goes on (a replacement costs nothing: the
+//! thread itself survives). Each worker publishes when it started its current attempt, so the
+//! daemon can tell a stuck worker from a busy one and stop feeding the watchdog.
+//!
+//! The pool can grow and shrink while running (config reload): new workers are spawned at once;
+//! surplus workers retire when they are next idle. The HTTP client can be replaced too; attempts
+//! already running finish with the old one. Workers end when the job channel is closed and empty.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{select, unbounded, Receiver, Sender};
 
 use super::http::Http;
 use super::{Finished, Job, Reply};
 use crate::error::{Error, Result};
+use crate::store;
 
 /// Running worker threads.
 pub(crate) struct Pool {
-    handles: Vec<JoinHandle<()>>,
+    workers: Vec<Worker>,
+    /// How many workers should run; more are retired as they become idle.
+    size: usize,
+    next_id: usize,
+    http: Arc<RwLock<Arc<Http>>>,
+    jobs: Receiver<Job>,
+    done: Sender<Finished>,
+    retire_tx: Sender<()>,
+    retire_rx: Receiver<()>,
+}
+
+struct Worker {
+    handle: JoinHandle<()>,
+    /// Start of the current attempt in ms since the epoch; 0 while idle.
+    busy_since: Arc<AtomicI64>,
+}
+
+/// Reported by [`Pool::stuck`].
+pub(crate) struct Stuck {
+    pub(crate) name: String,
+    pub(crate) busy: Duration,
 }
 
 impl Pool {
@@ -28,36 +55,100 @@ impl Pool {
     /// `Spawn` when a thread cannot be created (already started ones end when `jobs` closes).
     pub(crate) fn start(
         n: usize,
-        http: &Arc<Http>,
+        http: Http,
         jobs: &Receiver<Job>,
         done: &Sender<Finished>,
     ) -> Result<Pool> {
-        let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let name = format!("webhookd-worker-{i}");
-            let (http, jobs, done) = (Arc::clone(http), jobs.clone(), done.clone());
+        let (retire_tx, retire_rx) = unbounded();
+        let mut pool = Pool {
+            workers: Vec::with_capacity(n),
+            size: 0,
+            next_id: 0,
+            http: Arc::new(RwLock::new(Arc::new(http))),
+            jobs: jobs.clone(),
+            done: done.clone(),
+            retire_tx,
+            retire_rx,
+        };
+        pool.resize(n)?;
+        Ok(pool)
+    }
+
+    /// Grows the pool to `n` workers at once, or retires the surplus as they become idle.
+    ///
+    /// # Errors
+    /// `Spawn` when a thread cannot be created; the pool keeps the workers it has.
+    pub(crate) fn resize(&mut self, n: usize) -> Result<()> {
+        self.workers.retain(|w| !w.handle.is_finished());
+        while self.size > n {
+            let _ = self.retire_tx.send(());
+            self.size -= 1;
+        }
+        while self.size < n {
+            // Cancel pending retirements before spawning.
+            if self.retire_rx.try_recv().is_ok() {
+                self.size += 1;
+                continue;
+            }
+            let name = format!("webhookd-worker-{}", self.next_id);
+            let busy_since = Arc::new(AtomicI64::new(0));
+            let (http, jobs, done, retire, busy) = (
+                Arc::clone(&self.http),
+                self.jobs.clone(),
+                self.done.clone(),
+                self.retire_rx.clone(),
+                Arc::clone(&busy_since),
+            );
             let handle = thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || work(&http, &jobs, &done))
+                .spawn(move || work(&http, &jobs, &retire, &done, &busy))
                 .map_err(|source| Error::Spawn { name, source })?;
-            handles.push(handle);
+            self.workers.push(Worker { handle, busy_since });
+            self.next_id += 1;
+            self.size += 1;
         }
-        Ok(Pool { handles })
+        Ok(())
+    }
+
+    /// Replaces the HTTP client for the attempts that start from now on.
+    pub(crate) fn set_http(&self, http: Http) {
+        *self.http.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(http);
+    }
+
+    /// The worker that has been on one attempt the longest, if that is longer than `limit`.
+    pub(crate) fn stuck(&self, limit: Duration) -> Option<Stuck> {
+        let now = store::now_ms();
+        self.workers
+            .iter()
+            .filter(|w| !w.handle.is_finished())
+            .filter_map(|w| {
+                let since = w.busy_since.load(Ordering::Relaxed);
+                let busy = u64::try_from(now - since).ok().filter(|_| since > 0)?;
+                Some((w, Duration::from_millis(busy)))
+            })
+            .filter(|(_, busy)| *busy > limit)
+            .max_by_key(|(_, busy)| *busy)
+            .map(|(w, busy)| Stuck {
+                name: w.handle.thread().name().unwrap_or("worker").to_owned(),
+                busy,
+            })
     }
 
     /// Whether every worker has returned.
     pub(crate) fn is_finished(&self) -> bool {
-        self.handles.iter().all(JoinHandle::is_finished)
+        self.workers.iter().all(|w| w.handle.is_finished())
     }
 
-    /// Waits up to `grace` for the workers to return, then joins those that did; logs the ones still stuck (they are abandoned to the
-    /// process exit, and their messages stay in flight until the next start requeues them).
+    /// Waits up to `grace` for the workers to return, then joins those that did; logs the ones
+    /// still stuck (they are abandoned to the process exit, and their messages stay in flight until
+    /// the next start requeues them).
     pub(crate) fn join(self, grace: Duration) {
         let deadline = std::time::Instant::now() + grace;
         while !self.is_finished() && std::time::Instant::now() < deadline {
             thread::sleep(Duration::from_millis(2));
         }
-        for handle in self.handles {
+        for worker in self.workers {
+            let handle = worker.handle;
             let name = handle.thread().name().unwrap_or("worker").to_owned();
             if !handle.is_finished() {
                 log::error!(
@@ -72,9 +163,27 @@ impl Pool {
     }
 }
 
-fn work(http: &Http, jobs: &Receiver<Job>, done: &Sender<Finished>) {
-    for job in jobs {
-        let finished = match catch_unwind(AssertUnwindSafe(|| http.attempt(&job))) {
+fn work(
+    http: &RwLock<Arc<Http>>,
+    jobs: &Receiver<Job>,
+    retire: &Receiver<()>,
+    done: &Sender<Finished>,
+    busy_since: &AtomicI64,
+) {
+    loop {
+        let job = select! {
+            recv(retire) -> _ => return,
+            recv(jobs) -> job => match job {
+                Ok(job) => job,
+                Err(_) => return, // channel closed and empty: shutting down
+            },
+        };
+        busy_since.store(store::now_ms(), Ordering::Relaxed);
+        let client = Arc::clone(&http.read().unwrap_or_else(PoisonError::into_inner));
+        let finished = match catch_unwind(AssertUnwindSafe(|| {
+            crate::faults::before_attempt(&job.url);
+            client.attempt(&job)
+        })) {
             Ok(f) => f,
             Err(panic) => {
                 let what = panic
@@ -94,6 +203,7 @@ fn work(http: &Http, jobs: &Receiver<Job>, done: &Sender<Finished>) {
                 )
             }
         };
+        busy_since.store(0, Ordering::Relaxed);
         if done.send(finished).is_err() {
             return; // dispatcher gone: the process is exiting
         }

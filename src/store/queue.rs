@@ -513,4 +513,52 @@ pub(super) mod tests {
         assert_eq!((c.pending, c.delivered, c.dead), (1, 0, 1));
         Ok(())
     }
+
+    /// The trigger-kept counts equal a real count after every kind of transition.
+    #[test]
+    fn trigger_counts_match_a_scan() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let scan = |s: &Store| -> Result<Vec<i64>> {
+            (0..4)
+                .map(|state| {
+                    s.conn
+                        .query_row(
+                            "SELECT count(*) FROM messages WHERE state = ?1",
+                            [state],
+                            |r| r.get(0),
+                        )
+                        .map_err(|e| s.err("scan", e))
+                })
+                .collect()
+        };
+        let check = |s: &Store| -> Result<()> {
+            let c = s.totals()?;
+            let want = scan(s)?;
+            let got = [c.pending, c.in_flight, c.delivered, c.dead].map(|n| n as i64);
+            assert_eq!(got.to_vec(), want);
+            Ok(())
+        };
+        let mut ins = s.inserter()?;
+        for _ in 0..6 {
+            ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        }
+        ins.commit()?;
+        check(&s)?;
+        let jobs = s.cycle(&[], &[], 5, 0)?;
+        check(&s)?;
+        let outs = [
+            outcome(&jobs[0], OutcomeKind::Delivered),
+            outcome(&jobs[1], OutcomeKind::Dead),
+            outcome(&jobs[2], OutcomeKind::Retry { due_at: 50 }),
+        ];
+        s.cycle(&outs, &[jobs[3].seq], 0, 10)?;
+        check(&s)?;
+        assert_eq!(s.requeue_in_flight(20)?, 1);
+        check(&s)?;
+        assert_eq!(s.purge_delivered(100, 10)?, 1);
+        check(&s)?;
+        let c = s.totals()?;
+        assert_eq!((c.pending, c.in_flight, c.delivered, c.dead), (4, 0, 0, 1));
+        Ok(())
+    }
 }

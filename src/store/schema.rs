@@ -9,6 +9,7 @@
 //! state updates never rewrite bodies; `attempts` holds one row per HTTP attempt. `due_at` means:
 //! pending: time of the next attempt; in_flight: when claimed; delivered: when delivered; dead: when
 //! it died. One index on `(state, due_at)` therefore serves claims, retention purges and the DLQ.
+//! `counts` holds the number of messages per state, kept exact by triggers on `messages`.
 
 use rusqlite::OptionalExtension;
 
@@ -54,6 +55,23 @@ const MIGRATIONS: &[&str] = &[
         response    BLOB,
         PRIMARY KEY (seq, n)
     ) WITHOUT ROWID;",
+    // 2: per-state counts kept by triggers, so `status` and the daemon's STATUS= line are O(1)
+    // instead of a scan of the state index (1m39s for 10 M rows on a cold cache).
+    "CREATE TABLE counts (state INTEGER PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counts (state, n)
+        SELECT s.value, (SELECT count(*) FROM messages WHERE state = s.value)
+        FROM (SELECT 0 AS value UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) s;
+    CREATE TRIGGER counts_insert AFTER INSERT ON messages BEGIN
+        UPDATE counts SET n = n + 1 WHERE state = NEW.state;
+    END;
+    CREATE TRIGGER counts_delete AFTER DELETE ON messages BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = OLD.state;
+    END;
+    CREATE TRIGGER counts_update AFTER UPDATE OF state ON messages
+        WHEN OLD.state != NEW.state BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = OLD.state;
+        UPDATE counts SET n = n + 1 WHERE state = NEW.state;
+    END;",
 ];
 
 /// The schema version this binary writes.

@@ -190,6 +190,12 @@ impl TestEnv {
 
     #[track_caller]
     pub fn daemon_with(&self, extra: &[&str]) -> Daemon {
+        self.daemon_env(extra, &[])
+    }
+
+    /// Starts `webhookd run` with extra arguments and environment, and waits for `READY=1`.
+    #[track_caller]
+    pub fn daemon_env(&self, extra: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let sock_path = self.dir.join(format!("notify-{n}.sock"));
         let sock = UnixDatagram::bind(&sock_path).unwrap();
@@ -201,6 +207,7 @@ impl TestEnv {
         let child = self
             .cmd(&args)
             .env("NOTIFY_SOCKET", &sock_path)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -281,6 +288,32 @@ impl Daemon {
                     .push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         }
+    }
+
+    /// Every notify datagram that arrives within `duration`, with its arrival time.
+    pub fn collect_notices(&mut self, duration: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + duration;
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.push((Instant::now(), text.clone()));
+                self.notices.push(text);
+            }
+        }
+        got
+    }
+
+    /// Names of the process's threads whose name starts with `prefix` (as /proc shows them:
+    /// at most 15 bytes).
+    pub fn threads(&self, prefix: &str) -> usize {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.starts_with(prefix))
+            .count()
     }
 
     pub fn signal(&self, sig: Signal) {

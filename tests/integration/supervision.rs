@@ -1,0 +1,182 @@
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::util::{wait_until, Receiver, Reply, TestEnv, FAST};
+
+fn pings(notices: &[(Instant, String)]) -> Vec<Instant> {
+    notices
+        .iter()
+        .filter(|(_, n)| n.lines().any(|l| l == "WATCHDOG=1"))
+        .map(|(t, _)| *t)
+        .collect()
+}
+
+#[test]
+fn watchdog_pings_at_least_every_half_interval_and_stop_when_the_dispatcher_wedges() {
+    let env = TestEnv::with_config("watchdog", FAST);
+    let wedge = env.dir.join("wedge");
+    let wedge_str = wedge.to_str().unwrap().to_owned();
+    let rx = Receiver::ok();
+    let mut d = env.daemon_env(
+        &[],
+        &[
+            ("WATCHDOG_USEC", "1000000"),
+            ("WEBHOOKD_TEST_WEDGE_FILE", &wedge_str),
+        ],
+    );
+    for i in 0..20 {
+        env.enqueue(&[&rx.url(&format!("/{i}")), "-d", "x"]);
+    }
+    let healthy = d.collect_notices(Duration::from_millis(2500));
+    let times = pings(&healthy);
+    assert!(times.len() >= 4, "pings in 2.5 s: {}", times.len());
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let max_gap = gaps.iter().max().copied().unwrap_or_default();
+    assert!(
+        max_gap <= Duration::from_millis(500),
+        "WATCHDOG=1 must come at least every WATCHDOG_USEC/2 (500 ms); gaps: {gaps:?}"
+    );
+
+    std::fs::write(&wedge, b"").unwrap();
+    wait_until(Duration::from_secs(5), "the wedge to take hold", || {
+        d.log_text().contains("wedging the dispatcher")
+    });
+    let wedged = d.collect_notices(Duration::from_millis(2000));
+    assert!(
+        pings(&wedged).is_empty(),
+        "a wedged dispatcher must not feed the watchdog: {wedged:?}"
+    );
+    d.kill9();
+}
+
+#[test]
+fn no_watchdog_pings_without_watchdog_usec() {
+    let env = TestEnv::with_config("no-watchdog", FAST);
+    let mut d = env.daemon();
+    let got = d.collect_notices(Duration::from_millis(700));
+    assert!(pings(&got).is_empty(), "{got:?}");
+}
+
+#[test]
+fn status_line_shows_queue_and_deliveries_of_the_last_minute() {
+    let env = TestEnv::with_config("status-line", FAST);
+    let rx = Receiver::start(|req, _| {
+        if req.path == "/dead" {
+            Reply::Status(410)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let mut d = env.daemon();
+    for i in 0..3 {
+        env.enqueue(&[&rx.url(&format!("/{i}"))]);
+    }
+    env.enqueue(&[&rx.url("/dead")]);
+    let want = "STATUS=0 in flight, 0 pending, 1 dead; 3 delivered in the last minute";
+    d.wait_notice(want, Duration::from_secs(15));
+}
+
+#[test]
+fn sighup_applies_workers_retry_policy_and_log_level() {
+    let env = TestEnv::with_config("reload", FAST);
+    let rx = Receiver::start(|_, _| Reply::Status(500));
+    let mut d = env.daemon();
+    wait_until(Duration::from_secs(5), "4 workers", || {
+        d.threads("webhookd-worke") == 4
+    });
+    let before = env.enqueue(&[&rx.url("/a")]);
+    wait_until(Duration::from_secs(10), "dead after 3 attempts", || {
+        env.state(&before) == "dead"
+    });
+    assert_eq!(rx.for_id(&before).len(), 3);
+
+    env.write_config(&FAST.replace("workers = 4", "workers = 7\nlog_level = \"debug\"")
+        .replace("max_attempts = 3", "max_attempts = 1"));
+    d.notices.clear();
+    d.signal(Signal::SIGHUP);
+    d.wait_notice("READY=1", Duration::from_secs(5));
+    let reloading = d
+        .notices
+        .iter()
+        .find(|n| n.lines().any(|l| l == "RELOADING=1"))
+        .expect("RELOADING=1 before READY=1");
+    assert!(
+        reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "RELOADING=1 needs MONOTONIC_USEC: {reloading:?}"
+    );
+    wait_until(Duration::from_secs(5), "7 workers", || {
+        d.threads("webhookd-worke") == 7
+    });
+    let log = d.log_text();
+    assert!(log.contains("workers 4 -> 7"), "{log}");
+    assert!(log.contains("log level INFO -> DEBUG"), "{log}");
+
+    let after = env.enqueue(&[&rx.url("/b")]);
+    wait_until(Duration::from_secs(10), "dead after 1 attempt", || {
+        env.state(&after) == "dead"
+    });
+    assert_eq!(rx.for_id(&after).len(), 1, "new max_attempts applies");
+    assert!(
+        d.log_text().contains(&format!("attempt 1 of {after}")) || d.log_text().contains(&after),
+        "debug lines after the level change"
+    );
+
+    // Shrinking: idle workers retire.
+    env.write_config(&FAST.replace("workers = 4", "workers = 2"));
+    d.signal(Signal::SIGHUP);
+    wait_until(Duration::from_secs(5), "2 workers", || {
+        d.threads("webhookd-worke") == 2
+    });
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_config_that_fails_on_reload_is_logged_and_the_old_one_stays() {
+    let env = TestEnv::with_config("reload-bad", FAST);
+    let rx = Receiver::ok();
+    let mut d = env.daemon();
+    env.write_config("workers = \"many\"\n");
+    d.notices.clear();
+    d.signal(Signal::SIGHUP);
+    d.wait_notice("READY=1", Duration::from_secs(5));
+    wait_until(Duration::from_secs(5), "the error line", || {
+        d.log_text().contains("reload failed, the running configuration stays")
+    });
+    assert!(d.log_text().contains("workers"), "names the key: {}", d.log_text());
+    assert_eq!(d.threads("webhookd-worke"), 4);
+    // The CLI reads the same file: mend it (no SIGHUP) to enqueue.
+    env.write_config(FAST);
+    let uuid = env.enqueue(&[&rx.url("/still")]);
+    wait_until(Duration::from_secs(5), "delivered", || {
+        env.state(&uuid) == "delivered"
+    });
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_panicking_worker_is_logged_with_the_uuid_and_the_message_is_retried() {
+    let env = TestEnv::with_config("panic", FAST);
+    let rx = Receiver::ok();
+    let d = env.daemon_env(&[], &[("WEBHOOKD_TEST_PANIC_URL", "/boom")]);
+    let bad = env.enqueue(&[&rx.url("/boom")]);
+    let good: Vec<String> = (0..10).map(|i| env.enqueue(&[&rx.url(&format!("/ok{i}"))])).collect();
+    wait_until(Duration::from_secs(10), "the panicking one dead", || {
+        env.state(&bad) == "dead"
+    });
+    for g in &good {
+        wait_until(Duration::from_secs(5), "others delivered", || {
+            env.state(g) == "delivered"
+        });
+    }
+    let view = env.show(&bad);
+    assert_eq!(view["attempts"].as_array().unwrap().len(), 3, "{view}");
+    assert!(
+        view["last_error"].as_str().unwrap_or("").contains("worker panicked"),
+        "{view}"
+    );
+    assert!(d
+        .log_text()
+        .contains(&format!("worker panicked on message {bad}")));
+    assert_eq!(d.threads("webhookd-worke"), 4, "the pool is whole");
+}

@@ -100,6 +100,18 @@ Examples:
     /// Inspect, edit and re-send dead messages (the dead-letter queue).
     #[command(subcommand)]
     Dlq(DlqCommand),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "\
+Examples:
+  webhookd completions bash > ~/.local/share/bash-completion/completions/webhookd
+  webhookd completions zsh > ~/.zfunc/_webhookd
+
+The .deb installs them for bash, zsh and fish.")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -346,6 +346,27 @@ mod tests {
         Config::from_file_config(file, Some(Path::new("t.toml")))
     }
 
+    /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
+    #[test]
+    fn shipped_config_shows_the_defaults() {
+        let text = include_str!("../etc/webhookd.toml");
+        let shipped = parse(text).unwrap();
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|r| r.contains(" = "))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(uncommented, text, "some keys are commented out");
+        let all = parse(&uncommented).unwrap();
+        let defaults = parse("db = \"/var/lib/webhookd/webhookd.db\"").unwrap();
+        assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
+        assert_eq!(format!("{all:?}"), format!("{defaults:?}"));
+    }
+
     #[test]
     fn documented_example_parses() {
         let c = parse(

@@ -596,7 +596,10 @@ impl Dispatcher {
                 self.finished.push(f);
             }
             // Stopping is bounded by TimeoutStopSec; keep the watchdog quiet meanwhile.
-            if self.ping_every.is_some_and(|every| self.last_ping.elapsed() >= every) {
+            if self
+                .ping_every
+                .is_some_and(|every| self.last_ping.elapsed() >= every)
+            {
                 self.ping();
             }
         }

@@ -48,6 +48,11 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             data.as_deref(),
         ),
         Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, select),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "webhookd", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
     }
 }
 

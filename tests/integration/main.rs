@@ -11,8 +11,8 @@ mod dlq;
 mod input;
 /// Daemon life: status, one daemon per DB, SIGTERM drain, sd-notify, crash safety, retention.
 mod lifecycle;
+/// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
+mod retries;
 /// Under a supervisor: watchdog pings and their stop when wedged, STATUS=, SIGHUP reload, worker
 /// panics.
 mod supervision;
-/// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
-mod retries;

@@ -91,8 +91,11 @@ fn sighup_applies_workers_retry_policy_and_log_level() {
     });
     assert_eq!(rx.for_id(&before).len(), 3);
 
-    env.write_config(&FAST.replace("workers = 4", "workers = 7\nlog_level = \"debug\"")
-        .replace("max_attempts = 3", "max_attempts = 1"));
+    env.write_config(
+        &FAST
+            .replace("workers = 4", "workers = 7\nlog_level = \"debug\"")
+            .replace("max_attempts = 3", "max_attempts = 1"),
+    );
     d.notices.clear();
     d.signal(Signal::SIGHUP);
     d.wait_notice("READY=1", Duration::from_secs(5));
@@ -141,9 +144,14 @@ fn a_config_that_fails_on_reload_is_logged_and_the_old_one_stays() {
     d.signal(Signal::SIGHUP);
     d.wait_notice("READY=1", Duration::from_secs(5));
     wait_until(Duration::from_secs(5), "the error line", || {
-        d.log_text().contains("reload failed, the running configuration stays")
+        d.log_text()
+            .contains("reload failed, the running configuration stays")
     });
-    assert!(d.log_text().contains("workers"), "names the key: {}", d.log_text());
+    assert!(
+        d.log_text().contains("workers"),
+        "names the key: {}",
+        d.log_text()
+    );
     assert_eq!(d.threads("webhookd-worke"), 4);
     // The CLI reads the same file: mend it (no SIGHUP) to enqueue.
     env.write_config(FAST);
@@ -160,7 +168,9 @@ fn a_panicking_worker_is_logged_with_the_uuid_and_the_message_is_retried() {
     let rx = Receiver::ok();
     let d = env.daemon_env(&[], &[("WEBHOOKD_TEST_PANIC_URL", "/boom")]);
     let bad = env.enqueue(&[&rx.url("/boom")]);
-    let good: Vec<String> = (0..10).map(|i| env.enqueue(&[&rx.url(&format!("/ok{i}"))])).collect();
+    let good: Vec<String> = (0..10)
+        .map(|i| env.enqueue(&[&rx.url(&format!("/ok{i}"))]))
+        .collect();
     wait_until(Duration::from_secs(10), "the panicking one dead", || {
         env.state(&bad) == "dead"
     });
@@ -172,7 +182,10 @@ fn a_panicking_worker_is_logged_with_the_uuid_and_the_message_is_retried() {
     let view = env.show(&bad);
     assert_eq!(view["attempts"].as_array().unwrap().len(), 3, "{view}");
     assert!(
-        view["last_error"].as_str().unwrap_or("").contains("worker panicked"),
+        view["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("worker panicked"),
         "{view}"
     );
     assert!(d

@@ -1,0 +1,171 @@
+#!/bin/bash
+# Runs INSIDE the systemd sandbox (root, systemd 252) after `dpkg -i webhookd_*.deb`.
+# Checks what an operator relies on; prints PASS/FAIL lines and exits 1 if anything failed.
+set -u
+U=webhookd.service
+RX=http://127.0.0.1:8080
+pass=0 fail=0
+ok() { echo "PASS: $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
+prop() { systemctl show -p "$1" --value "$U"; }
+ms() { date +%s%3N; }
+wait_for() { # SECONDS CMD...: poll CMD every 0.1s until it succeeds
+    local end=$(($(ms) + $1 * 1000)); shift
+    until "$@"; do [ "$(ms)" -ge "$end" ] && return 1; sleep 0.1; done
+}
+is_state() { [ "$(prop ActiveState)" = "$1" ]; }
+restarts_above() { [ "$(prop NRestarts)" -gt "$1" ]; }
+journal_since() { journalctl -u "$U" --no-pager -o cat --since "@$1"; }
+journal_has_since() { journal_since "$1" | grep -q -- "$2"; }
+section() { echo; echo "== $*"; }
+received() { grep -c " $1" /root/rx.log 2>/dev/null || true; }      # requests whose path starts with $1
+unique() { grep " $1" /root/rx.log 2>/dev/null | cut -d' ' -f1 | sort -u | wc -l; }
+has_unique() { [ "$(unique "$1")" -ge "$2" ]; }
+stream() { # PREFIX N: enqueue N messages as JSON lines, one durable group at a time
+    local i
+    for i in $(seq 1 "$2"); do echo "{\"url\":\"$RX$1/$i\",\"body\":\"{}\"}"; sleep 0.01; done |
+        webhookd enqueue --jsonl - --stream >/dev/null
+}
+
+section "receiver inside the container"
+cat >/root/receiver.py <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open("/root/rx.log", "a") as f:
+            f.write("%s %s %d\n" % (self.headers.get("webhook-id"), self.path, len(body)))
+        code = 410 if self.path.startswith("/dead") else 200
+        self.send_response(code); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 8080), H).serve_forever()
+PY
+python3 /root/receiver.py &
+rxpid=$!
+check "receiver listens" wait_for 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/8080"
+
+section "after dpkg -i: user, directory, unit enabled and started"
+check "user webhookd exists" getent passwd webhookd
+check "group webhookd exists" getent group webhookd
+check "webhookd.service is enabled" test "$(systemctl is-enabled $U)" = enabled
+check "webhookd.service is active" systemctl is-active --quiet $U
+check "state directory is 2770 webhookd:webhookd" test "$(stat -c '%a %U %G' /var/lib/webhookd)" = "2770 webhookd webhookd"
+check "database created 0660" wait_for 5 test "$(stat -c '%a' /var/lib/webhookd/webhookd.db 2>/dev/null)" = 660
+check "webhookd status (root) says running" webhookd status
+
+section "readiness: systemctl start returns after READY=1"
+systemctl stop $U
+t0=$(date +%s)
+check "systemctl start exits 0" systemctl start $U
+check "active as soon as start returns" is_state active
+check "the daemon's start line is in the journal before start returned" journal_has_since "$t0" "started: db /var/lib/webhookd/webhookd.db"
+
+section "a member of group webhookd enqueues; it is delivered"
+useradd -m alice && usermod -aG webhookd alice
+useradd -m bob
+uuid=$(runuser -u alice -- webhookd enqueue "$RX/alice" -d '{"hello":1}')
+check "alice's enqueue printed a uuid ($uuid)" grep -Eq '^[0-9a-f-]{36}$' <<<"$uuid"
+check "alice's message delivered" wait_for 10 has_unique /alice 1
+check "alice sees it delivered" bash -c "runuser -u alice -- webhookd show $uuid --json | grep -q '\"state\":\"delivered\"'"
+runuser -u bob -- webhookd enqueue "$RX/bob" -d x 2>/tmp/bob.err; rc=$?
+check "bob (not in the group) is refused with 77 (got $rc: $(cat /tmp/bob.err))" test "$rc" = 77
+
+section "systemctl status shows the STATUS= line"
+check "StatusText has the counts" wait_for 10 bash -c "systemctl show -p StatusText --value $U | grep -q 'delivered in the last minute'"
+echo "    StatusText: $(prop StatusText)"
+check "systemctl status prints it" bash -c "systemctl status $U --no-pager | grep -q 'Status: \".*in flight'"
+
+section "journalctl -p warning shows dead letters"
+dead=$(webhookd enqueue "$RX/dead" -d x)
+check "dead-lettered at warning priority" wait_for 10 bash -c "journalctl -u $U -p warning --no-pager -o cat | grep -q 'dead-lettered $dead'"
+check "info lines are not at warning" bash -c "! journalctl -u $U -p warning --no-pager -o cat | grep -q 'started: db'"
+
+section "systemctl reload applies a changed setting without dropping messages"
+t0=$(date +%s)
+stream /reload 200 &
+spid=$!
+sleep 0.5
+sed -i 's/^#workers = 16/workers = 3/' /etc/webhookd/webhookd.toml
+pid0=$(prop MainPID)
+check "systemctl reload exits 0" systemctl reload $U
+check "same process after reload" test "$(prop MainPID)" = "$pid0"
+check "journal: workers 16 -> 3" wait_for 5 journal_has_since "$t0" "workers 16 -> 3"
+check "3 worker threads now" wait_for 5 bash -c "[ \$(grep -l '^webhookd-worke' /proc/$pid0/task/*/comm | wc -l) = 3 ]"
+wait $spid
+check "all 200 messages of the stream delivered" wait_for 20 has_unique /reload 200
+
+section "systemctl restart during a stream loses nothing"
+stream /restart 300 &
+spid=$!
+sleep 1
+check "systemctl restart exits 0" systemctl restart $U
+wait $spid
+check "all 300 delivered" wait_for 30 has_unique /restart 300
+
+section "kill -9 of the main process: systemd restarts it, nothing lost"
+n0=$(prop NRestarts)
+pid0=$(prop MainPID)
+stream /kill 300 &
+spid=$!
+sleep 1
+systemctl kill --kill-whom=main --signal=SIGKILL $U
+check "restarted by systemd (NRestarts > $n0)" wait_for 15 restarts_above "$n0"
+check "active again" wait_for 10 is_state active
+check "new MainPID" test "$(prop MainPID)" != "$pid0"
+wait $spid
+check "all 300 delivered" wait_for 30 has_unique /kill 300
+
+section "a wedged daemon is killed by the watchdog and restarted"
+mkdir -p /etc/systemd/system/$U.d
+printf '[Service]\nWatchdogSec=3s\nEnvironment=WEBHOOKD_TEST_WEDGE_FILE=/var/lib/webhookd/wedge\n' >/etc/systemd/system/$U.d/wedge.conf
+systemctl daemon-reload
+systemctl restart $U
+n0=$(prop NRestarts)
+sleep 1; ts=$(date +%s)
+touch /var/lib/webhookd/wedge
+check "the dispatcher wedged" wait_for 5 journal_has_since "$ts" "wedging the dispatcher"
+rm -f /var/lib/webhookd/wedge
+check "restarted by the watchdog" wait_for 15 restarts_above "$n0"
+check "journal shows the watchdog timeout" journal_has_since "$ts" "Watchdog timeout"
+check "active again" wait_for 10 is_state active
+rm -rf /etc/systemd/system/$U.d
+systemctl daemon-reload
+systemctl restart $U
+
+section "a broken config fails start once, with a clear line, and no restart loop"
+cp /etc/webhookd/webhookd.toml /root/good.toml
+sed -i '1i workers = "many"' /etc/webhookd/webhookd.toml
+ts=$(date +%s)
+n0=$(prop NRestarts)
+systemctl restart $U 2>/dev/null; rc=$?
+check "systemctl restart fails (rc $rc)" test "$rc" != 0
+sleep 5
+check "failed, not restarting ($(prop ActiveState)/$(prop SubState))" is_state failed
+check "no restart attempted (NRestarts $n0 -> $(prop NRestarts))" test "$(prop NRestarts)" = "$n0"
+check "exit status 78" test "$(prop ExecMainStatus)" = 78
+journal_since "$ts" | grep webhookd: | head -3 | sed 's/^/    /'
+check "journal names the file and the key" journal_has_since "$ts" "config /etc/webhookd/webhookd.toml: line .*workers"
+cp /root/good.toml /etc/webhookd/webhookd.toml
+systemctl reset-failed $U
+check "starts again once fixed" systemctl start $U
+
+section "systemd-analyze"
+sec=$(systemd-analyze security --no-pager $U 2>&1)
+score=$(grep -Eo 'Overall exposure level for webhookd.service: [0-9.]+' <<<"$sec" | grep -Eo '[0-9.]+$')
+echo "    exposure: $score"
+check "exposure score $score <= 2.0" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
+ver=$(systemd-analyze verify --man=no /lib/systemd/system/$U 2>&1)
+check "systemd-analyze verify is silent (${ver:-ok})" test -z "$ver"
+
+section "systemctl stop: drains and exits 0"
+check "systemctl stop exits 0" systemctl stop $U
+check "inactive (not failed) after stop" is_state inactive
+check "main process exited 0" test "$(prop ExecMainStatus)" = 0
+
+kill $rxpid 2>/dev/null
+mkdir -p /sdh/artifacts && cp /root/rx.log /sdh/artifacts/ 2>/dev/null
+echo
+echo "webhookd under systemd: $pass passed, $fail failed"
+[ "$fail" = 0 ]

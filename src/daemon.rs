@@ -595,7 +595,7 @@ impl Dispatcher {
             if let Ok(f) = done.recv_timeout(left.min(Duration::from_millis(100))) {
                 self.finished.push(f);
             }
-            // Stopping is bounded by TimeoutStopSec; keep the watchdog quiet meanwhile.
+            // Stopping is bounded by TimeoutStopSec; keep feeding the watchdog meanwhile.
             if self
                 .ping_every
                 .is_some_and(|every| self.last_ping.elapsed() >= every)

@@ -152,7 +152,10 @@ fn a_config_that_fails_on_reload_is_logged_and_the_old_one_stays() {
         "names the key: {}",
         d.log_text()
     );
-    assert_eq!(d.threads("webhookd-worke"), 4);
+    // A new thread names itself, so poll rather than read once.
+    wait_until(Duration::from_secs(5), "4 workers still", || {
+        d.threads("webhookd-worke") == 4
+    });
     // The CLI reads the same file: mend it (no SIGHUP) to enqueue.
     env.write_config(FAST);
     let uuid = env.enqueue(&[&rx.url("/still")]);
@@ -191,5 +194,7 @@ fn a_panicking_worker_is_logged_with_the_uuid_and_the_message_is_retried() {
     assert!(d
         .log_text()
         .contains(&format!("worker panicked on message {bad}")));
-    assert_eq!(d.threads("webhookd-worke"), 4, "the pool is whole");
+    wait_until(Duration::from_secs(5), "the pool whole", || {
+        d.threads("webhookd-worke") == 4
+    });
 }

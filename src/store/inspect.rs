@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::message;
 
 const TOTALS: &str = "SELECT state, n FROM counts";
+const IN_FLIGHT_COUNT: &str = "SELECT count(*) FROM messages WHERE state = 1";
 const SCHEDULED: &str = "SELECT count(*) FROM messages WHERE state = 0 AND due_at > ?1";
 const VIEW: &str = "SELECT m.seq, m.state, m.idem_key, m.due_at, m.created_at, m.attempts,
         m.attempts_total, m.max_attempts, m.delivered_at, m.retried_at, m.dead_at, m.last_error,
@@ -108,8 +109,9 @@ pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
 }
 
 impl Store {
-    /// Messages per state, from the trigger-maintained `counts` table: constant time. `scheduled`
-    /// is left 0.
+    /// Messages per state: the trigger-kept `counts` (pending and in flight together, delivered,
+    /// dead) and the in-flight rows of the state index, which are at most the daemon's claim
+    /// capacity. Constant time in the queue's size. `scheduled` is left 0.
     ///
     /// # Errors
     /// `Db`/`Busy`.
@@ -120,16 +122,24 @@ impl Store {
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
             .map_err(e)?;
         let mut c = Counts::default();
+        let mut queued = 0;
         for row in rows {
             let (state, n) = row.map_err(e)?;
             let n = u64::try_from(n).unwrap_or(0);
             match State::from_db(state) {
-                State::Pending => c.pending = n,
-                State::InFlight => c.in_flight = n,
+                State::Pending => queued = n,
+                State::InFlight => {}
                 State::Delivered => c.delivered = n,
                 State::Dead => c.dead = n,
             }
         }
+        let in_flight: i64 = self
+            .conn
+            .prepare_cached(IN_FLIGHT_COUNT)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(e)?;
+        c.in_flight = u64::try_from(in_flight).unwrap_or(0);
+        c.pending = queued.saturating_sub(c.in_flight);
         Ok(c)
     }
 

@@ -9,7 +9,8 @@
 //! state updates never rewrite bodies; `attempts` holds one row per HTTP attempt. `due_at` means:
 //! pending: time of the next attempt; in_flight: when claimed; delivered: when delivered; dead: when
 //! it died. One index on `(state, due_at)` therefore serves claims, retention purges and the DLQ.
-//! `counts` holds the number of messages per state, kept exact by triggers on `messages`.
+//! `counts` holds, kept exact by triggers on `messages`, the number of messages that are pending or
+//! in flight (row 0), delivered (2) and dead (3); row 1 stays 0.
 
 use rusqlite::OptionalExtension;
 
@@ -71,6 +72,26 @@ const MIGRATIONS: &[&str] = &[
         WHEN OLD.state != NEW.state BEGIN
         UPDATE counts SET n = n - 1 WHERE state = OLD.state;
         UPDATE counts SET n = n + 1 WHERE state = NEW.state;
+    END;",
+    // 3: the counts of migration 2 cost two UPDATEs on every claim, on the writer's hot path
+    // (drain 45k -> 41k/s). Row 0 now counts pending and in-flight messages together, so a claim,
+    // a retry and a requeue (0 <-> 1) fire nothing; the in-flight number is read from the state
+    // index, where it is at most the daemon's claim capacity.
+    "DROP TRIGGER counts_insert;
+    DROP TRIGGER counts_delete;
+    DROP TRIGGER counts_update;
+    UPDATE counts SET n = (SELECT count(*) FROM messages WHERE state IN (0, 1)) WHERE state = 0;
+    UPDATE counts SET n = 0 WHERE state = 1;
+    CREATE TRIGGER counts_insert AFTER INSERT ON messages BEGIN
+        UPDATE counts SET n = n + 1 WHERE state = (NEW.state > 1) * NEW.state;
+    END;
+    CREATE TRIGGER counts_delete AFTER DELETE ON messages BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = (OLD.state > 1) * OLD.state;
+    END;
+    CREATE TRIGGER counts_update AFTER UPDATE OF state ON messages
+        WHEN OLD.state != NEW.state AND (OLD.state > 1 OR NEW.state > 1) BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = (OLD.state > 1) * OLD.state;
+        UPDATE counts SET n = n + 1 WHERE state = (NEW.state > 1) * NEW.state;
     END;",
 ];
 

@@ -39,9 +39,7 @@ install -D -m 0644 systemd/webhookd.tmpfiles "$stage/usr/lib/tmpfiles.d/webhookd
 install -D -m 0644 etc/webhookd.toml "$stage/etc/webhookd/webhookd.toml"
 install -D -m 0644 packaging/debian/copyright "$stage/usr/share/doc/webhookd/copyright"
 doc="$stage/usr/share/doc/webhookd"
-{
-    sed "1s/(.*)/($debver)/" packaging/debian/changelog
-} | gzip -9n >"$doc/changelog.Debian.gz"
+sed "1s/(.*)/($debver)/" packaging/debian/changelog | gzip -9n >"$doc/changelog.Debian.gz"
 for page in man/*.[1-8]; do
     [ -e "$page" ] || continue
     sec=${page##*.}

@@ -24,14 +24,13 @@
 //! (workers, retry policy, HTTP timeouts, log level, retention), `READY=1`; a config that fails to
 //! load is logged and the running one stays.
 
+use std::collections::VecDeque;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-use std::collections::VecDeque;
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use log::LevelFilter;
@@ -59,9 +58,6 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 /// How often `STATUS=` is updated, and how many of those periods make up "the last minute".
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 const STATUS_WINDOW: usize = 12;
-/// A worker on one request for longer than `http.timeout` plus this is stuck: the daemon stops
-/// feeding the watchdog.
-const STUCK_MARGIN: Duration = Duration::from_secs(10);
 /// Extra time, beyond the HTTP timeout, that shutdown waits for requests in flight.
 const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// After a failed database write the dispatcher waits this long before trying again.
@@ -143,7 +139,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
             w / 4
         );
     }
-    notify(&[NotifyState::Ready, NotifyState::Status("delivering")]);
+    notify(&[NotifyState::Ready]);
 
     let mut dispatcher = Dispatcher {
         store,
@@ -155,7 +151,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         last_ping: Instant::now(),
         unhealthy: false,
         window: VecDeque::new(),
-        delivered_total: 0,
+        status_delivered: 0,
         in_flight: 0,
         next_due: None,
         want_claim: true,
@@ -163,6 +159,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         finished: Vec::new(),
         stats: Stats::default(),
     };
+    dispatcher.report_status();
     dispatcher.ping();
     let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx, reload);
     log::info!("{reason}: stopping; waiting for requests in flight");
@@ -204,7 +201,8 @@ struct Dispatcher {
     unhealthy: bool,
     /// Deliveries per `STATUS_INTERVAL`, newest last, for "delivered in the last minute".
     window: VecDeque<u64>,
-    delivered_total: u64,
+    /// Deliveries since the last `STATUS=`.
+    status_delivered: u64,
     in_flight: usize,
     /// Earliest known `due_at` of a pending message.
     next_due: Option<i64>,
@@ -227,7 +225,6 @@ impl Dispatcher {
         let mut next_purge = Instant::now();
         let mut last_stats = Instant::now();
         let mut last_status = Instant::now();
-        let mut status_mark = 0;
         let mut last_poll = Instant::now() - POLL_INTERVAL;
         loop {
             let timeout = self.sleep_time(last_poll);
@@ -267,8 +264,8 @@ impl Dispatcher {
             }
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = Instant::now();
-                self.window.push_back(self.delivered_total - status_mark);
-                status_mark = self.delivered_total;
+                self.window
+                    .push_back(std::mem::take(&mut self.status_delivered));
                 if self.window.len() > STATUS_WINDOW {
                     self.window.pop_front();
                 }
@@ -307,14 +304,14 @@ impl Dispatcher {
         }
         self.last_check = Instant::now();
         crate::faults::maybe_wedge();
-        let limit = self.config.http.timeout + STUCK_MARGIN;
+        let limit = stuck_after(self.config.http.timeout);
         if let Some(stuck) = self.pool.stuck(limit) {
             if !self.unhealthy {
                 log::error!(
-                    "{} has been on one request for {:?}, longer than http.timeout + {:?}: no longer feeding the watchdog, so that systemd restarts webhookd",
+                    "{} has been on one request for {:?}, longer than http.timeout allows ({:?}): no longer feeding the watchdog, so that systemd restarts webhookd",
                     stuck.name,
                     stuck.busy,
-                    STUCK_MARGIN
+                    limit
                 );
             }
             self.unhealthy = true;
@@ -498,7 +495,7 @@ impl Dispatcher {
         match o.kind {
             OutcomeKind::Delivered => {
                 self.stats.delivered += 1;
-                self.delivered_total += 1;
+                self.status_delivered += 1;
                 log::debug!("delivered {} (attempt {}, {:?})", f.uuid, o.n, f.duration);
             }
             OutcomeKind::Retry { due_at } => {
@@ -604,6 +601,12 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// A worker on one request for longer than this is stuck, and the daemon stops feeding the
+/// watchdog: the HTTP timeout (which ureq enforces) plus half of it, at least one second more.
+fn stuck_after(timeout: Duration) -> Duration {
+    timeout + (timeout / 2).max(Duration::from_secs(1))
 }
 
 /// Turns a finished attempt into what to store, applying the attempt budget and backoff.

@@ -2,10 +2,12 @@
 //! variables that no deployment sets (see DEVELOPERS.md):
 //!
 //! - `WEBHOOKD_TEST_PANIC_URL=S`: a worker panics when it is about to attempt a URL containing `S`.
+//! - `WEBHOOKD_TEST_HANG_URL=S`: a worker blocks forever instead of attempting such a URL, as a
+//!   request that ignores every timeout would (the stuck-worker watchdog test).
 //! - `WEBHOOKD_TEST_WEDGE_FILE=P`: once the file `P` exists, the dispatcher blocks forever at its
 //!   next watchdog check, as a deadlocked daemon would (the watchdog test under systemd).
 //!
-//! Both are read once; without them every check is a branch on a `None`.
+//! All are read once; without them every check is a branch on a `None`.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -13,19 +15,29 @@ use std::time::Duration;
 
 struct Faults {
     panic_url: Option<String>,
+    hang_url: Option<String>,
     wedge_file: Option<PathBuf>,
 }
 
 fn faults() -> &'static Faults {
     static FAULTS: OnceLock<Faults> = OnceLock::new();
     FAULTS.get_or_init(|| Faults {
-        panic_url: std::env::var("WEBHOOKD_TEST_PANIC_URL")
-            .ok()
-            .filter(|s| !s.is_empty()),
+        panic_url: env("WEBHOOKD_TEST_PANIC_URL"),
+        hang_url: env("WEBHOOKD_TEST_HANG_URL"),
         wedge_file: std::env::var_os("WEBHOOKD_TEST_WEDGE_FILE")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
     })
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+fn block_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// Called by a worker before each attempt.
@@ -33,8 +45,16 @@ fn faults() -> &'static Faults {
 /// # Panics
 /// When `WEBHOOKD_TEST_PANIC_URL` is set and `url` contains it: that is the fault.
 pub(crate) fn before_attempt(url: &str) {
-    if let Some(s) = &faults().panic_url {
+    let f = faults();
+    if let Some(s) = &f.panic_url {
         assert!(!url.contains(s.as_str()), "test fault: panic on {url}");
+    }
+    if f.hang_url
+        .as_ref()
+        .is_some_and(|s| url.contains(s.as_str()))
+    {
+        log::error!("test fault: hanging on {url}");
+        block_forever();
     }
 }
 
@@ -43,9 +63,7 @@ pub(crate) fn maybe_wedge() {
     if let Some(p) = &faults().wedge_file {
         if p.exists() {
             log::error!("test fault: {} exists; wedging the dispatcher", p.display());
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
-            }
+            block_forever();
         }
     }
 }

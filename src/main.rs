@@ -30,6 +30,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> error::Result<u8> {
+    if let cli::Command::Completions { shell } = cli.command {
+        return cmd::completions(shell); // works even with a broken config file
+    }
     let config = config::Config::load(&cli)?;
     let level = match cli.command {
         cli::Command::Run { .. } => config.log_level,

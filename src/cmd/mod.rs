@@ -48,12 +48,18 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             data.as_deref(),
         ),
         Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, select),
-        Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(*shell, &mut cmd, "webhookd", &mut std::io::stdout());
-            Ok(exit::OK)
-        }
+        Command::Completions { shell } => completions(*shell),
     }
+}
+
+/// `webhookd completions SHELL`: needs no config, so `main` may call it before loading one.
+pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Into a buffer: clap_complete panics on a write error (e.g. a closed pipe); `out` does not.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "webhookd", &mut script);
+    out(String::from_utf8_lossy(script.trim_ascii_end()))?;
+    Ok(exit::OK)
 }
 
 /// Reads a body argument: `DATA` as given, `@FILE` from a file, `@-` from stdin; refuses more than

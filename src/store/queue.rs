@@ -561,4 +561,25 @@ pub(super) mod tests {
         assert_eq!((c.pending, c.in_flight, c.delivered, c.dead), (4, 0, 0, 1));
         Ok(())
     }
+
+    /// Migration 3 recounts pending + in flight from the table, whatever migration 2 left.
+    #[test]
+    fn migration_3_recounts_queued_messages() -> Result<()> {
+        let (d, mut s) = test_store();
+        let mut ins = s.inserter()?;
+        for _ in 0..5 {
+            ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        }
+        ins.commit()?;
+        assert_eq!(s.cycle(&[], &[], 2, 0)?.len(), 2);
+        // As a version-2 database would have it: per-state rows.
+        s.conn
+            .execute_batch("UPDATE counts SET n = 3 WHERE state = 0; UPDATE counts SET n = 2 WHERE state = 1; PRAGMA user_version = 2;")
+            .map_err(|e| s.err("downgrade", e))?;
+        drop(s);
+        let s = Store::open(&d.path.join("q.db"), Access::Daemon)?;
+        let c = s.totals()?;
+        assert_eq!((c.pending, c.in_flight, c.delivered, c.dead), (3, 2, 0, 0));
+        Ok(())
+    }
 }

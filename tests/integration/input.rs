@@ -308,3 +308,18 @@ fn jsonl_stream_commits_as_it_goes_and_stops_at_a_bad_line() {
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["state"], "pending");
 }
+
+#[test]
+fn completions_need_no_config() {
+    let env = TestEnv::new("completions");
+    env.write_config("this is not toml");
+    let bash = env.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("_webhookd()") && bash.contains("enqueue"),
+        "{bash}"
+    );
+    let fish = env.ok(&["completions", "fish"]);
+    assert!(fish.contains("complete -c webhookd"), "{fish}");
+    let (code, err) = env.fail(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{err}");
+}

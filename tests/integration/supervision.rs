@@ -42,11 +42,50 @@ fn watchdog_pings_at_least_every_half_interval_and_stop_when_the_dispatcher_wedg
     wait_until(Duration::from_secs(5), "the wedge to take hold", || {
         d.log_text().contains("wedging the dispatcher")
     });
+    d.drain_notices(); // pings sent before the wedge
     let wedged = d.collect_notices(Duration::from_millis(2000));
     assert!(
         pings(&wedged).is_empty(),
         "a wedged dispatcher must not feed the watchdog: {wedged:?}"
     );
+    d.kill9();
+}
+
+#[test]
+fn watchdog_pings_stop_while_a_worker_is_stuck_past_the_http_timeout() {
+    // http.timeout 1 s: a worker on one request for more than 2 s is stuck.
+    let env = TestEnv::with_config(
+        "watchdog-stuck",
+        &FAST.replace("timeout = \"3s\"", "timeout = \"1s\""),
+    );
+    let rx = Receiver::ok();
+    let mut d = env.daemon_env(
+        &[],
+        &[
+            ("WATCHDOG_USEC", "1000000"),
+            ("WEBHOOKD_TEST_HANG_URL", "/hang"),
+        ],
+    );
+    let healthy = d.collect_notices(Duration::from_millis(800));
+    assert!(
+        !pings(&healthy).is_empty(),
+        "pings while healthy: {healthy:?}"
+    );
+    env.enqueue(&[&rx.url("/hang")]);
+    wait_until(Duration::from_secs(10), "the stuck worker reported", || {
+        d.log_text().contains("no longer feeding the watchdog")
+    });
+    d.drain_notices(); // pings sent before the stuck check
+    let stuck = d.collect_notices(Duration::from_millis(1500));
+    assert!(
+        pings(&stuck).is_empty(),
+        "a stuck worker must stop the pings: {stuck:?}"
+    );
+    // The other workers still deliver.
+    let other = env.enqueue(&[&rx.url("/fine")]);
+    wait_until(Duration::from_secs(5), "others delivered", || {
+        env.state(&other) == "delivered"
+    });
     d.kill9();
 }
 
@@ -80,8 +119,19 @@ fn status_line_shows_queue_and_deliveries_of_the_last_minute() {
 #[test]
 fn sighup_applies_workers_retry_policy_and_log_level() {
     let env = TestEnv::with_config("reload", FAST);
-    let rx = Receiver::start(|_, _| Reply::Status(500));
+    let rx = Receiver::start(|req, _| {
+        if req.path.starts_with("/ok") {
+            Reply::Status(200)
+        } else {
+            Reply::Status(500)
+        }
+    });
     let mut d = env.daemon();
+    // At info, a delivery is not logged.
+    let quiet = env.enqueue(&[&rx.url("/ok-info")]);
+    wait_until(Duration::from_secs(5), "delivered", || {
+        env.state(&quiet) == "delivered"
+    });
     wait_until(Duration::from_secs(5), "4 workers", || {
         d.threads("webhookd-worke") == 4
     });
@@ -120,9 +170,12 @@ fn sighup_applies_workers_retry_policy_and_log_level() {
         env.state(&after) == "dead"
     });
     assert_eq!(rx.for_id(&after).len(), 1, "new max_attempts applies");
-    assert!(
-        d.log_text().contains(&format!("attempt 1 of {after}")) || d.log_text().contains(&after),
-        "debug lines after the level change"
+    assert!(!d.log_text().contains(&format!("delivered {quiet}")));
+    let loud = env.enqueue(&[&rx.url("/ok-debug")]);
+    wait_until(
+        Duration::from_secs(5),
+        "the debug line of a delivery",
+        || d.log_text().contains(&format!("delivered {loud}")),
     );
 
     // Shrinking: idle workers retire.

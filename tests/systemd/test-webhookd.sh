@@ -58,6 +58,7 @@ check "webhookd status (root) says running" webhookd status
 section "readiness: systemctl start returns after READY=1"
 systemctl stop $U
 t0=$(date +%s)
+check "Type=notify, so start waits for READY=1 (Type=$(prop Type))" test "$(prop Type)" = notify
 check "systemctl start exits 0" systemctl start $U
 check "active as soon as start returns" is_state active
 check "the daemon's start line is in the journal before start returned" journal_has_since "$t0" "started: db /var/lib/webhookd/webhookd.db"

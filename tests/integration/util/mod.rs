@@ -305,6 +305,12 @@ impl Daemon {
         got
     }
 
+    /// Reads and keeps whatever notify datagrams are already queued, so that a following
+    /// `collect_notices` sees only what is sent after this call.
+    pub fn drain_notices(&mut self) {
+        self.collect_notices(Duration::from_millis(50));
+    }
+
     /// Names of the process's threads whose name starts with `prefix` (as /proc shows them:
     /// at most 15 bytes).
     pub fn threads(&self, prefix: &str) -> usize {

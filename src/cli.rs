@@ -64,7 +64,8 @@ Examples:
   webhookd run
   webhookd run --workers 32 --db /var/lib/webhookd/webhookd.db
 
-SIGTERM or SIGINT: stop claiming, let requests in flight finish, record them, exit 0.")]
+SIGTERM or SIGINT: stop claiming, let requests in flight finish, record them, exit 0.
+SIGHUP: re-read the config file and apply workers, retry, http, retention and log_level.")]
     Run {
         /// Number of delivery worker threads (overrides the config's `workers`).
         #[arg(long, value_name = "N")]

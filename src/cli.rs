@@ -270,4 +270,44 @@ mod tests {
         assert!(Cli::try_parse_from(["webhookd", "enqueue", "--jsonl", "-"]).is_ok());
         assert!(Cli::try_parse_from(["webhookd", "enqueue", "http://x/", "--jsonl", "-"]).is_err());
     }
+
+    /// man/webhookd.8 names every subcommand and every option of the binary (hand-written pages
+    /// drift; this keeps them honest), and every subcommand's --help has examples.
+    #[test]
+    fn man_page_and_help_cover_the_cli() {
+        let page = include_str!("../man/webhookd.8");
+        let mut missing = Vec::new();
+        fn walk(cmd: &clap::Command, page: &str, missing: &mut Vec<String>, path: &str) {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    if long != "help" && !page.contains(&format!("Fl -{long}")) {
+                        missing.push(format!("{path} --{long}"));
+                    }
+                }
+                if let Some(short) = arg.get_short() {
+                    if !page.contains(&format!("Fl {short}")) {
+                        missing.push(format!("{path} -{short}"));
+                    }
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                let name = sub.get_name();
+                let full = format!("{path} {name}");
+                let entry = full.trim_start_matches("webhookd ");
+                if !page.contains(&format!(".It Cm {entry}")) {
+                    missing.push(full.clone());
+                }
+                if !sub.has_subcommands()
+                    && !sub
+                        .get_after_help()
+                        .is_some_and(|h| h.to_string().contains("Examples:"))
+                {
+                    missing.push(format!("{path} {name}: --help without examples"));
+                }
+                walk(sub, page, missing, &full);
+            }
+        }
+        walk(&Cli::command(), page, &mut missing, "webhookd");
+        assert!(missing.is_empty(), "not in man/webhookd.8: {missing:?}");
+    }
 }

@@ -346,6 +346,31 @@ mod tests {
         Config::from_file_config(file, Some(Path::new("t.toml")))
     }
 
+    /// man/webhookd.toml.5 describes every key of the packaged config, which lists them all
+    /// (`shipped_config_shows_the_defaults` makes sure of that).
+    #[test]
+    fn man_page_covers_every_config_key() {
+        let page = include_str!("../man/webhookd.toml.5");
+        let shipped = include_str!("../etc/webhookd.toml");
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in shipped.lines().map(|l| l.trim_start_matches('#').trim()) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+                assert!(page.contains(&format!(".Ss [{name}]")), "section [{name}]");
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                if !key.contains(' ') {
+                    keys.push(format!("{section}.{key}"));
+                    assert!(
+                        page.contains(&format!(".It Cm {key} Pq")),
+                        "key {section}.{key} not in man/webhookd.toml.5"
+                    );
+                }
+            }
+        }
+        assert_eq!(keys.len(), 10, "{keys:?}");
+    }
+
     /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
     #[test]
     fn shipped_config_shows_the_defaults() {

@@ -22,7 +22,7 @@ Exit codes: 0 ok, 2 usage, 3 status: daemon not running, 64 usage, 65 bad input 
 
 /// Reliable outbound webhook delivery with an embedded SQLite queue.
 #[derive(Debug, Parser)]
-#[command(name = "webhookd", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(name = "webhookd", version = env!("WEBHOOKD_VERSION"), after_help = AFTER_HELP, max_term_width = 100)]
 pub(crate) struct Cli {
     /// Config file (TOML). A named file that does not exist is an error. Without this option
     /// /etc/webhookd/webhookd.toml is read if it exists, else built-in defaults apply.

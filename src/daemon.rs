@@ -124,7 +124,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
 
     log::info!(
         "webhookd {} started: db {}, config {}, {} workers",
-        env!("CARGO_PKG_VERSION"),
+        env!("WEBHOOKD_VERSION"),
         config.db.display(),
         config
             .source

@@ -323,3 +323,13 @@ fn completions_need_no_config() {
     let (code, err) = env.fail(&["completions", "tcsh"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn version_names_the_release() {
+    let env = TestEnv::new("version");
+    let v = env.ok(&["--version"]);
+    assert!(
+        v.starts_with(&format!("webhookd {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+}

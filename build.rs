@@ -1,0 +1,28 @@
+//! Sets `WEBHOOKD_VERSION` for `--version`: the package version, plus the git revision when built
+//! from a git checkout (e.g. "0.1.0 (git 1a6b273)"); a source tarball gives the version alone.
+
+use std::process::Command;
+
+fn main() {
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|r| !r.is_empty());
+    match rev {
+        Some(rev) => println!("cargo:rustc-env=WEBHOOKD_VERSION={version} (git {rev})"),
+        None => println!("cargo:rustc-env=WEBHOOKD_VERSION={version}"),
+    }
+    // Rebuild when HEAD moves: a checkout changes .git/HEAD, a commit the branch's ref.
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(r) = head.strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{}", r.trim());
+        }
+    }
+    println!("cargo:rerun-if-changed=.git/packed-refs");
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -38,6 +38,7 @@ install -D -m 0644 systemd/webhookd.sysusers "$stage/usr/lib/sysusers.d/webhookd
 install -D -m 0644 systemd/webhookd.tmpfiles "$stage/usr/lib/tmpfiles.d/webhookd.conf"
 install -D -m 0644 etc/webhookd.toml "$stage/etc/webhookd/webhookd.toml"
 install -D -m 0644 packaging/debian/copyright "$stage/usr/share/doc/webhookd/copyright"
+install -D -m 0644 packaging/debian/lintian-overrides "$stage/usr/share/lintian/overrides/webhookd"
 doc="$stage/usr/share/doc/webhookd"
 sed "1s/(.*)/($debver)/" packaging/debian/changelog | gzip -9n >"$doc/changelog.Debian.gz"
 for page in man/*.[1-8]; do

@@ -16,13 +16,16 @@ fn main() {
         Some(rev) => println!("cargo:rustc-env=WEBHOOKD_VERSION={version} (git {rev})"),
         None => println!("cargo:rustc-env=WEBHOOKD_VERSION={version}"),
     }
-    // Rebuild when HEAD moves: a checkout changes .git/HEAD, a commit the branch's ref.
-    println!("cargo:rerun-if-changed=.git/HEAD");
+    // Rebuild when HEAD moves: a checkout changes .git/HEAD, a commit the branch's ref (or
+    // packed-refs). Only existing files: a missing one would make every build dirty.
+    let mut watch = vec![".git/HEAD".to_owned(), ".git/packed-refs".to_owned()];
     if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
         if let Some(r) = head.strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed=.git/{}", r.trim());
+            watch.push(format!(".git/{}", r.trim()));
         }
     }
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    for path in watch.iter().filter(|p| std::path::Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={path}");
+    }
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -55,6 +55,8 @@ pub(crate) struct RetryPolicy {
 pub(crate) struct HttpConfig {
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    /// Extra trusted CA certificates (PEM), beside the system's.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// The validated configuration every command works from.
@@ -98,6 +100,7 @@ struct RetrySection {
 struct HttpSection {
     timeout: Option<String>,
     connect_timeout: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +194,12 @@ impl Config {
                 &file.http.connect_timeout,
                 DEFAULT_CONNECT_TIMEOUT,
             )?,
+            ca_file: match file.http.ca_file {
+                Some(p) if p.as_os_str().is_empty() => {
+                    return Err(bad("http.ca_file", "is empty".into()))
+                }
+                p => p,
+            },
         };
         for (key, d) in [
             ("http.timeout", http.timeout),
@@ -368,7 +377,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(keys.len(), 10, "{keys:?}");
+        assert_eq!(keys.len(), 11, "{keys:?}");
     }
 
     /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
@@ -386,7 +395,9 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert_ne!(uncommented, text, "some keys are commented out");
-        let all = parse(&uncommented).unwrap();
+        let mut all = parse(&uncommented).unwrap();
+        // The one key without a default: shown with an example path.
+        assert!(all.http.ca_file.take().is_some());
         let defaults = parse("db = \"/var/lib/webhookd/webhookd.db\"").unwrap();
         assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
         assert_eq!(format!("{all:?}"), format!("{defaults:?}"));

@@ -102,6 +102,8 @@ pub(crate) type Reload<'a> = &'a dyn Fn() -> Result<(Config, LevelFilter)>;
 /// Start-up failures only: the database cannot be opened or migrated, another daemon holds the
 /// lock, or threads cannot be started. Per-message failures are recorded, never returned.
 pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
+    // First: a bad http.ca_file is a configuration error, found before anything is opened.
+    let http = Http::new(&config.http, config.workers)?;
     let mut store = Store::open(&config.db, Access::Daemon)?;
     let _lock = DaemonLock::acquire(&config.db)?;
     let requeued = store.requeue_in_flight(store::now_ms())?;
@@ -117,7 +119,6 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     // Unbounded: the dispatcher itself never has more than `capacity` jobs unfinished.
     let (jobs_tx, jobs_rx) = unbounded::<Job>();
     let (done_tx, done_rx) = unbounded::<Finished>();
-    let http = Http::new(&config.http, config.workers);
     let pool = Pool::start(config.workers, http, &jobs_rx, &done_tx)?;
     drop(done_tx);
     let watchdog = sd_notify::watchdog_enabled();
@@ -371,14 +372,16 @@ impl Dispatcher {
             }
         }
         if new.http != old.http {
-            self.pool.set_http(Http::new(&new.http, new.workers));
-            changed.push(format!(
-                "http.timeout {:?} -> {:?}, http.connect_timeout {:?} -> {:?}",
-                old.http.timeout,
-                new.http.timeout,
-                old.http.connect_timeout,
-                new.http.connect_timeout
-            ));
+            match Http::new(&new.http, new.workers) {
+                Ok(http) => {
+                    self.pool.set_http(http);
+                    changed.push(format!("http {:?} -> {:?}", old.http, new.http));
+                }
+                Err(e) => {
+                    log::error!("reload: {e}; the http settings stay as they were");
+                    new.http = old.http.clone();
+                }
+            }
         }
         if new.retry != old.retry {
             changed.push(format!("retry {:?} -> {:?}", old.retry, new.retry));

@@ -34,6 +34,8 @@ pub(crate) enum Error {
     },
     #[error("config {}: {message}", .path.display())]
     InvalidConfig { path: PathBuf, message: String },
+    #[error("http.ca_file {}: {message}", .path.display())]
+    CaFile { path: PathBuf, message: String },
     #[error("{message}")]
     Usage { message: String },
     #[error("{message}")]
@@ -113,7 +115,9 @@ impl Error {
     /// The process exit code for this error (see README.md, "Exit codes").
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Error::ReadConfig { .. } | Error::InvalidConfig { .. } => exit::CONFIG,
+            Error::ReadConfig { .. } | Error::InvalidConfig { .. } | Error::CaFile { .. } => {
+                exit::CONFIG
+            }
             Error::Usage { .. } => exit::USAGE,
             Error::InvalidInput { .. }
             | Error::InvalidLine { .. }

@@ -6,6 +6,10 @@
 //! and with a timeout set its default resolver does so on a freshly spawned thread, which costs
 //! about 4x the CPU of the request itself on loopback.
 //!
+//! TLS (rustls): receivers are checked against the system's CA certificates (rustls' platform
+//! verifier, which reads /etc/ssl/certs on Linux), so CA updates arrive with the ca-certificates
+//! package. With `http.ca_file` the roots are the system's plus that file's.
+//!
 //! At most `READ_CAP` bytes of a response body are read (the first `EXCERPT_CAP` are kept for the
 //! record); a larger body closes the connection instead of being read, so a receiver that answers
 //! with gigabytes cannot grow memory or hold a worker beyond the timeout.
@@ -13,15 +17,18 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::ToSocketAddrs;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{Request, Uri};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::{Finished, Job, Reply};
 use crate::config::HttpConfig;
+use crate::error::{Error, Result};
 
 /// Response bytes kept for the attempt record.
 pub(crate) const EXCERPT_CAP: usize = 1024;
@@ -42,8 +49,16 @@ pub(crate) struct Http {
 impl Http {
     /// Builds the shared agent. `pool_size` bounds idle keep-alive connections (use the worker
     /// count).
-    pub(crate) fn new(config: &HttpConfig, pool_size: usize) -> Http {
+    ///
+    /// # Errors
+    /// `CaFile` when `http.ca_file` cannot be read or holds no certificate.
+    pub(crate) fn new(config: &HttpConfig, pool_size: usize) -> Result<Http> {
+        let roots = match &config.ca_file {
+            None => RootCerts::PlatformVerifier,
+            Some(path) => RootCerts::Specific(std::sync::Arc::new(roots_with(path)?)),
+        };
         let agent_config = ureq::Agent::config_builder()
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
             .http_status_as_error(false)
             .max_redirects(0)
             .max_redirects_will_error(false)
@@ -58,13 +73,13 @@ impl Http {
             .input_buffer_size(BUFFER_SIZE)
             .output_buffer_size(BUFFER_SIZE)
             .build();
-        Http {
+        Ok(Http {
             agent: ureq::Agent::with_parts(
                 agent_config,
                 DefaultConnector::new(),
                 CachingResolver::default(),
             ),
-        }
+        })
     }
 
     /// Makes one attempt to deliver `job`. Never fails: transport errors are part of the result.
@@ -165,6 +180,42 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         return bad("must be absolute (http://host/... or https://host/...)");
     }
     Ok(())
+}
+
+/// The system's CA certificates plus those in the PEM file `ca_file`.
+fn roots_with(ca_file: &Path) -> Result<Vec<Certificate<'static>>> {
+    let bad = |message: String| Error::CaFile {
+        path: ca_file.to_path_buf(),
+        message,
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let mut extra = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        // Keys and other blocks are not roots: skipped.
+        if let PemItem::Certificate(c) = item.map_err(|e| bad(format!("not PEM: {e}")))? {
+            extra.push(c);
+        }
+    }
+    if extra.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    let system = rustls_native_certs::load_native_certs();
+    for e in &system.errors {
+        log::warn!("system CA certificates: {e}");
+    }
+    let mut roots: Vec<Certificate<'static>> = system
+        .certs
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    log::debug!(
+        "trusting {} system CA certificates and {} from {}",
+        roots.len(),
+        extra.len(),
+        ca_file.display()
+    );
+    roots.extend(extra);
+    Ok(roots)
 }
 
 /// Resolves host:port with the system resolver and reuses the answer for `DNS_TTL`.

@@ -16,3 +16,5 @@ mod retries;
 /// Under a supervisor: watchdog pings and their stop when wedged, STATUS=, SIGHUP reload, worker
 /// panics.
 mod supervision;
+/// HTTPS receivers: system CAs, `http.ca_file`.
+mod tls;

@@ -99,7 +99,15 @@ Examples:
     },
 
     /// Inspect, edit and re-send dead messages (the dead-letter queue).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  webhookd dlq list
+  webhookd dlq show 0190c6c8-0000-7000-8000-000000000000
+  webhookd dlq retry 0190c6c8-0000-7000-8000-000000000000 --url https://example.com/new-hook
+  webhookd dlq delete --all"
+    )]
     Dlq(DlqCommand),
 
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -297,10 +305,9 @@ mod tests {
                 if !page.contains(&format!(".It Cm {entry}")) {
                     missing.push(full.clone());
                 }
-                if !sub.has_subcommands()
-                    && !sub
-                        .get_after_help()
-                        .is_some_and(|h| h.to_string().contains("Examples:"))
+                if !sub
+                    .get_after_help()
+                    .is_some_and(|h| h.to_string().contains("Examples:"))
                 {
                     missing.push(format!("{path} {name}: --help without examples"));
                 }

@@ -604,7 +604,10 @@ pub(super) mod tests {
         assert_eq!(s.purge_delivered(1, 7)?, 0);
         assert_eq!(s.purge_delivered(1, 9)?, 0);
         for sql in [CLAIM, PURGE_DELIVERED] {
-            let stmt = s.conn.prepare_cached(sql).map_err(|e| s.err("prepare", e))?;
+            let stmt = s
+                .conn
+                .prepare_cached(sql)
+                .map_err(|e| s.err("prepare", e))?;
             let reprepared = stmt.get_status(rusqlite::StatementStatus::RePrepare);
             assert_eq!(reprepared, 0, "{sql}");
         }

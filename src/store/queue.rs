@@ -47,13 +47,15 @@ const SELECT_PAYLOAD: &str = "SELECT method, url, headers, body FROM payloads WH
 const INSERT_ATTEMPT: &str =
     "INSERT OR IGNORE INTO attempts (seq, n, at, duration_us, status, error, response)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-const MARK_DELIVERED: &str = "UPDATE OR FAIL messages SET state = 2, due_at = ?2, delivered_at = ?2,
+const MARK_DELIVERED: &str =
+    "UPDATE OR FAIL messages SET state = 2, due_at = ?2, delivered_at = ?2,
      attempts = attempts + 1, attempts_total = ?3, last_error = NULL WHERE seq = ?1 AND state = 1";
 const MARK_RETRY: &str = "UPDATE OR FAIL messages SET state = 0, due_at = ?2,
      attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1";
 const MARK_DEAD: &str = "UPDATE OR FAIL messages SET state = 3, due_at = ?2, dead_at = ?2,
      attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1";
-const RELEASE: &str = "UPDATE OR FAIL messages SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
+const RELEASE: &str =
+    "UPDATE OR FAIL messages SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
 const REQUEUE_IN_FLIGHT: &str = "UPDATE messages SET state = 0, due_at = ?1 WHERE state = 1";
 const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0";
 const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN

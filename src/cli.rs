@@ -128,10 +128,24 @@ pub(crate) struct EnqueueArgs {
     /// Absolute http:// or https:// URL to deliver to.
     #[arg(
         value_name = "URL",
-        required_unless_present = "jsonl",
-        conflicts_with = "jsonl"
+        required_unless_present_any = ["jsonl", "endpoint"],
+        conflicts_with_all = ["jsonl", "endpoint"]
     )]
     pub(crate) url: Option<String>,
+
+    /// Deliver to the named endpoint of the config ([endpoints.NAME]) instead of a URL: its URL,
+    /// headers, signing secret and delivery policy apply when the message is sent.
+    #[arg(short = 'e', long, value_name = "NAME", conflicts_with = "jsonl")]
+    pub(crate) endpoint: Option<String>,
+
+    /// With --endpoint: a path (and query) appended to the endpoint's URL, e.g. /v2/invoice.
+    #[arg(long, value_name = "PATH", requires = "endpoint")]
+    pub(crate) path: Option<String>,
+
+    /// Deliver one at a time, in enqueue order, with the other messages of the same key (and
+    /// endpoint). See ORDERING in webhookd(8).
+    #[arg(long, value_name = "KEY", conflicts_with = "jsonl")]
+    pub(crate) ordering_key: Option<String>,
 
     /// HTTP method.
     #[arg(short = 'X', long, value_name = "METHOD", default_value = "POST")]

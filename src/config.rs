@@ -4,13 +4,16 @@
 //! refused with one line naming the file, the line and the key. Durations ("100ms", "5s", "10m",
 //! "6h", "7d") are parsed only here; everything inside webhookd uses `std::time::Duration`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::LevelFilter;
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::endpoint::{Endpoint, EndpointSection};
 use crate::error::{Error, Result};
 
 /// Read when `--config` is not given, if it exists.
@@ -71,6 +74,26 @@ pub(crate) struct Config {
     pub(crate) retention: Duration,
     pub(crate) max_body_size: usize,
     pub(crate) log_level: LevelFilter,
+    /// Named endpoints (`[endpoints.NAME]`), by name.
+    pub(crate) endpoints: BTreeMap<String, Arc<Endpoint>>,
+    /// Where alerts are posted, and in which form.
+    pub(crate) alerts: Option<AlertConfig>,
+}
+
+/// `alert_url` and `alert_format`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AlertConfig {
+    pub(crate) url: String,
+    pub(crate) format: AlertFormat,
+}
+
+/// The body of an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AlertFormat {
+    /// `{"text": "..."}`, as Slack, Mattermost and Rocket.Chat incoming webhooks take it.
+    Slack,
+    /// The event as a JSON object (`event`, `text`, `endpoint`, `message`, ...).
+    Json,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +108,10 @@ struct FileConfig {
     retry: RetrySection,
     #[serde(default)]
     http: HttpSection,
+    alert_url: Option<String>,
+    alert_format: Option<String>,
+    #[serde(default)]
+    endpoints: BTreeMap<String, EndpointSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,7 +254,36 @@ impl Config {
             Some(db) => db,
             None => default_db_path(),
         };
+        let alerts = match (file.alert_url, file.alert_format.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(bad("alert_format", "set without alert_url".into())),
+            (Some(url), format) => {
+                crate::deliver::http::check_url(&url).map_err(|m| bad("alert_url", m))?;
+                let format = match format {
+                    None | Some("slack") => AlertFormat::Slack,
+                    Some("json") => AlertFormat::Json,
+                    Some(other) => {
+                        return Err(bad(
+                            "alert_format",
+                            format!("{other:?} is not one of \"slack\", \"json\""),
+                        ))
+                    }
+                };
+                Some(AlertConfig { url, format })
+            }
+        };
+        let config_dir = path
+            .and_then(Path::parent)
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let mut endpoints = BTreeMap::new();
+        for (name, section) in file.endpoints {
+            let e = crate::endpoint::from_section(&name, section, &config_dir)
+                .map_err(|(key, message)| bad(&key, message))?;
+            endpoints.insert(name, Arc::new(e));
+        }
         Ok(Config {
+            endpoints,
+            alerts,
             source: path.map(Path::to_path_buf),
             db,
             workers,

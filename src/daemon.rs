@@ -38,12 +38,14 @@ use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::alert::{self, Alert, Alerter};
 use crate::config::{Config, RetryPolicy};
+use crate::deliver::endpoints::{Endpoints, Event};
 use crate::deliver::http::Http;
 use crate::deliver::pool::Pool;
 use crate::deliver::{backoff, classify, summarize, Finished, Job, Reply, Verdict};
 use crate::error::{Error, Result};
-use crate::store::{self, Access, DaemonLock, Outcome, OutcomeKind, Store};
+use crate::store::{self, Access, Claim, Claimed, Cycle, DaemonLock, Outcome, OutcomeKind, Store};
 
 /// How often the database is checked for commits by writers that did not send a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -75,6 +77,8 @@ enum Control {
     Stop(&'static str),
     Reload,
     Wake,
+    /// An operator enabled an endpoint (`webhookd endpoints enable`).
+    Endpoints,
 }
 
 /// Path of the wake-up socket of the database at `db`.
@@ -87,9 +91,19 @@ pub(crate) fn wake_socket_path(db: &Path) -> PathBuf {
 /// Tells a running daemon that new messages were committed. Best effort: without a daemon, or
 /// without permission, the daemon's poll finds them anyway.
 pub(crate) fn wake(db: &Path) {
+    send_wake(db, b"w");
+}
+
+/// Tells a running daemon that an endpoint was enabled. Best effort: the daemon also looks every
+/// `STATUS_INTERVAL`.
+pub(crate) fn wake_endpoints(db: &Path) {
+    send_wake(db, b"e");
+}
+
+fn send_wake(db: &Path, what: &[u8]) {
     if let Ok(sock) = UnixDatagram::unbound() {
         let _ = sock.set_nonblocking(true);
-        let _ = sock.send_to(b"w", wake_socket_path(db));
+        let _ = sock.send_to(what, wake_socket_path(db));
     }
 }
 
@@ -110,6 +124,15 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     if requeued > 0 {
         log::warn!("{requeued} messages were in flight when the previous daemon stopped; attempting them again");
     }
+    store.ensure_endpoints(config.endpoints.keys())?;
+    let endpoints = Endpoints::new(
+        store.endpoint_health()?,
+        &config.endpoints,
+        config.workers,
+        store::now_ms(),
+    );
+    warn_unconfigured(&store, &endpoints);
+    let alerter = Alerter::start(config.alerts.clone(), &config.http)?;
 
     let (control_tx, control_rx) = unbounded();
     let signals = SignalThread::start(control_tx.clone())?;
@@ -154,8 +177,9 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         window: VecDeque::new(),
         status_delivered: 0,
         in_flight: 0,
-        next_due: None,
-        want_claim: true,
+        endpoints,
+        alerter,
+        take_enables: false,
         last_version: None,
         finished: Vec::new(),
         stats: Stats::default(),
@@ -168,6 +192,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let limit = dispatcher.config.http.timeout + DRAIN_MARGIN;
     dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, limit);
     dispatcher.pool.join(Duration::from_secs(2));
+    dispatcher.alerter.stop();
     signals.stop();
     wake.stop();
     checkpointer.stop();
@@ -205,10 +230,11 @@ struct Dispatcher {
     /// Deliveries since the last `STATUS=`.
     status_delivered: u64,
     in_flight: usize,
-    /// Earliest known `due_at` of a pending message.
-    next_due: Option<i64>,
-    /// Set when more may be due than were claimed last time, or after a wake-up.
-    want_claim: bool,
+    /// Per-endpoint policy and health; what may be claimed from which endpoint.
+    endpoints: Endpoints,
+    alerter: Alerter,
+    /// Take enable requests at the next cycle.
+    take_enables: bool,
     last_version: Option<i64>,
     finished: Vec<Finished>,
     stats: Stats,
@@ -237,7 +263,8 @@ impl Dispatcher {
                         match msg {
                             Control::Stop(signal) => return signal,
                             Control::Reload => self.reload(reload),
-                            Control::Wake => self.want_claim = true,
+                            Control::Wake => self.endpoints.want_all(),
+                            Control::Endpoints => self.take_enables = true,
                         }
                     }
                 },
@@ -250,9 +277,6 @@ impl Dispatcher {
                 self.poll_version();
             }
             let now = store::now_ms();
-            if self.next_due.is_some_and(|d| d <= now) {
-                self.want_claim = true;
-            }
             self.turn(jobs, now);
             if Instant::now() >= next_purge {
                 let backlog = self.purge(now);
@@ -265,6 +289,7 @@ impl Dispatcher {
             }
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = Instant::now();
+                self.take_enables = true; // in case the wake-up datagram was lost
                 self.window
                     .push_back(std::mem::take(&mut self.status_delivered));
                 if self.window.len() > STATUS_WINDOW {
@@ -305,7 +330,7 @@ impl Dispatcher {
         }
         self.last_check = Instant::now();
         crate::faults::maybe_wedge();
-        let limit = stuck_after(self.config.http.timeout);
+        let limit = stuck_after(self.endpoints.max_timeout(self.config.http.timeout));
         if let Some(stuck) = self.pool.stuck(limit) {
             if !self.unhealthy {
                 log::error!(
@@ -386,6 +411,37 @@ impl Dispatcher {
         if new.retry != old.retry {
             changed.push(format!("retry {:?} -> {:?}", old.retry, new.retry));
         }
+        if new.endpoints != old.endpoints || new.workers != old.workers {
+            let rows = self
+                .store
+                .ensure_endpoints(new.endpoints.keys())
+                .and_then(|()| self.store.endpoint_health());
+            match rows {
+                Ok(rows) => {
+                    let names = self.endpoints.reconfigure(
+                        rows,
+                        &new.endpoints,
+                        new.workers,
+                        store::now_ms(),
+                    );
+                    if !names.is_empty() {
+                        changed.push(format!("endpoints {}", names.join(", ")));
+                    }
+                    warn_unconfigured(&self.store, &self.endpoints);
+                }
+                Err(e) => {
+                    log::error!("reload: {e}; the endpoints stay as they were");
+                    new.endpoints = old.endpoints.clone();
+                }
+            }
+        }
+        if new.alerts != old.alerts {
+            self.alerter.set_config(new.alerts.clone());
+            changed.push(format!(
+                "alert_url {}",
+                new.alerts.as_ref().map_or("(none)", |a| a.url.as_str())
+            ));
+        }
         if new.retention != old.retention {
             changed.push(format!(
                 "retention {} -> {}",
@@ -414,16 +470,17 @@ impl Dispatcher {
     /// How long the loop may block: until the next poll or the next due message, whichever is
     /// first; outcomes and wake-ups interrupt it.
     fn sleep_time(&self, last_poll: Instant) -> Duration {
-        if !self.finished.is_empty() || (self.want_claim && self.in_flight < self.capacity) {
+        let now = store::now_ms();
+        let room = self.in_flight < self.capacity;
+        if !self.finished.is_empty() || room && self.endpoints.ready(now) {
             return Duration::ZERO;
         }
         let mut t = POLL_INTERVAL.saturating_sub(last_poll.elapsed());
         if let Some(every) = self.ping_every {
             t = t.min(every.saturating_sub(self.last_check.elapsed()));
         }
-        if let Some(due) = self.next_due {
-            let until = u64::try_from(due - store::now_ms()).unwrap_or(0);
-            t = t.min(Duration::from_millis(until));
+        if let Some(at) = self.endpoints.next_ready(now).filter(|_| room) {
+            t = t.min(Duration::from_millis(u64::try_from(at - now).unwrap_or(0)));
         }
         t
     }
@@ -432,7 +489,7 @@ impl Dispatcher {
         match self.store.data_version() {
             Ok(v) => {
                 if self.last_version != Some(v) {
-                    self.want_claim = true;
+                    self.endpoints.want_all();
                 }
                 self.last_version = Some(v);
             }
@@ -440,34 +497,31 @@ impl Dispatcher {
         }
     }
 
-    /// One unit of work: record finished attempts and claim what is due, in one transaction.
+    /// One unit of work: record finished attempts, save endpoint health and claim what is due
+    /// and allowed, in one transaction.
     fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
         let free = self.capacity.saturating_sub(self.in_flight);
-        let claim = if self.want_claim { free } else { 0 };
-        if self.finished.is_empty() && claim == 0 {
+        let claims = if free > 0 {
+            self.endpoints.plan(free, now)
+        } else {
+            Vec::new()
+        };
+        if self.finished.is_empty() && claims.is_empty() && !self.take_enables {
             return;
         }
-        let claimed = match self.record(&[], claim, now) {
+        let claimed = match self.record(&[], &claims, false, now) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("{e}; retrying");
+                self.endpoints.want_all();
                 thread::sleep(STORE_RETRY);
                 return;
             }
         };
-        if claim > 0 {
-            self.in_flight += claimed.len();
-            if claimed.len() < claim {
-                // Everything due is claimed; learn when the next one is.
-                self.want_claim = false;
-                self.next_due = self.store.next_due().unwrap_or_else(|e| {
-                    log::warn!("{e}");
-                    Some(now + 1000)
-                });
-            }
-        }
-        for job in claimed {
+        self.in_flight += claimed.jobs.len();
+        for mut job in claimed.jobs {
             log::trace!("claimed {} (attempt {})", job.uuid, job.attempts + 1);
+            self.endpoints.complete(&mut job);
             // Never blocks: at most `capacity` jobs are claimed and not finished.
             if jobs.send(job).is_err() {
                 log::error!("job channel closed while running");
@@ -475,26 +529,88 @@ impl Dispatcher {
         }
     }
 
-    /// Records the finished attempts and `released` jobs and claims up to `claim`, in one
-    /// transaction; on success the finished list is accounted for and emptied.
+    /// Records the finished attempts and `released` jobs, saves endpoint health (all of it with
+    /// `save_all`) and makes `claims`, in one transaction; on success the finished list is
+    /// accounted for and emptied.
     ///
     /// # Errors
     /// The store's; nothing changes then and the finished attempts stay for the next try.
-    fn record(&mut self, released: &[i64], claim: usize, now: i64) -> Result<Vec<Job>> {
+    fn record(
+        &mut self,
+        released: &[i64],
+        claims: &[Claim],
+        save_all: bool,
+        now: i64,
+    ) -> Result<Claimed> {
         let outcomes: Vec<Outcome> = self
             .finished
             .iter()
-            .map(|f| decide(f, &self.config.retry, now))
+            .map(|f| decide(f, &self.config.retry, &self.endpoints, now))
             .collect();
-        let claimed = self.store.cycle(&outcomes, released, claim, now)?;
+        let health = self.endpoints.to_save(now, save_all);
+        let cycle = Cycle {
+            outcomes: &outcomes,
+            released,
+            claims,
+            health: &health,
+            take_enables: self.take_enables,
+        };
+        let claimed = self.store.cycle(&cycle, now)?;
+        self.take_enables = false;
         for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
-            self.account(f, o);
+            self.account(f, o, now);
         }
         self.in_flight -= outcomes.len();
+        for id in &claimed.enabled {
+            if let Some(name) = self.endpoints.enable(*id, now) {
+                log::warn!("endpoint {name} enabled by an operator: delivering its messages again");
+            }
+        }
+        self.endpoints.claimed(&claimed.jobs, &claimed.next_due);
         Ok(claimed)
     }
 
-    fn account(&mut self, f: &Finished, o: &Outcome) {
+    /// Logs an endpoint's change at warning and sends it as an alert.
+    fn event(&self, ev: Event) {
+        let (event, text, endpoint) = match ev {
+            Event::Opened {
+                endpoint,
+                failures,
+                error,
+            } => (
+                "endpoint_opened",
+                format!("endpoint {endpoint} opened after {failures} consecutive failures (last: {error}): its messages wait, one probe at growing intervals"),
+                endpoint,
+            ),
+            Event::Disabled { endpoint, reason } => (
+                "endpoint_disabled",
+                format!("endpoint {endpoint} disabled: {reason}; its messages are held until `webhookd endpoints enable {endpoint}`"),
+                endpoint,
+            ),
+            Event::Recovered { endpoint, down_ms } => (
+                "endpoint_recovered",
+                format!(
+                    "endpoint {endpoint} recovered after failing for {}",
+                    alert::duration_text(down_ms)
+                ),
+                endpoint,
+            ),
+        };
+        log::warn!("{text}");
+        self.alerter.send(Alert {
+            event,
+            text,
+            endpoint: Some(endpoint),
+            message: None,
+        });
+    }
+
+    fn account(&mut self, f: &Finished, o: &Outcome, now: i64) {
+        if f.endpoint != 0 {
+            if let Some(ev) = self.endpoints.finished(f, &o.summary, now) {
+                self.event(ev);
+            }
+        }
         match o.kind {
             OutcomeKind::Delivered => {
                 self.stats.delivered += 1;
@@ -503,7 +619,7 @@ impl Dispatcher {
             }
             OutcomeKind::Retry { due_at } => {
                 self.stats.retried += 1;
-                self.next_due = Some(self.next_due.map_or(due_at, |d| d.min(due_at)));
+                self.endpoints.due(f.endpoint, due_at);
                 log::debug!(
                     "attempt {} of {} failed: {}; retry in {}",
                     o.n,
@@ -516,12 +632,23 @@ impl Dispatcher {
             }
             OutcomeKind::Dead => {
                 self.stats.dead += 1;
-                log::warn!(
-                    "dead-lettered {} after {} attempts: {}",
+                let endpoint = self.endpoints.config(f.endpoint).map(|c| c.name.clone());
+                let text = format!(
+                    "dead-lettered {}{} after {} attempts: {}",
                     f.uuid,
+                    endpoint
+                        .as_ref()
+                        .map_or(String::new(), |e| format!(" (endpoint {e})")),
                     f.attempts + 1,
                     o.summary
                 );
+                log::warn!("{text}");
+                self.alerter.send(Alert {
+                    event: "dead_letter",
+                    text,
+                    endpoint,
+                    message: Some(f.uuid.to_string()),
+                });
             }
         }
     }
@@ -561,14 +688,18 @@ impl Dispatcher {
         done: &Receiver<Finished>,
         limit: Duration,
     ) {
-        let mut released: Vec<i64> = jobs_rx.try_iter().map(|j| j.seq).collect();
+        let mut released = Vec::new();
+        for job in jobs_rx.try_iter() {
+            self.endpoints.released(job.endpoint);
+            released.push(job.seq);
+        }
         drop(jobs_tx);
         self.in_flight -= released.len();
         let deadline = Instant::now() + limit;
         loop {
             self.finished.extend(done.try_iter());
             if !self.finished.is_empty() || !released.is_empty() {
-                match self.record(&released, 0, store::now_ms()) {
+                match self.record(&released, &[], true, store::now_ms()) {
                     Ok(_) => released.clear(),
                     Err(e) => {
                         log::error!("{e}");
@@ -606,6 +737,19 @@ impl Dispatcher {
     }
 }
 
+/// Warns about endpoints the database knows but the config does not, whose messages are held.
+fn warn_unconfigured(store: &Store, endpoints: &Endpoints) {
+    for (id, name) in endpoints.unconfigured() {
+        match store.next_due(id) {
+            Ok(Some(_)) => log::warn!(
+                "endpoint {name} is not in the config any more: its pending messages are held until it is added back (or deleted from the queue)"
+            ),
+            Ok(None) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+}
+
 /// A worker on one request for longer than this is stuck, and the daemon stops feeding the
 /// watchdog: the HTTP timeout (which ureq enforces) plus half of it, at least one second more.
 fn stuck_after(timeout: Duration) -> Duration {
@@ -613,10 +757,19 @@ fn stuck_after(timeout: Duration) -> Duration {
 }
 
 /// Turns a finished attempt into what to store, applying the attempt budget and backoff.
-fn decide(f: &Finished, policy: &RetryPolicy, now: i64) -> Outcome {
+///
+/// A named endpoint's `max_attempts` applies to its messages (a message's own wins). A `410 Gone`
+/// from a named endpoint disables the endpoint and holds the message (pending, due now). A lane's
+/// next message is promoted when this one is delivered, or dead and its endpoint skips dead ones.
+fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -> Outcome {
     let made = f.attempts + 1;
-    let budget = f.max_attempts.unwrap_or(policy.max_attempts);
+    let (endpoint_budget, dead_blocks) = endpoints.policy(f.endpoint);
+    let budget = f
+        .max_attempts
+        .or(endpoint_budget)
+        .unwrap_or(policy.max_attempts);
     let kind = match classify(&f.reply) {
+        _ if endpoints.is_gone(f.endpoint, &f.reply) => OutcomeKind::Retry { due_at: now },
         Verdict::Delivered => OutcomeKind::Delivered,
         Verdict::Dead => OutcomeKind::Dead,
         Verdict::Retry { .. } if made >= budget => OutcomeKind::Dead,
@@ -644,6 +797,11 @@ fn decide(f: &Finished, policy: &RetryPolicy, now: i64) -> Outcome {
         error,
         response,
         summary: summarize(&f.reply),
+        promote: match (&f.lane, &kind) {
+            (Some(lane), OutcomeKind::Delivered) => Some(lane.clone()),
+            (Some(lane), OutcomeKind::Dead) if !dead_blocks => Some(lane.clone()),
+            _ => None,
+        },
         kind,
     }
 }
@@ -716,10 +874,16 @@ impl WakeThread {
         let thread = spawn("webhookd-wake", move || {
             let mut buf = [0u8; 16];
             while !flag.load(Ordering::Relaxed) {
-                if sock.recv(&mut buf).is_ok()
-                    && !flag.load(Ordering::Relaxed)
-                    && control.send(Control::Wake).is_err()
-                {
+                let Ok(n) = sock.recv(&mut buf) else { continue };
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let msg = if buf[..n] == *b"e" {
+                    Control::Endpoints
+                } else {
+                    Control::Wake
+                };
+                if control.send(msg).is_err() {
                     return;
                 }
             }

@@ -3,15 +3,18 @@
 //! `main` only parses the command line, builds the validated `Config`, sets up logging, runs the
 //! command and maps its error to an exit code (see README.md, "Exit codes").
 
+mod alert;
 mod cli;
 mod cmd;
 mod config;
 mod daemon;
 mod deliver;
+mod endpoint;
 mod error;
 mod faults;
 mod logging;
 mod message;
+mod sign;
 mod store;
 
 use std::process::ExitCode;

@@ -25,7 +25,7 @@ const RESERVED_HEADERS: &[&str] = &[
 const MAX_KEY_LEN: usize = 512;
 
 /// A message ready to be stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Message {
     pub(crate) method: String,
     pub(crate) url: String,
@@ -34,6 +34,12 @@ pub(crate) struct Message {
     pub(crate) key: Option<String>,
     pub(crate) delay: Duration,
     pub(crate) max_attempts: Option<u32>,
+    /// A named endpoint; `url` is then the path appended to the endpoint's URL (maybe empty).
+    pub(crate) endpoint: Option<String>,
+    /// Ordered lane: delivered one at a time, in enqueue order, with the lane's other messages.
+    pub(crate) lane: Option<String>,
+    /// Whether a dead message stops its lane (else the next one goes).
+    pub(crate) lane_dead_blocks: bool,
 }
 
 impl Message {
@@ -43,7 +49,11 @@ impl Message {
     /// `InvalidInput` naming the field and the problem.
     pub(crate) fn check(&self, max_body_size: usize) -> Result<()> {
         check_method(&self.method)?;
-        crate::deliver::http::check_url(&self.url).map_err(Error::input)?;
+        match &self.endpoint {
+            None => crate::deliver::http::check_url(&self.url).map_err(Error::input)?,
+            Some(_) if self.url.is_empty() => {}
+            Some(_) => crate::endpoint::check_path(&self.url).map_err(Error::input)?,
+        }
         for (name, value) in &self.headers {
             check_header(name, value)?;
         }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{out, read_body};
 use crate::cli::EnqueueArgs;
 use crate::config::{parse_duration, Config};
+use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};
 use crate::message::{self, parse_header, Message};
 use crate::store::{self, Access, Enqueued, Store};
@@ -29,6 +30,9 @@ const LINE_FIELDS: &[&str] = &[
     "key",
     "delay",
     "max_attempts",
+    "endpoint",
+    "path",
+    "ordering_key",
 ];
 
 /// Runs `enqueue`.
@@ -36,20 +40,90 @@ const LINE_FIELDS: &[&str] = &[
 /// # Errors
 /// `InvalidInput`/`InvalidLine` for bad messages (nothing is stored), `ReadInput`, store errors.
 pub(crate) fn run(args: &EnqueueArgs, config: &Config) -> Result<u8> {
-    match (&args.jsonl, &args.url) {
-        (Some(input), _) if args.stream => enqueue_stream(input, args.json, config),
-        (Some(input), _) => enqueue_lines(input, args.json, config),
-        (None, Some(url)) => enqueue_one(url, args, config),
-        (None, None) => Err(Error::Usage {
-            message: "enqueue needs a URL or --jsonl".into(),
-        }),
+    match &args.jsonl {
+        Some(input) if args.stream => enqueue_stream(input, args.json, config),
+        Some(input) => enqueue_lines(input, args.json, config),
+        None => enqueue_one(args, config),
     }
 }
 
-fn enqueue_one(url: &str, args: &EnqueueArgs, config: &Config) -> Result<u8> {
+/// Where a message goes, resolved against the config's endpoints.
+struct Target {
+    /// The full URL, or the path for an endpoint.
+    url: String,
+    endpoint: Option<String>,
+    lane: Option<String>,
+    lane_dead_blocks: bool,
+}
+
+/// Resolves a URL, or an endpoint with an optional path, and the ordered lane if any.
+fn target(
+    config: &Config,
+    url: Option<String>,
+    endpoint: Option<String>,
+    path: Option<String>,
+    ordering_key: Option<String>,
+) -> std::result::Result<Target, String> {
+    let (url, endpoint) = match (url, endpoint) {
+        (Some(_), Some(_)) => return Err("give either a URL or an endpoint, not both".into()),
+        (None, None) => return Err("missing field `url` (or `endpoint`)".into()),
+        (Some(_), None) if path.is_some() => {
+            return Err("a path can only be given with an endpoint".into())
+        }
+        (Some(url), None) => (url, None),
+        (None, Some(name)) => {
+            let Some(e) = config.endpoints.get(&name) else {
+                let known: Vec<&str> = config.endpoints.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "unknown endpoint {name:?} (configured: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            };
+            let path = path.unwrap_or_default();
+            if !path.is_empty() {
+                crate::endpoint::check_path(&path)?;
+            }
+            crate::deliver::http::check_url(&e.url_for(&path))?;
+            (path, Some(e))
+        }
+    };
+    if let Some(k) = &ordering_key {
+        if k.is_empty() || k.len() > 512 {
+            return Err("ordering key must be 1 to 512 bytes long".into());
+        }
+    }
+    let lane = match (&ordering_key, endpoint) {
+        (Some(k), e) => Some(format!("{}\u{1f}{k}", e.map_or("", |e| e.name.as_str()))),
+        (None, Some(e)) if e.ordered => Some(format!("{}\u{1f}", e.name)),
+        (None, _) => None,
+    };
+    Ok(Target {
+        url,
+        lane,
+        lane_dead_blocks: endpoint.is_none_or(|e| e.on_dead == OnDead::Block),
+        endpoint: endpoint.map(|e| e.name.clone()),
+    })
+}
+
+fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
+    let t = target(
+        config,
+        args.url.clone(),
+        args.endpoint.clone(),
+        args.path.clone(),
+        args.ordering_key.clone(),
+    )
+    .map_err(Error::input)?;
     let message = Message {
         method: args.method.clone(),
-        url: url.to_owned(),
+        url: t.url,
+        endpoint: t.endpoint,
+        lane: t.lane,
+        lane_dead_blocks: t.lane_dead_blocks,
         headers: args
             .headers
             .iter()
@@ -239,7 +313,13 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
             LINE_FIELDS.join(", ")
         ));
     }
-    let url = string(&mut line, "url")?.ok_or("missing field `url`")?;
+    let t = target(
+        config,
+        string(&mut line, "url")?,
+        string(&mut line, "endpoint")?,
+        string(&mut line, "path")?,
+        string(&mut line, "ordering_key")?,
+    )?;
     let body = match (
         string(&mut line, "body")?,
         string(&mut line, "body_base64")?,
@@ -274,7 +354,10 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
     };
     let message = Message {
         method: string(&mut line, "method")?.unwrap_or_else(|| "POST".into()),
-        url,
+        url: t.url,
+        endpoint: t.endpoint,
+        lane: t.lane,
+        lane_dead_blocks: t.lane_dead_blocks,
         headers,
         body,
         key: string(&mut line, "key")?,

@@ -97,15 +97,31 @@ impl Http {
         let mut builder = Request::builder()
             .method(job.method.as_str())
             .uri(job.url.as_str())
-            .header("webhook-id", job.uuid.to_string())
             .header("webhook-timestamp", timestamp.to_string());
+        let id = job.uuid.to_string();
         for (name, value) in &job.headers {
+            if job.keys.is_some() && name.eq_ignore_ascii_case("webhook-signature") {
+                continue; // ours replaces it
+            }
             builder = builder.header(name.as_str(), value.as_str());
         }
-        let request = match builder.body(job.body.as_slice()) {
+        if let Some(keys) = job.keys.as_deref().filter(|k| !k.is_empty()) {
+            builder = builder.header(
+                "webhook-signature",
+                crate::sign::signature(keys, &id, timestamp, &job.body),
+            );
+        }
+        let mut request = match builder.header("webhook-id", id).body(job.body.as_slice()) {
             Ok(r) => r,
             Err(e) => return Reply::Transport(format!("invalid request: {e}")),
         };
+        if let Some(t) = job.timeout {
+            request = self
+                .agent
+                .configure_request(request)
+                .timeout_global(Some(t))
+                .build();
+        }
         let response = match self.agent.run(request) {
             Ok(r) => r,
             Err(e) => return Reply::Transport(e.to_string()),
@@ -141,6 +157,22 @@ impl Http {
             location,
             excerpt,
         }
+    }
+}
+
+impl Http {
+    /// Posts an alert (a JSON body) once; the status on an answer, else the transport error.
+    ///
+    /// # Errors
+    /// The transport error, as text.
+    pub(crate) fn post_json(&self, url: &str, body: &[u8]) -> Result<u16, String> {
+        let response = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| e.to_string())?;
+        Ok(response.status().as_u16())
     }
 }
 

@@ -4,15 +4,19 @@
 //! retry delays. A delivery result is a value (`Verdict`), never an error.
 
 pub(crate) mod backoff;
+pub(crate) mod endpoints;
 pub(crate) mod http;
 pub(crate) mod pool;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use crate::sign::Key;
+
 /// A claimed message, handed to one worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Job {
     pub(crate) seq: i64,
     pub(crate) uuid: Uuid,
@@ -26,6 +30,14 @@ pub(crate) struct Job {
     pub(crate) url: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
+    /// Endpoint id (0: a plain URL).
+    pub(crate) endpoint: i64,
+    /// The ordered lane, if any.
+    pub(crate) lane: Option<String>,
+    /// Keys to sign with (Standard Webhooks), from the endpoint.
+    pub(crate) keys: Option<Arc<Vec<Key>>>,
+    /// The endpoint's own request timeout.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What the receiver (or the network) answered.
@@ -60,6 +72,8 @@ pub(crate) struct Finished {
     pub(crate) attempts: u32,
     pub(crate) attempts_total: u32,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) endpoint: i64,
+    pub(crate) lane: Option<String>,
     pub(crate) started: SystemTime,
     pub(crate) duration: Duration,
     pub(crate) reply: Reply,
@@ -73,6 +87,8 @@ impl Finished {
             attempts: job.attempts,
             attempts_total: job.attempts_total,
             max_attempts: job.max_attempts,
+            endpoint: job.endpoint,
+            lane: job.lane.clone(),
             started,
             duration,
             reply,

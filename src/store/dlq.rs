@@ -17,7 +17,13 @@ const REVIVE: &str = "UPDATE messages SET state = 0, due_at = ?2, attempts = 0, 
      dead_at = NULL WHERE seq = ?1";
 const READ_PAYLOAD: &str = "SELECT url, headers, body FROM payloads WHERE seq = ?1";
 const WRITE_PAYLOAD: &str = "UPDATE payloads SET url = ?2, headers = ?3, body = ?4 WHERE seq = ?1";
-const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE seq = ?1";
+const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE seq = ?1 RETURNING lane";
+/// After a lane's dead message is deleted, its next waiting message goes, unless the lane still
+/// has one pending, in flight or dead.
+const PROMOTE_AFTER_DELETE: &str = "UPDATE OR FAIL messages SET state = 0 WHERE seq =
+     (SELECT seq FROM messages WHERE lane = ?1 AND state != 2 AND state = 4 ORDER BY seq LIMIT 1)
+     AND NOT EXISTS (SELECT 1 FROM messages WHERE lane = ?1 AND state != 2 AND state IN (0, 1, 3))";
+const ENDPOINT_OF: &str = "SELECT endpoint FROM messages WHERE seq = ?1";
 
 /// Changes an operator makes to dead messages before sending them again. Already validated.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +69,18 @@ impl Store {
             let mut revive = tx.prepare_cached(REVIVE).map_err(e("prepare"))?;
             let mut read = tx.prepare_cached(READ_PAYLOAD).map_err(e("prepare"))?;
             let mut write = tx.prepare_cached(WRITE_PAYLOAD).map_err(e("prepare"))?;
-            for (seq, _) in &targets {
+            let mut endpoint_of = tx.prepare_cached(ENDPOINT_OF).map_err(e("prepare"))?;
+            for (seq, uuid) in &targets {
+                if edit.url.is_some() {
+                    let endpoint: i64 = endpoint_of
+                        .query_row([seq], |r| r.get(0))
+                        .map_err(e("read message"))?;
+                    if endpoint != 0 {
+                        return Err(Error::input(format!(
+                            "message {uuid} goes to a named endpoint: change the endpoint's url in the config (and reload), or retry it without --url"
+                        )));
+                    }
+                }
                 if !edit.is_empty() {
                     let (url, headers, body): (String, String, Vec<u8>) = read
                         .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -105,8 +122,16 @@ impl Store {
         let targets = select_dead(&tx, uuids, &path)?;
         {
             let mut delete = tx.prepare_cached(DELETE_MESSAGE).map_err(e("prepare"))?;
+            let mut lanes = std::collections::BTreeSet::new();
             for (seq, _) in &targets {
-                delete.execute([seq]).map_err(e("delete"))?;
+                let lane: Option<String> = delete
+                    .query_row([seq], |r| r.get(0))
+                    .map_err(e("delete"))?;
+                lanes.extend(lane);
+            }
+            let mut promote = tx.prepare_cached(PROMOTE_AFTER_DELETE).map_err(e("prepare"))?;
+            for lane in &lanes {
+                promote.execute([lane]).map_err(e("promote lane"))?;
             }
         }
         let seqs: Vec<i64> = targets.iter().map(|(s, _)| *s).collect();

@@ -3,22 +3,25 @@
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
-use super::queue::{DELIVERED, IN_FLIGHT, PENDING};
+use super::queue::{DEAD, DELIVERED, IN_FLIGHT, PENDING};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::message;
 
 const TOTALS: &str = "SELECT state, n FROM counts";
 const IN_FLIGHT_COUNT: &str = "SELECT count(*) FROM messages WHERE state = 1";
-const SCHEDULED: &str = "SELECT count(*) FROM messages WHERE state = 0 AND due_at > ?1";
+const SCHEDULED: &str = "SELECT count(*) FROM messages WHERE state = 0
+     AND endpoint IN (SELECT 0 UNION ALL SELECT id FROM endpoints) AND due_at > ?1";
 const VIEW: &str = "SELECT m.seq, m.state, m.idem_key, m.due_at, m.created_at, m.attempts,
         m.attempts_total, m.max_attempts, m.delivered_at, m.retried_at, m.dead_at, m.last_error,
-        p.method, p.url, p.headers, p.body
-     FROM messages m JOIN payloads p USING (seq) WHERE m.uuid = ?1";
+        p.method, p.url, p.headers, p.body, e.name, m.lane
+     FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
+     WHERE m.uuid = ?1";
 const ATTEMPTS: &str =
     "SELECT n, at, duration_us, status, error, response FROM attempts WHERE seq = ?1 ORDER BY n";
-const DEAD_LIST: &str = "SELECT m.uuid, p.url, m.attempts_total, m.last_error, m.dead_at
-     FROM messages m JOIN payloads p USING (seq) WHERE m.state = 3 ORDER BY m.due_at, m.seq";
+const DEAD_LIST: &str = "SELECT m.uuid, p.url, m.attempts_total, m.last_error, m.dead_at, e.name
+     FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
+     WHERE m.state = 3 ORDER BY m.due_at, m.seq";
 
 /// A message's state, as shown to operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,8 @@ pub(crate) enum State {
     InFlight,
     Delivered,
     Dead,
+    /// Behind an earlier message of its ordered lane.
+    Waiting,
 }
 
 impl State {
@@ -35,7 +40,8 @@ impl State {
             PENDING => State::Pending,
             IN_FLIGHT => State::InFlight,
             DELIVERED => State::Delivered,
-            _ => State::Dead,
+            DEAD => State::Dead,
+            _ => State::Waiting,
         }
     }
 
@@ -45,6 +51,7 @@ impl State {
             State::InFlight => "in_flight",
             State::Delivered => "delivered",
             State::Dead => "dead",
+            State::Waiting => "waiting",
         }
     }
 }
@@ -77,7 +84,11 @@ pub(crate) struct MessageView {
     pub(crate) state: State,
     pub(crate) key: Option<String>,
     pub(crate) method: String,
+    /// The URL, or for a named endpoint the path appended to its URL.
     pub(crate) url: String,
+    pub(crate) endpoint: Option<String>,
+    /// The ordering key of its lane, if it is ordered.
+    pub(crate) ordering_key: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Vec<u8>,
     pub(crate) created_at: i64,
@@ -97,7 +108,9 @@ pub(crate) struct MessageView {
 #[derive(Debug, Clone)]
 pub(crate) struct DeadSummary {
     pub(crate) uuid: Uuid,
+    /// The URL, or for a named endpoint the path appended to its URL.
     pub(crate) url: String,
+    pub(crate) endpoint: Option<String>,
     pub(crate) attempts: u32,
     pub(crate) last_error: Option<String>,
     pub(crate) dead_at: Option<i64>,
@@ -128,7 +141,7 @@ impl Store {
             let n = u64::try_from(n).unwrap_or(0);
             match State::from_db(state) {
                 State::Pending => queued = n,
-                State::InFlight => {}
+                State::InFlight | State::Waiting => {}
                 State::Delivered => c.delivered = n,
                 State::Dead => c.dead = n,
             }
@@ -176,7 +189,7 @@ impl Store {
                         uuid: *uuid,
                         state,
                         key: r.get(2)?,
-                        next_attempt_at: (state == State::Pending).then_some(due_at),
+                        next_attempt_at: matches!(state, State::Pending).then_some(due_at),
                         created_at: r.get(4)?,
                         attempts_in_budget: r.get(5)?,
                         max_attempts: r.get(7)?,
@@ -188,6 +201,10 @@ impl Store {
                         url: r.get(13)?,
                         headers: message::decode_headers(&r.get::<_, String>(14)?),
                         body: r.get(15)?,
+                        endpoint: r.get(16)?,
+                        ordering_key: r
+                            .get::<_, Option<String>>(17)?
+                            .map(|l| l.split_once('\u{1f}').map_or(l.clone(), |(_, k)| k.to_owned())),
                         attempts: Vec::new(),
                     },
                 ))
@@ -239,6 +256,7 @@ impl Store {
                     attempts: r.get(2)?,
                     last_error: r.get(3)?,
                     dead_at: r.get(4)?,
+                    endpoint: r.get(5)?,
                 })
             };
             f(read().map_err(|e| self.err("list dead messages", e))?)?;

@@ -19,6 +19,7 @@
 //! pid: it asks for the lock, and only a held lock means "running".
 
 mod dlq;
+mod endpoints;
 mod inspect;
 mod queue;
 mod schema;
@@ -33,8 +34,9 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{Error, Result};
 
 pub(crate) use dlq::RetryEdit;
+pub(crate) use endpoints::{EndpointRow, Lane};
 pub(crate) use inspect::{parse_uuid, Counts, MessageView, State};
-pub(crate) use queue::{Enqueued, Outcome, OutcomeKind};
+pub(crate) use queue::{Claim, Claimed, Cycle, Enqueued, Health, Outcome, OutcomeKind};
 
 /// How a statement waits for another process's write lock: SQLite's own busy timeout sleeps 1, 2,
 /// 5, 10, ... 100 ms between tries, which turns every collision between the daemon and an enqueue

@@ -22,6 +22,8 @@ pub(super) const PENDING: i64 = 0;
 pub(super) const IN_FLIGHT: i64 = 1;
 pub(super) const DELIVERED: i64 = 2;
 pub(super) const DEAD: i64 = 3;
+/// Waiting behind an earlier message of its ordered lane.
+pub(super) const WAITING: i64 = 4;
 
 // Writes use `OR FAIL` (and the attempt record `OR IGNORE`) instead of the default `OR ABORT`:
 // every statement here runs inside a transaction that is rolled back as a whole on any error, so
@@ -29,8 +31,9 @@ pub(super) const DEAD: i64 = 3;
 // that, writing page images into memory chunks it allocates and frees at every statement: most
 // of the writer's time in the static (musl) build, where each free returned memory to the kernel.
 const INSERT_MESSAGE: &str =
-    "INSERT OR FAIL INTO messages (uuid, idem_key, state, due_at, created_at, max_attempts)
-     VALUES (?1, ?2, 0, ?3, ?4, ?5)
+    "INSERT OR FAIL INTO messages
+     (uuid, idem_key, state, due_at, created_at, max_attempts, endpoint, lane)
+     VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7, ?8)
      ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 const INSERT_PAYLOAD: &str =
     "INSERT OR FAIL INTO payloads (seq, method, url, headers, body) VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -40,9 +43,9 @@ const SELECT_BY_KEY: &str = "SELECT uuid FROM messages WHERE idem_key = ?1";
 /// (and each recompile freed and reallocated its program: musl's allocator turned that into
 /// munmap/TLB shootdowns, the static binary drained at 13k/s instead of 50k/s).
 const CLAIM: &str = "UPDATE OR FAIL messages SET state = 1, due_at = ?1
-     WHERE seq IN (SELECT seq FROM messages WHERE state = 0 AND due_at <= ?1 ORDER BY due_at
-                   LIMIT CAST(?2 AS INTEGER))
-     RETURNING seq, uuid, attempts, attempts_total, max_attempts";
+     WHERE seq IN (SELECT seq FROM messages WHERE state = 0 AND endpoint = CAST(?3 AS INTEGER) AND due_at <= ?1
+                   ORDER BY due_at LIMIT CAST(?2 AS INTEGER))
+     RETURNING seq, uuid, attempts, attempts_total, max_attempts, endpoint, lane";
 const SELECT_PAYLOAD: &str = "SELECT method, url, headers, body FROM payloads WHERE seq = ?1";
 const INSERT_ATTEMPT: &str =
     "INSERT OR IGNORE INTO attempts (seq, n, at, duration_us, status, error, response)
@@ -57,10 +60,27 @@ const MARK_DEAD: &str = "UPDATE OR FAIL messages SET state = 3, due_at = ?2, dea
 const RELEASE: &str =
     "UPDATE OR FAIL messages SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
 const REQUEUE_IN_FLIGHT: &str = "UPDATE messages SET state = 0, due_at = ?1 WHERE state = 1";
-const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0";
+const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = ?1";
+/// The state index is per endpoint: `IN` makes one range scan per endpoint (0 is plain URLs).
 const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN
-     (SELECT seq FROM messages WHERE state = 2 AND due_at < ?1 LIMIT CAST(?2 AS INTEGER))
+     (SELECT seq FROM messages WHERE state = 2
+        AND endpoint IN (SELECT 0 UNION ALL SELECT id FROM endpoints)
+        AND due_at < ?1 LIMIT CAST(?2 AS INTEGER))
      RETURNING seq";
+const ENDPOINT_ID: &str = "SELECT id FROM endpoints WHERE name = ?1";
+const INSERT_ENDPOINT: &str = "INSERT OR IGNORE INTO endpoints (name) VALUES (?1)";
+/// Whether a new message of `lane` must wait: the lane has a message pending, in flight or
+/// waiting, or (when dead messages block, ?2) a dead one.
+const LANE_BUSY: &str = "SELECT EXISTS (SELECT 1 FROM messages WHERE lane = ?1 AND state != 2
+     AND (state != 3 OR ?2))";
+/// After a lane's head is delivered (or dead and skipped), its next message becomes pending.
+const PROMOTE: &str = "UPDATE OR FAIL messages SET state = 0 WHERE seq =
+     (SELECT seq FROM messages WHERE lane = ?1 AND state != 2 AND state = 4 ORDER BY seq LIMIT 1)";
+const SAVE_HEALTH: &str = "UPDATE OR FAIL endpoints SET state = ?2, failures = ?3,
+     failing_since = ?4, last_success_at = ?5, last_error = ?6, last_error_at = ?7,
+     changed_at = ?8, reason = ?9 WHERE id = ?1";
+const TAKE_ENABLES: &str =
+    "UPDATE endpoints SET enable_requested = 0 WHERE enable_requested = 1 RETURNING id";
 pub(super) const DELETE_PAYLOAD: &str = "DELETE FROM payloads WHERE seq = ?1";
 pub(super) const DELETE_ATTEMPTS: &str = "DELETE FROM attempts WHERE seq = ?1";
 
@@ -94,6 +114,53 @@ pub(crate) struct Outcome {
     /// Stored as the message's last error when it failed.
     pub(crate) summary: String,
     pub(crate) kind: OutcomeKind,
+    /// The message's ordered lane, whose next message becomes pending when this is set.
+    pub(crate) promote: Option<String>,
+}
+
+/// Claim up to `limit` due messages of one endpoint (0: plain URLs).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    pub(crate) endpoint: i64,
+    pub(crate) limit: usize,
+}
+
+/// An endpoint's health as the daemon keeps it (`endpoints` table).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Health {
+    pub(crate) id: i64,
+    /// 0 healthy (circuit closed), 1 open, 2 disabled.
+    pub(crate) state: i64,
+    pub(crate) failures: i64,
+    pub(crate) failing_since: Option<i64>,
+    pub(crate) last_success_at: Option<i64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<i64>,
+    pub(crate) changed_at: Option<i64>,
+    pub(crate) reason: Option<String>,
+}
+
+/// One unit of the dispatcher's work (see [`Store::cycle`]).
+#[derive(Debug, Default)]
+pub(crate) struct Cycle<'a> {
+    pub(crate) outcomes: &'a [Outcome],
+    /// Claimed jobs never started, back to pending.
+    pub(crate) released: &'a [i64],
+    pub(crate) claims: &'a [Claim],
+    /// Endpoint health to save.
+    pub(crate) health: &'a [Health],
+    /// Take the endpoints an operator asked to enable (`webhookd endpoints enable`).
+    pub(crate) take_enables: bool,
+}
+
+/// What a cycle claimed and learnt.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    pub(crate) jobs: Vec<Job>,
+    /// For each claim that got fewer than its limit (all due ones): the endpoint's next due time.
+    pub(crate) next_due: Vec<(i64, Option<i64>)>,
+    /// Endpoints to enable.
+    pub(crate) enabled: Vec<i64>,
 }
 
 /// Inserts messages inside one IMMEDIATE transaction: all are stored by [`Inserter::commit`], or
@@ -101,6 +168,8 @@ pub(crate) struct Outcome {
 pub(crate) struct Inserter<'s> {
     tx: Transaction<'s>,
     store_path: &'s std::path::Path,
+    /// Endpoint ids by name, looked up (or created) once per batch.
+    endpoints: std::collections::HashMap<String, i64>,
 }
 
 impl Store {
@@ -117,6 +186,7 @@ impl Store {
         Ok(Inserter {
             tx,
             store_path: path,
+            endpoints: std::collections::HashMap::new(),
         })
     }
 
@@ -130,74 +200,75 @@ impl Store {
             .map_err(|e| self.err("requeue in-flight messages", e))
     }
 
-    /// One unit of the dispatcher's work, in one transaction: records `outcomes`, puts `released`
-    /// (claimed but never started) jobs back to pending, and claims up to `claim` due messages.
+    /// One unit of the dispatcher's work, in one transaction: records `outcomes` (promoting the
+    /// next message of their lanes), puts `released` jobs back to pending, saves endpoint health,
+    /// takes enable requests, and claims due messages per endpoint.
     ///
     /// # Errors
     /// `Db`/`Busy`; the transaction is rolled back and nothing changes.
-    pub(crate) fn cycle(
-        &mut self,
-        outcomes: &[Outcome],
-        released: &[i64],
-        claim: usize,
-        now: i64,
-    ) -> Result<Vec<Job>> {
+    pub(crate) fn cycle(&mut self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
         let path = &self.path;
         let e = |op| move |source| wrap(path, op, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e("begin"))?;
-        if !outcomes.is_empty() {
-            let mut attempt = tx.prepare_cached(INSERT_ATTEMPT).map_err(e("prepare"))?;
-            let mut delivered = tx.prepare_cached(MARK_DELIVERED).map_err(e("prepare"))?;
-            let mut retry = tx.prepare_cached(MARK_RETRY).map_err(e("prepare"))?;
-            let mut dead = tx.prepare_cached(MARK_DEAD).map_err(e("prepare"))?;
-            for o in outcomes {
-                let response = (!o.response.is_empty()).then_some(o.response.as_slice());
-                attempt
-                    .execute(params![
-                        o.seq,
-                        o.n,
-                        o.at,
-                        o.duration_us,
-                        o.status,
-                        o.error,
-                        response
-                    ])
-                    .map_err(e("record attempt"))?;
-                match o.kind {
-                    OutcomeKind::Delivered => delivered.execute(params![o.seq, now, o.n]),
-                    OutcomeKind::Retry { due_at } => {
-                        retry.execute(params![o.seq, due_at, o.n, o.summary])
-                    }
-                    OutcomeKind::Dead => dead.execute(params![o.seq, now, o.n, o.summary]),
-                }
-                .map_err(e("record outcome"))?;
-            }
+        if !c.outcomes.is_empty() {
+            record(&tx, c.outcomes, now).map_err(e("record outcome"))?;
         }
-        if !released.is_empty() {
+        if !c.released.is_empty() {
             let mut release = tx.prepare_cached(RELEASE).map_err(e("prepare"))?;
-            for seq in released {
+            for seq in c.released {
                 release.execute(params![seq, now]).map_err(e("release"))?;
             }
         }
-        let jobs = if claim > 0 {
-            claim_due(&tx, claim, now).map_err(e("claim"))?
-        } else {
-            Vec::new()
-        };
+        if !c.health.is_empty() {
+            let mut save = tx.prepare_cached(SAVE_HEALTH).map_err(e("prepare"))?;
+            for h in c.health {
+                save.execute(params![
+                    h.id,
+                    h.state,
+                    h.failures,
+                    h.failing_since,
+                    h.last_success_at,
+                    h.last_error,
+                    h.last_error_at,
+                    h.changed_at,
+                    h.reason
+                ])
+                .map_err(e("save endpoint health"))?;
+            }
+        }
+        let mut out = Claimed::default();
+        if c.take_enables {
+            let mut take = tx.prepare_cached(TAKE_ENABLES).map_err(e("prepare"))?;
+            out.enabled = take
+                .query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<_>>())
+                .map_err(e("take enable requests"))?;
+        }
+        for claim in c.claims.iter().filter(|c| c.limit > 0) {
+            let before = out.jobs.len();
+            claim_due(&tx, claim, now, &mut out.jobs).map_err(e("claim"))?;
+            if out.jobs.len() - before < claim.limit {
+                let next = tx
+                    .prepare_cached(NEXT_DUE)
+                    .and_then(|mut s| s.query_row([claim.endpoint], |r| r.get(0)))
+                    .map_err(e("find next due message"))?;
+                out.next_due.push((claim.endpoint, next));
+            }
+        }
         tx.commit().map_err(e("commit"))?;
-        Ok(jobs)
+        Ok(out)
     }
 
-    /// The earliest `due_at` of any pending message.
+    /// The earliest `due_at` of a pending message of endpoint `endpoint` (0: plain URLs).
     ///
     /// # Errors
     /// `Db`/`Busy`.
-    pub(crate) fn next_due(&self) -> Result<Option<i64>> {
+    pub(crate) fn next_due(&self, endpoint: i64) -> Result<Option<i64>> {
         self.conn
-            .query_row(NEXT_DUE, [], |r| r.get(0))
+            .query_row(NEXT_DUE, [endpoint], |r| r.get(0))
             .map_err(|e| self.err("find next due message", e))
     }
 
@@ -236,6 +307,12 @@ impl Store {
     }
 }
 
+/// The id of endpoint `name`, inserted if it has none yet.
+pub(super) fn endpoint_id(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(INSERT_ENDPOINT)?.execute([name])?;
+    conn.prepare_cached(ENDPOINT_ID)?.query_row([name], |r| r.get(0))
+}
+
 /// Deletes the payloads and attempts of deleted messages.
 pub(super) fn delete_details(tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Result<()> {
     let mut payload = tx.prepare_cached(DELETE_PAYLOAD)?;
@@ -247,10 +324,43 @@ pub(super) fn delete_details(tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Re
     Ok(())
 }
 
-fn claim_due(tx: &Transaction<'_>, limit: usize, now: i64) -> rusqlite::Result<Vec<Job>> {
+fn record(tx: &Transaction<'_>, outcomes: &[Outcome], now: i64) -> rusqlite::Result<()> {
+    let mut attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
+    let mut delivered = tx.prepare_cached(MARK_DELIVERED)?;
+    let mut retry = tx.prepare_cached(MARK_RETRY)?;
+    let mut dead = tx.prepare_cached(MARK_DEAD)?;
+    for o in outcomes {
+        let response = (!o.response.is_empty()).then_some(o.response.as_slice());
+        attempt.execute(params![
+            o.seq,
+            o.n,
+            o.at,
+            o.duration_us,
+            o.status,
+            o.error,
+            response
+        ])?;
+        match o.kind {
+            OutcomeKind::Delivered => delivered.execute(params![o.seq, now, o.n]),
+            OutcomeKind::Retry { due_at } => retry.execute(params![o.seq, due_at, o.n, o.summary]),
+            OutcomeKind::Dead => dead.execute(params![o.seq, now, o.n, o.summary]),
+        }?;
+        if let Some(lane) = &o.promote {
+            tx.prepare_cached(PROMOTE)?.execute([lane])?;
+        }
+    }
+    Ok(())
+}
+
+fn claim_due(
+    tx: &Transaction<'_>,
+    c: &Claim,
+    now: i64,
+    out: &mut Vec<Job>,
+) -> rusqlite::Result<()> {
     let mut claim = tx.prepare_cached(CLAIM)?;
     let mut jobs = claim
-        .query_map(params![now, limit as i64], |r| {
+        .query_map(params![now, c.limit as i64, c.endpoint], |r| {
             let uuid: [u8; 16] = r.get(1)?;
             Ok(Job {
                 seq: r.get(0)?,
@@ -258,10 +368,9 @@ fn claim_due(tx: &Transaction<'_>, limit: usize, now: i64) -> rusqlite::Result<V
                 attempts: r.get(2)?,
                 attempts_total: r.get(3)?,
                 max_attempts: r.get(4)?,
-                method: String::new(),
-                url: String::new(),
-                headers: Vec::new(),
-                body: Vec::new(),
+                endpoint: r.get(5)?,
+                lane: r.get(6)?,
+                ..Job::default()
             })
         })?
         .collect::<rusqlite::Result<Vec<Job>>>()?;
@@ -277,7 +386,8 @@ fn claim_due(tx: &Transaction<'_>, limit: usize, now: i64) -> rusqlite::Result<V
         job.headers = message::decode_headers(&headers);
         job.body = body;
     }
-    Ok(jobs)
+    out.append(&mut jobs);
+    Ok(())
 }
 
 impl Inserter<'_> {
@@ -291,10 +401,40 @@ impl Inserter<'_> {
         let e = |op| move |source| wrap(path, op, source);
         let uuid = Uuid::now_v7();
         let due = now.saturating_add(super::duration_ms(m.delay));
+        let endpoint = match &m.endpoint {
+            None => 0,
+            Some(name) => self.endpoint_id(name)?,
+        };
+        let state = match &m.lane {
+            Some(lane) => {
+                let busy: bool = self
+                    .tx
+                    .prepare_cached(LANE_BUSY)
+                    .and_then(|mut s| s.query_row(params![lane, m.lane_dead_blocks], |r| r.get(0)))
+                    .map_err(e("look up ordered lane"))?;
+                if busy {
+                    WAITING
+                } else {
+                    PENDING
+                }
+            }
+            None => PENDING,
+        };
         let inserted = self
             .tx
             .prepare_cached(INSERT_MESSAGE)
-            .and_then(|mut s| s.execute(params![uuid.as_bytes(), m.key, due, now, m.max_attempts]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    uuid.as_bytes(),
+                    m.key,
+                    due,
+                    now,
+                    m.max_attempts,
+                    state,
+                    endpoint,
+                    m.lane
+                ])
+            })
             .map_err(e("insert message"))?;
         if inserted == 0 {
             let first: [u8; 16] = self
@@ -329,6 +469,16 @@ impl Inserter<'_> {
             uuid,
             created: true,
         })
+    }
+
+    /// The id of endpoint `name`, created at its first use.
+    fn endpoint_id(&mut self, name: &str) -> Result<i64> {
+        if let Some(id) = self.endpoints.get(name) {
+            return Ok(*id);
+        }
+        let id = endpoint_id(&self.tx, name).map_err(|e| wrap(self.store_path, "look up endpoint", e))?;
+        self.endpoints.insert(name.to_owned(), id);
+        Ok(id)
     }
 
     /// Commits every insert durably.
@@ -410,9 +560,28 @@ pub(super) mod tests {
             headers: vec![("X-A".into(), "1".into())],
             body: b"\x00\xffbody".to_vec(),
             key: None,
-            delay: Duration::ZERO,
-            max_attempts: None,
+            ..Message::default()
         }
+    }
+
+    pub(crate) fn cyc(
+        s: &mut Store,
+        outcomes: &[Outcome],
+        released: &[i64],
+        claim: usize,
+        now: i64,
+    ) -> Result<Vec<Job>> {
+        let claims = [Claim {
+            endpoint: 0,
+            limit: claim,
+        }];
+        let c = Cycle {
+            outcomes,
+            released,
+            claims: &claims,
+            ..Cycle::default()
+        };
+        Ok(s.cycle(&c, now)?.jobs)
     }
 
     fn outcome(job: &Job, kind: OutcomeKind) -> Outcome {
@@ -426,6 +595,7 @@ pub(super) mod tests {
             response: b"oops".to_vec(),
             summary: "HTTP 500".into(),
             kind,
+            promote: None,
         }
     }
 
@@ -436,17 +606,17 @@ pub(super) mod tests {
         let a = ins.insert(&msg("http://127.0.0.1:1/a"), 100)?;
         ins.insert(&msg("http://127.0.0.1:1/b"), 100)?;
         ins.commit()?;
-        let jobs = s.cycle(&[], &[], 1, 100)?;
+        let jobs = cyc(&mut s, &[], &[], 1, 100)?;
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].uuid, a.uuid);
         assert_eq!(jobs[0].url, "http://127.0.0.1:1/a");
         assert_eq!(jobs[0].body, b"\x00\xffbody");
         assert_eq!(jobs[0].headers, vec![("X-A".to_owned(), "1".to_owned())]);
         // The claimed one is not claimed again.
-        let more = s.cycle(&[], &[], 10, 100)?;
+        let more = cyc(&mut s, &[], &[], 10, 100)?;
         assert_eq!(more.len(), 1);
         assert_ne!(more[0].uuid, a.uuid);
-        assert!(s.cycle(&[], &[], 10, 100)?.is_empty());
+        assert!(cyc(&mut s, &[], &[], 10, 100)?.is_empty());
         Ok(())
     }
 
@@ -458,9 +628,9 @@ pub(super) mod tests {
         let mut ins = s.inserter()?;
         ins.insert(&m, 1_000)?;
         ins.commit()?;
-        assert!(s.cycle(&[], &[], 10, 1_000 + 89_999)?.is_empty());
-        assert_eq!(s.next_due()?, Some(91_000));
-        assert_eq!(s.cycle(&[], &[], 10, 91_000)?.len(), 1);
+        assert!(cyc(&mut s, &[], &[], 10, 1_000 + 89_999)?.is_empty());
+        assert_eq!(s.next_due(0)?, Some(91_000));
+        assert_eq!(cyc(&mut s, &[], &[], 10, 91_000)?.len(), 1);
         Ok(())
     }
 
@@ -485,10 +655,10 @@ pub(super) mod tests {
         let mut ins = s.inserter()?;
         ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
         ins.commit()?;
-        let job = s.cycle(&[], &[], 1, 0)?.remove(0);
+        let job = cyc(&mut s, &[], &[], 1, 0)?.remove(0);
         let o = outcome(&job, OutcomeKind::Retry { due_at: 500 });
-        assert!(s.cycle(&[o], &[], 10, 10)?.is_empty());
-        let again = s.cycle(&[], &[], 10, 500)?.remove(0);
+        assert!(cyc(&mut s, &[o], &[], 10, 10)?.is_empty());
+        let again = cyc(&mut s, &[], &[], 10, 500)?.remove(0);
         assert_eq!((again.attempts, again.attempts_total), (1, 1));
         Ok(())
     }
@@ -499,9 +669,9 @@ pub(super) mod tests {
         let mut ins = s.inserter()?;
         ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
         ins.commit()?;
-        assert_eq!(s.cycle(&[], &[], 1, 0)?.len(), 1);
+        assert_eq!(cyc(&mut s, &[], &[], 1, 0)?.len(), 1);
         assert_eq!(s.requeue_in_flight(7)?, 1);
-        let job = s.cycle(&[], &[], 1, 7)?.remove(0);
+        let job = cyc(&mut s, &[], &[], 1, 7)?.remove(0);
         assert_eq!(job.attempts, 0);
         Ok(())
     }
@@ -514,12 +684,12 @@ pub(super) mod tests {
             ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
         }
         ins.commit()?;
-        let jobs = s.cycle(&[], &[], 3, 0)?;
+        let jobs = cyc(&mut s, &[], &[], 3, 0)?;
         let outs = [
             outcome(&jobs[0], OutcomeKind::Delivered),
             outcome(&jobs[1], OutcomeKind::Dead),
         ];
-        s.cycle(&outs, &[jobs[2].seq], 0, 100)?;
+        cyc(&mut s, &outs, &[jobs[2].seq], 0, 100)?;
         assert_eq!(s.purge_delivered(100, 10)?, 0);
         assert_eq!(s.purge_delivered(101, 10)?, 1);
         let c = s.counts(0)?;
@@ -557,14 +727,14 @@ pub(super) mod tests {
         }
         ins.commit()?;
         check(&s)?;
-        let jobs = s.cycle(&[], &[], 5, 0)?;
+        let jobs = cyc(&mut s, &[], &[], 5, 0)?;
         check(&s)?;
         let outs = [
             outcome(&jobs[0], OutcomeKind::Delivered),
             outcome(&jobs[1], OutcomeKind::Dead),
             outcome(&jobs[2], OutcomeKind::Retry { due_at: 50 }),
         ];
-        s.cycle(&outs, &[jobs[3].seq], 0, 10)?;
+        cyc(&mut s, &outs, &[jobs[3].seq], 0, 10)?;
         check(&s)?;
         assert_eq!(s.requeue_in_flight(20)?, 1);
         check(&s)?;
@@ -575,24 +745,76 @@ pub(super) mod tests {
         Ok(())
     }
 
-    /// Migration 3 recounts pending + in flight from the table, whatever migration 2 left.
+    /// A version-3 database (before endpoints) upgrades in place: its messages keep their states
+    /// and counts, become plain-URL messages, and are claimed as before.
     #[test]
-    fn migration_3_recounts_queued_messages() -> Result<()> {
-        let (d, mut s) = test_store();
+    fn version_3_database_upgrades_with_its_messages() -> Result<()> {
+        let d = tempdir::Dir::new();
+        let path = d.path.join("q.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &super::super::schema::MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3; PRAGMA application_id = 2003331940;
+                 INSERT INTO messages (uuid, state, due_at, created_at) VALUES
+                   (x'00000000000000000000000000000001', 0, 0, 0), (x'00000000000000000000000000000002', 1, 0, 0), (x'00000000000000000000000000000003', 2, 0, 0), (x'00000000000000000000000000000004', 3, 0, 0);
+                 INSERT INTO payloads (seq, method, url, headers, body)
+                   SELECT seq, 'POST', 'http://127.0.0.1:1/', '', x'' FROM messages;",
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path, Access::Daemon)?;
+        let c = s.totals()?;
+        assert_eq!((c.pending, c.in_flight, c.delivered, c.dead), (1, 1, 1, 1));
+        assert_eq!(s.requeue_in_flight(0)?, 1);
+        let jobs = cyc(&mut s, &[], &[], 10, 0)?;
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs.iter().all(|j| j.endpoint == 0 && j.lane.is_none()));
+        Ok(())
+    }
+
+    /// Ordered lanes: only the head is pending; delivering it promotes the next; a dead head
+    /// blocks (or, when skipped, promotes); counts include waiting messages as pending.
+    #[test]
+    fn lanes_deliver_one_at_a_time_in_order() -> Result<()> {
+        let (_d, mut s) = test_store();
         let mut ins = s.inserter()?;
-        for _ in 0..5 {
-            ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        let mut uuids = Vec::new();
+        for _ in 0..3 {
+            let m = Message {
+                lane: Some("k".into()),
+                lane_dead_blocks: true,
+                ..msg("http://127.0.0.1:1/")
+            };
+            uuids.push(ins.insert(&m, 0)?.uuid);
         }
         ins.commit()?;
-        assert_eq!(s.cycle(&[], &[], 2, 0)?.len(), 2);
-        // As a version-2 database would have it: per-state rows.
-        s.conn
-            .execute_batch("UPDATE counts SET n = 3 WHERE state = 0; UPDATE counts SET n = 2 WHERE state = 1; PRAGMA user_version = 2;")
-            .map_err(|e| s.err("downgrade", e))?;
-        drop(s);
-        let s = Store::open(&d.path.join("q.db"), Access::Daemon)?;
-        let c = s.totals()?;
-        assert_eq!((c.pending, c.in_flight, c.delivered, c.dead), (3, 2, 0, 0));
+        assert_eq!(s.totals()?.pending, 3);
+        let first = cyc(&mut s, &[], &[], 10, 0)?;
+        assert_eq!(first.iter().map(|j| j.uuid).collect::<Vec<_>>(), vec![uuids[0]]);
+        let mut done = outcome(&first[0], OutcomeKind::Delivered);
+        done.promote = Some("k".into());
+        let second = cyc(&mut s, &[done], &[], 10, 1)?;
+        assert_eq!(second.iter().map(|j| j.uuid).collect::<Vec<_>>(), vec![uuids[1]]);
+        // Dead without promotion: the lane stops.
+        let dead = outcome(&second[0], OutcomeKind::Dead);
+        assert!(cyc(&mut s, &[dead], &[], 10, 2)?.is_empty());
+        // A new message of the lane waits behind the dead one.
+        let mut ins = s.inserter()?;
+        let m = Message {
+            lane: Some("k".into()),
+            lane_dead_blocks: true,
+            ..msg("http://127.0.0.1:1/")
+        };
+        ins.insert(&m, 3)?;
+        ins.commit()?;
+        assert!(cyc(&mut s, &[], &[], 10, 3)?.is_empty());
+        // Deleting the dead head lets the lane go on.
+        s.delete_dead(Some(&[uuids[1]]))?;
+        let third = cyc(&mut s, &[], &[], 10, 4)?;
+        assert_eq!(third.iter().map(|j| j.uuid).collect::<Vec<_>>(), vec![uuids[2]]);
         Ok(())
     }
 
@@ -606,7 +828,7 @@ pub(super) mod tests {
         }
         ins.commit()?;
         for n in [1, 3, 2, 5, 4] {
-            assert_eq!(s.cycle(&[], &[], n, 0)?.len(), n);
+            assert_eq!(cyc(&mut s, &[], &[], n, 0)?.len(), n);
         }
         assert_eq!(s.purge_delivered(1, 7)?, 0);
         assert_eq!(s.purge_delivered(1, 9)?, 0);

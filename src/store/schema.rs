@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 const APPLICATION_ID: i64 = 0x7768_6B64;
 
 /// Migration N (1-based) brings the schema from `user_version` N-1 to N. Append only.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: initial schema.
     "CREATE TABLE messages (
         seq            INTEGER PRIMARY KEY,
@@ -92,6 +92,44 @@ const MIGRATIONS: &[&str] = &[
         WHEN OLD.state != NEW.state AND (OLD.state > 1 OR NEW.state > 1) BEGIN
         UPDATE counts SET n = n - 1 WHERE state = (OLD.state > 1) * OLD.state;
         UPDATE counts SET n = n + 1 WHERE state = (NEW.state > 1) * NEW.state;
+    END;",
+    // 4: named endpoints and ordered lanes. `messages.endpoint` is an `endpoints.id` (0: a plain
+    // URL, whose payload holds the full URL; else the payload holds the path appended to the
+    // endpoint's URL at delivery). The state index gains the endpoint so that each endpoint is
+    // claimed on its own range (an endpoint held back by its breaker or limits is never scanned
+    // past). State 4 is a message waiting behind an earlier one of its ordered `lane`; only a
+    // lane's head is ever pending. It counts as pending.
+    "CREATE TABLE endpoints (
+        id               INTEGER PRIMARY KEY,
+        name             TEXT NOT NULL UNIQUE,
+        state            INTEGER NOT NULL DEFAULT 0,
+        failures         INTEGER NOT NULL DEFAULT 0,
+        failing_since    INTEGER,
+        last_success_at  INTEGER,
+        last_error       TEXT,
+        last_error_at    INTEGER,
+        changed_at       INTEGER,
+        reason           TEXT,
+        enable_requested INTEGER NOT NULL DEFAULT 0
+    );
+    ALTER TABLE messages ADD COLUMN endpoint INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN lane TEXT;
+    DROP INDEX messages_due;
+    CREATE INDEX messages_due ON messages(state, endpoint, due_at);
+    CREATE INDEX messages_lane ON messages(lane, seq) WHERE lane IS NOT NULL AND state != 2;
+    DROP TRIGGER counts_insert;
+    DROP TRIGGER counts_delete;
+    DROP TRIGGER counts_update;
+    CREATE TRIGGER counts_insert AFTER INSERT ON messages BEGIN
+        UPDATE counts SET n = n + 1 WHERE state = (NEW.state IN (2, 3)) * NEW.state;
+    END;
+    CREATE TRIGGER counts_delete AFTER DELETE ON messages BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = (OLD.state IN (2, 3)) * OLD.state;
+    END;
+    CREATE TRIGGER counts_update AFTER UPDATE OF state ON messages
+        WHEN OLD.state != NEW.state AND (OLD.state IN (2, 3) OR NEW.state IN (2, 3)) BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = (OLD.state IN (2, 3)) * OLD.state;
+        UPDATE counts SET n = n + 1 WHERE state = (NEW.state IN (2, 3)) * NEW.state;
     END;",
 ];
 

@@ -1,0 +1,179 @@
+//! Alerts: when a message dead-letters, or an endpoint opens, is disabled or recovers, the daemon
+//! posts a JSON event to `alert_url` from its own thread (`webhookd-alerts`), so deliveries never
+//! wait for it. Slack-compatible `{"text": ...}` by default, the whole event with
+//! `alert_format = "json"`.
+//!
+//! Rate-limited: at most `BURST` alerts at once and `PER_MINUTE` a minute after that; the ones
+//! over the limit are counted and the count is told in the next alert that goes out. An alert is
+//! attempted once (a chat webhook is not a queue to fill); a failure is logged.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use serde_json::json;
+
+use crate::config::{AlertConfig, AlertFormat, HttpConfig};
+use crate::deliver::http::Http;
+use crate::error::{Error, Result};
+
+const BURST: f64 = 10.0;
+const PER_MINUTE: f64 = 10.0;
+/// Alerts waiting for the thread; more are counted as suppressed.
+const QUEUE: usize = 256;
+
+/// One event to tell an operator about.
+#[derive(Debug, Clone)]
+pub(crate) struct Alert {
+    /// `dead_letter`, `endpoint_opened`, `endpoint_disabled`, `endpoint_recovered`.
+    pub(crate) event: &'static str,
+    pub(crate) text: String,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) message: Option<String>,
+}
+
+enum Msg {
+    Alert(Alert),
+    Config(Option<AlertConfig>),
+}
+
+/// The alert thread.
+pub(crate) struct Alerter {
+    tx: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Alerter {
+    /// Starts the thread (also without a URL: a reload may set one).
+    ///
+    /// # Errors
+    /// `Spawn`, or `CaFile` from the HTTP client.
+    pub(crate) fn start(config: Option<AlertConfig>, http: &HttpConfig) -> Result<Alerter> {
+        let client = Http::new(http, 1)?;
+        let (tx, rx) = bounded(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("webhookd-alerts".into())
+            .spawn(move || run(&rx, config, &client))
+            .map_err(|source| Error::Spawn {
+                name: "webhookd-alerts".into(),
+                source,
+            })?;
+        Ok(Alerter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues an alert; never blocks.
+    pub(crate) fn send(&self, alert: Alert) {
+        if let Some(tx) = &self.tx {
+            if let Err(TrySendError::Full(_)) = tx.try_send(Msg::Alert(alert)) {
+                log::debug!("alert queue full: alert dropped");
+            }
+        }
+    }
+
+    /// Replaces the alert URL and format (reload).
+    pub(crate) fn set_config(&self, config: Option<AlertConfig>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Config(config));
+        }
+    }
+
+    /// Sends what is queued (within the rate limit), then ends the thread.
+    pub(crate) fn stop(mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("webhookd-alerts panicked");
+            }
+        }
+    }
+}
+
+fn run(rx: &Receiver<Msg>, mut config: Option<AlertConfig>, client: &Http) {
+    let mut tokens = BURST;
+    let mut refilled = Instant::now();
+    let mut suppressed = 0u64;
+    for msg in rx {
+        let alert = match msg {
+            Msg::Config(c) => {
+                config = c;
+                continue;
+            }
+            Msg::Alert(a) => a,
+        };
+        let Some(cfg) = &config else { continue };
+        tokens = (tokens + refilled.elapsed().as_secs_f64() * PER_MINUTE / 60.0).min(BURST);
+        refilled = Instant::now();
+        if tokens < 1.0 {
+            suppressed += 1;
+            continue;
+        }
+        tokens -= 1.0;
+        let body = render(&alert, cfg.format, suppressed);
+        suppressed = 0;
+        match client.post_json(&cfg.url, body.as_bytes()) {
+            Ok(code) if (200..300).contains(&code) => {
+                log::debug!("alert {} posted to {}", alert.event, cfg.url);
+            }
+            Ok(code) => log::warn!("alert_url {} answered HTTP {code}", cfg.url),
+            Err(e) => log::warn!("cannot post alert to {}: {e}", cfg.url),
+        }
+    }
+}
+
+fn render(a: &Alert, format: AlertFormat, suppressed: u64) -> String {
+    let mut text = format!("webhookd: {}", a.text);
+    if suppressed > 0 {
+        text.push_str(&format!(
+            " ({suppressed} earlier alerts suppressed by the rate limit)"
+        ));
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    match format {
+        AlertFormat::Slack => json!({ "text": text }).to_string(),
+        AlertFormat::Json => json!({
+            "event": a.event,
+            "text": text,
+            "endpoint": a.endpoint,
+            "message": a.message,
+            "host": host,
+            "suppressed": suppressed,
+            "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        })
+        .to_string(),
+    }
+}
+
+/// How long an endpoint was down, for alert texts.
+pub(crate) fn duration_text(ms: i64) -> String {
+    humantime::format_duration(Duration::from_secs(u64::try_from(ms / 1000).unwrap_or(0)))
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_and_json_bodies() {
+        let a = Alert {
+            event: "endpoint_opened",
+            text: "endpoint billing opened".into(),
+            endpoint: Some("billing".into()),
+            message: None,
+        };
+        let slack: serde_json::Value =
+            serde_json::from_str(&render(&a, AlertFormat::Slack, 0)).unwrap();
+        assert_eq!(slack, json!({"text": "webhookd: endpoint billing opened"}));
+        let full: serde_json::Value =
+            serde_json::from_str(&render(&a, AlertFormat::Json, 3)).unwrap();
+        assert_eq!(full["event"], "endpoint_opened");
+        assert_eq!(full["endpoint"], "billing");
+        assert_eq!(full["suppressed"], 3);
+        assert!(full["text"].as_str().unwrap().contains("3 earlier alerts"));
+    }
+}

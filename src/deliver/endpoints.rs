@@ -1,0 +1,656 @@
+//! Per-endpoint delivery policy, as the dispatcher keeps it in memory: which endpoints may be
+//! claimed now and how many (concurrency cap, token-bucket rate, circuit breaker, disabled), what
+//! a finished attempt does to an endpoint's health, and how a claimed job of an endpoint is
+//! completed from its configuration. Pure: times are passed in (ms since the epoch), the
+//! database is the dispatcher's business.
+//!
+//! Breaker: `breaker_failures` consecutive failed attempts open an endpoint. While open, none of its
+//! messages is claimed (they keep their attempt budget), except one probe after
+//! `breaker_cooldown`, then after twice as long after each failed probe (at most an hour). A
+//! success closes it. `410 Gone` disables an endpoint, and so does failing without a success for
+//! `disable_after`; only an operator enables it again. Endpoint 0 stands for plain URLs: no
+//! limits, no breaker.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Finished, Job, Reply};
+use crate::endpoint::{Endpoint, OnDead, MAX_PROBE_INTERVAL};
+use crate::store::{self, Claim, Health};
+
+pub(crate) const CLOSED: i64 = 0;
+pub(crate) const OPEN: i64 = 1;
+pub(crate) const DISABLED: i64 = 2;
+/// A token bucket holds at most this many seconds of its rate (at least one token), so a rate is
+/// kept within a few percent over any second.
+const BURST_SECS: f64 = 0.1;
+/// Health that changed only in counters is saved at most this often.
+const SAVE_EVERY_MS: i64 = 1_000;
+
+/// The name shown for a health state.
+pub(crate) fn state_name(state: i64) -> &'static str {
+    match state {
+        OPEN => "open",
+        DISABLED => "disabled",
+        _ => "healthy",
+    }
+}
+
+/// A change an operator hears about (log at warning, and an alert).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    Opened {
+        endpoint: String,
+        failures: i64,
+        error: String,
+    },
+    Disabled {
+        endpoint: String,
+        reason: String,
+    },
+    Recovered {
+        endpoint: String,
+        down_ms: i64,
+    },
+}
+
+struct Runtime {
+    name: String,
+    /// None: plain URLs (id 0), or an endpoint no longer in the config (held).
+    config: Option<Arc<Endpoint>>,
+    health: Health,
+    probe_interval: Duration,
+    next_probe: i64,
+    in_flight: usize,
+    tokens: f64,
+    refilled_at: i64,
+    /// More may be due than were claimed (or a wake-up came): claim at the next chance.
+    want: bool,
+    /// Earliest known due time of a pending message.
+    next_due: Option<i64>,
+    dirty: bool,
+    state_changed: bool,
+    saved_at: i64,
+}
+
+impl Runtime {
+    fn new(name: String, config: Option<Arc<Endpoint>>, health: Health, now: i64) -> Runtime {
+        let cooldown = config
+            .as_ref()
+            .map_or(Duration::from_secs(10), |c| c.breaker_cooldown);
+        let mut rt = Runtime {
+            name,
+            config,
+            health,
+            probe_interval: cooldown,
+            next_probe: now + store::duration_ms(cooldown),
+            in_flight: 0,
+            tokens: 0.0,
+            refilled_at: now,
+            want: true,
+            next_due: None,
+            dirty: false,
+            state_changed: false,
+            saved_at: now,
+        };
+        rt.tokens = rt.burst();
+        rt
+    }
+
+    fn burst(&self) -> f64 {
+        self.config
+            .as_ref()
+            .and_then(|c| c.rate.as_ref())
+            .map_or(0.0, |r| (r.per_sec * BURST_SECS).max(1.0))
+    }
+
+    /// Tokens in the bucket at `now`.
+    fn tokens_at(&self, now: i64) -> f64 {
+        match self.config.as_ref().and_then(|c| c.rate.as_ref()) {
+            Some(rate) => {
+                let elapsed = (now - self.refilled_at).max(0) as f64 / 1000.0;
+                (self.tokens + elapsed * rate.per_sec).min(self.burst())
+            }
+            None => 0.0,
+        }
+    }
+
+    fn refill(&mut self, now: i64) {
+        self.tokens = self.tokens_at(now);
+        self.refilled_at = now;
+    }
+
+    fn has_work(&self, now: i64) -> bool {
+        self.want || self.next_due.is_some_and(|d| d <= now)
+    }
+
+    /// How many may be claimed now (usize::MAX: no limit of its own).
+    fn allowed(&self, workers: usize, now: i64) -> usize {
+        let Some(c) = &self.config else {
+            return if self.health.id == 0 { usize::MAX } else { 0 };
+        };
+        let cap = c.concurrency_with(workers).saturating_sub(self.in_flight);
+        let by_state = match self.health.state {
+            DISABLED => 0,
+            OPEN if now >= self.next_probe && self.in_flight == 0 => 1,
+            OPEN => 0,
+            _ => cap,
+        };
+        let by_rate = if c.rate.is_some() {
+            self.tokens_at(now).floor() as usize
+        } else {
+            usize::MAX
+        };
+        by_state.min(by_rate)
+    }
+
+    /// When this endpoint may next be claimed, if it is held back only by time.
+    fn ready_at(&self, workers: usize, now: i64) -> Option<i64> {
+        let due = if self.want {
+            now
+        } else {
+            self.next_due?
+        };
+        let c = self.config.as_ref()?;
+        let mut at = due.max(now);
+        match self.health.state {
+            DISABLED => return None,
+            OPEN if self.in_flight > 0 => return None,
+            OPEN => at = at.max(self.next_probe),
+            _ if c.concurrency_with(workers) <= self.in_flight => return None,
+            _ => {}
+        }
+        if let Some(rate) = &c.rate {
+            let tokens = self.tokens_at(now);
+            if tokens < 1.0 {
+                let wait = (1.0 - tokens) / rate.per_sec * 1000.0;
+                at = at.max(now + wait.ceil() as i64);
+            }
+        }
+        Some(at)
+    }
+
+    fn set_state(&mut self, state: i64, reason: Option<String>, now: i64) {
+        self.health.state = state;
+        self.health.reason = reason;
+        self.health.changed_at = Some(now);
+        self.state_changed = true;
+        self.dirty = true;
+    }
+}
+
+/// Every endpoint's runtime state, by id (0: plain URLs).
+pub(crate) struct Endpoints {
+    by_id: BTreeMap<i64, Runtime>,
+    workers: usize,
+    /// Where the next claim round starts, so that no endpoint always goes first.
+    turn: usize,
+}
+
+impl Endpoints {
+    /// `rows`: every endpoint the database knows, with its saved health; `config`: the configured
+    /// endpoints by name (each must be among `rows`).
+    pub(crate) fn new(
+        rows: Vec<(String, Health)>,
+        config: &BTreeMap<String, Arc<Endpoint>>,
+        workers: usize,
+        now: i64,
+    ) -> Endpoints {
+        let mut by_id = BTreeMap::new();
+        by_id.insert(0, Runtime::new(String::new(), None, Health::default(), now));
+        for (name, health) in rows {
+            let cfg = config.get(&name).cloned();
+            by_id.insert(health.id, Runtime::new(name, cfg, health, now));
+        }
+        Endpoints {
+            by_id,
+            workers,
+            turn: 0,
+        }
+    }
+
+    /// Applies a reloaded configuration: `rows` as for [`Endpoints::new`]; runtime state stays.
+    /// Returns the names of endpoints added, changed or removed.
+    pub(crate) fn reconfigure(
+        &mut self,
+        rows: Vec<(String, Health)>,
+        config: &BTreeMap<String, Arc<Endpoint>>,
+        workers: usize,
+        now: i64,
+    ) -> Vec<String> {
+        self.workers = workers;
+        let mut changed = Vec::new();
+        for (name, health) in rows {
+            let cfg = config.get(&name).cloned();
+            match self.by_id.get_mut(&health.id) {
+                Some(rt) => {
+                    if rt.config != cfg {
+                        changed.push(name);
+                        let new_rate = cfg.as_ref().and_then(|c| c.rate.clone());
+                        let old_rate = rt.config.as_ref().and_then(|c| c.rate.clone());
+                        rt.config = cfg;
+                        if new_rate != old_rate {
+                            rt.tokens = rt.burst();
+                        }
+                        rt.want = true;
+                    }
+                }
+                None => {
+                    if cfg.is_some() {
+                        changed.push(name.clone());
+                    }
+                    self.by_id
+                        .insert(health.id, Runtime::new(name, cfg, health, now));
+                }
+            }
+        }
+        changed
+    }
+
+    /// The configuration of endpoint `id`, if it is configured.
+    pub(crate) fn config(&self, id: i64) -> Option<&Arc<Endpoint>> {
+        self.by_id.get(&id).and_then(|rt| rt.config.as_ref())
+    }
+
+    /// Names of endpoints that the database knows but the config does not.
+    pub(crate) fn unconfigured(&self) -> Vec<(i64, String)> {
+        self.by_id
+            .iter()
+            .filter(|(id, rt)| **id != 0 && rt.config.is_none())
+            .map(|(id, rt)| (*id, rt.name.clone()))
+            .collect()
+    }
+
+    /// Something new may be due everywhere (a wake-up, a commit by another process).
+    pub(crate) fn want_all(&mut self) {
+        for rt in self.by_id.values_mut() {
+            rt.want = true;
+        }
+    }
+
+    /// A retry of endpoint `id` is due at `due_at`.
+    pub(crate) fn due(&mut self, id: i64, due_at: i64) {
+        if let Some(rt) = self.by_id.get_mut(&id) {
+            rt.next_due = Some(rt.next_due.map_or(due_at, |d| d.min(due_at)));
+        }
+    }
+
+    /// The claims to make now, with `free` claim slots in all.
+    pub(crate) fn plan(&mut self, free: usize, now: i64) -> Vec<Claim> {
+        let mut claims = Vec::new();
+        let mut left = free;
+        let n = self.by_id.len();
+        self.turn = (self.turn + 1) % n.max(1);
+        let workers = self.workers;
+        let order: Vec<i64> = self
+            .by_id
+            .keys()
+            .cycle()
+            .skip(self.turn)
+            .take(n)
+            .copied()
+            .collect();
+        for id in order {
+            if left == 0 {
+                break;
+            }
+            let rt = self.by_id.get_mut(&id).expect("listed");
+            if !rt.has_work(now) {
+                continue;
+            }
+            rt.refill(now);
+            let limit = rt.allowed(workers, now).min(left);
+            if limit > 0 {
+                claims.push(Claim {
+                    endpoint: id,
+                    limit,
+                });
+                left -= limit;
+            }
+        }
+        claims
+    }
+
+    /// Accounts for what a planned round claimed: in-flight counts, tokens, and what is due next.
+    pub(crate) fn claimed(&mut self, jobs: &[Job], next_due: &[(i64, Option<i64>)]) {
+        for job in jobs {
+            if let Some(rt) = self.by_id.get_mut(&job.endpoint) {
+                rt.in_flight += 1;
+                if rt.config.as_ref().is_some_and(|c| c.rate.is_some()) {
+                    rt.tokens -= 1.0;
+                }
+            }
+        }
+        for (id, due) in next_due {
+            if let Some(rt) = self.by_id.get_mut(id) {
+                rt.want = false;
+                rt.next_due = *due;
+            }
+        }
+    }
+
+    /// A claimed job went back to pending without an attempt (shutdown).
+    pub(crate) fn released(&mut self, id: i64) {
+        if let Some(rt) = self.by_id.get_mut(&id) {
+            rt.in_flight = rt.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Whether any endpoint can be claimed right now.
+    pub(crate) fn ready(&self, now: i64) -> bool {
+        self.by_id
+            .values()
+            .any(|rt| rt.has_work(now) && rt.allowed(self.workers, now) > 0)
+    }
+
+    /// The earliest time (ms) at which some endpoint held back by time can be claimed.
+    pub(crate) fn next_ready(&self, now: i64) -> Option<i64> {
+        self.by_id
+            .values()
+            .filter_map(|rt| {
+                if rt.config.is_none() && rt.health.id == 0 {
+                    return if rt.want { Some(now) } else { rt.next_due };
+                }
+                rt.ready_at(self.workers, now)
+            })
+            .min()
+    }
+
+    /// Fills in a claimed job of a named endpoint from its configuration: the URL (its path
+    /// appended), headers (the message's own win), signing keys and timeout.
+    pub(crate) fn complete(&self, job: &mut Job) {
+        let Some(c) = self.config(job.endpoint) else {
+            return;
+        };
+        job.url = c.url_for(&job.url);
+        let mut headers = c.headers.clone();
+        for (name, value) in std::mem::take(&mut job.headers) {
+            crate::message::set_header(&mut headers, &name, &value);
+        }
+        job.headers = headers;
+        if !c.keys.is_empty() {
+            job.keys = Some(Arc::new(c.keys.clone()));
+        }
+        job.timeout = c.timeout;
+    }
+
+    /// The attempt budget and lane policy of endpoint `id`: (max_attempts, dead blocks the lane).
+    pub(crate) fn policy(&self, id: i64) -> (Option<u32>, bool) {
+        self.config(id)
+            .map_or((None, true), |c| (c.max_attempts, c.on_dead == OnDead::Block))
+    }
+
+    /// Whether a reply of endpoint `id` disables it (410 Gone from a named endpoint): the message
+    /// is then held, not dead-lettered.
+    pub(crate) fn is_gone(&self, id: i64, reply: &Reply) -> bool {
+        id != 0 && matches!(reply, Reply::Status { code: 410, .. }) && self.config(id).is_some()
+    }
+
+    /// Updates the health of the finished attempt's endpoint; returns what an operator should hear.
+    pub(crate) fn finished(&mut self, f: &Finished, summary: &str, now: i64) -> Option<Event> {
+        let gone = self.is_gone(f.endpoint, &f.reply);
+        let rt = self.by_id.get_mut(&f.endpoint)?;
+        rt.in_flight = rt.in_flight.saturating_sub(1);
+        let c = rt.config.clone()?;
+        rt.dirty = true;
+        let h = &mut rt.health;
+        if matches!(f.reply, Reply::Status { code: 200..=299, .. }) {
+            let down_since = h.failing_since.take();
+            h.failures = 0;
+            h.last_success_at = Some(now);
+            rt.probe_interval = c.breaker_cooldown;
+            if h.state == OPEN {
+                rt.set_state(CLOSED, None, now);
+                rt.want = true;
+                return Some(Event::Recovered {
+                    endpoint: rt.name.clone(),
+                    down_ms: down_since.map_or(0, |s| now - s),
+                });
+            }
+            return None;
+        }
+        h.failures += 1;
+        let since = *h.failing_since.get_or_insert(now);
+        h.last_error = Some(summary.to_owned());
+        h.last_error_at = Some(now);
+        if h.state == DISABLED {
+            return None;
+        }
+        let failures = h.failures;
+        let disable = if gone {
+            Some(format!("{summary} (410 Gone: the receiver asked to stop)"))
+        } else if now - since >= store::duration_ms(c.disable_after) {
+            Some(format!(
+                "failing without a success for {} (disable_after {})",
+                humantime::format_duration(Duration::from_secs(((now - since) / 1000) as u64)),
+                humantime::format_duration(c.disable_after)
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = disable {
+            rt.set_state(DISABLED, Some(reason.clone()), now);
+            return Some(Event::Disabled {
+                endpoint: rt.name.clone(),
+                reason,
+            });
+        }
+        if rt.health.state == OPEN {
+            rt.probe_interval = (rt.probe_interval * 2).min(MAX_PROBE_INTERVAL);
+            rt.next_probe = now + store::duration_ms(rt.probe_interval);
+            return None;
+        }
+        if failures >= i64::from(c.breaker_failures) {
+            rt.probe_interval = c.breaker_cooldown;
+            rt.next_probe = now + store::duration_ms(c.breaker_cooldown);
+            rt.set_state(
+                OPEN,
+                Some(format!("{failures} consecutive failures, last: {summary}")),
+                now,
+            );
+            return Some(Event::Opened {
+                endpoint: rt.name.clone(),
+                failures,
+                error: summary.to_owned(),
+            });
+        }
+        None
+    }
+
+    /// An operator enabled endpoint `id`: healthy, failures forgotten.
+    pub(crate) fn enable(&mut self, id: i64, now: i64) -> Option<String> {
+        let rt = self.by_id.get_mut(&id)?;
+        rt.health.failures = 0;
+        rt.health.failing_since = None;
+        rt.probe_interval = rt
+            .config
+            .as_ref()
+            .map_or(Duration::from_secs(10), |c| c.breaker_cooldown);
+        rt.set_state(CLOSED, None, now);
+        rt.want = true;
+        Some(rt.name.clone())
+    }
+
+    /// Health to save: changed states at once, counters at most every second (all with `force`).
+    pub(crate) fn to_save(&mut self, now: i64, force: bool) -> Vec<Health> {
+        self.by_id
+            .values_mut()
+            .filter(|rt| rt.dirty && rt.health.id != 0)
+            .filter(|rt| force || rt.state_changed || now - rt.saved_at >= SAVE_EVERY_MS)
+            .map(|rt| {
+                rt.dirty = false;
+                rt.state_changed = false;
+                rt.saved_at = now;
+                rt.health.clone()
+            })
+            .collect()
+    }
+
+    /// The longest request timeout of any endpoint, at least `default`.
+    pub(crate) fn max_timeout(&self, default: Duration) -> Duration {
+        self.by_id
+            .values()
+            .filter_map(|rt| rt.config.as_ref()?.timeout)
+            .fold(default, Duration::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Rate;
+    use std::time::SystemTime;
+
+    fn endpoint(f: impl FnOnce(&mut Endpoint)) -> Arc<Endpoint> {
+        let mut e = Endpoint {
+            name: "e".into(),
+            url: "http://127.0.0.1:1/hook".into(),
+            headers: vec![("Authorization".into(), "Bearer x".into())],
+            keys: Vec::new(),
+            timeout: None,
+            max_attempts: None,
+            concurrency: Some(2),
+            rate: None,
+            ordered: false,
+            on_dead: OnDead::Block,
+            breaker_failures: 3,
+            breaker_cooldown: Duration::from_secs(10),
+            disable_after: Duration::from_secs(100),
+        };
+        f(&mut e);
+        Arc::new(e)
+    }
+
+    fn setup(e: Arc<Endpoint>) -> Endpoints {
+        let config = BTreeMap::from([("e".to_owned(), e)]);
+        let health = Health {
+            id: 1,
+            ..Health::default()
+        };
+        let mut eps = Endpoints::new(vec![("e".into(), health)], &config, 16, 0);
+        eps.claimed(&[], &[(0, None)]);
+        eps
+    }
+
+    fn job() -> Job {
+        Job {
+            endpoint: 1,
+            ..Job::default()
+        }
+    }
+
+    fn finished(code: u16) -> Finished {
+        let reply = Reply::Status {
+            code,
+            retry_after: None,
+            location: None,
+            excerpt: Vec::new(),
+        };
+        Finished::new(&job(), SystemTime::now(), Duration::ZERO, reply)
+    }
+
+    fn limit(eps: &mut Endpoints, now: i64) -> usize {
+        eps.plan(100, now)
+            .iter()
+            .filter(|c| c.endpoint == 1)
+            .map(|c| c.limit)
+            .sum()
+    }
+
+    #[test]
+    fn concurrency_caps_claims_until_one_finishes() {
+        let mut eps = setup(endpoint(|_| {}));
+        assert_eq!(limit(&mut eps, 0), 2);
+        eps.claimed(&[job(), job()], &[]);
+        assert_eq!(limit(&mut eps, 0), 0);
+        assert!(!eps.ready(0));
+        eps.finished(&finished(200), "", 1);
+        assert_eq!(limit(&mut eps, 1), 1);
+    }
+
+    #[test]
+    fn rate_refills_tokens_over_time() {
+        let mut eps = setup(endpoint(|e| {
+            e.concurrency = Some(100);
+            e.rate = Some(Rate::parse("50/s").unwrap());
+        }));
+        assert_eq!(limit(&mut eps, 0), 5, "burst of 0.1 s");
+        eps.claimed(&vec![job(); 5], &[]);
+        assert_eq!(limit(&mut eps, 0), 0);
+        assert_eq!(eps.next_ready(0), Some(20));
+        assert_eq!(limit(&mut eps, 40), 2);
+    }
+
+    #[test]
+    fn breaker_opens_probes_with_growing_intervals_and_closes() {
+        let mut eps = setup(endpoint(|_| {}));
+        for i in 0..2 {
+            eps.claimed(&[job()], &[]);
+            assert_eq!(eps.finished(&finished(500), "HTTP 500", i), None);
+        }
+        eps.claimed(&[job()], &[]);
+        assert!(matches!(
+            eps.finished(&finished(500), "HTTP 500", 1_000),
+            Some(Event::Opened { failures: 3, .. })
+        ));
+        assert_eq!(limit(&mut eps, 1_000), 0, "open: nothing claimed");
+        assert_eq!(eps.next_ready(1_000), Some(11_000));
+        assert_eq!(limit(&mut eps, 11_000), 1, "one probe");
+        eps.claimed(&[job()], &[]);
+        assert_eq!(limit(&mut eps, 11_000), 0, "only one probe at a time");
+        assert_eq!(eps.finished(&finished(503), "HTTP 503", 12_000), None);
+        assert_eq!(eps.next_ready(12_000), Some(32_000), "interval doubled");
+        eps.claimed(&[job()], &[]);
+        assert!(matches!(
+            eps.finished(&finished(204), "", 32_000),
+            Some(Event::Recovered { down_ms: 32_000, .. })
+        ));
+        assert_eq!(limit(&mut eps, 32_000), 2);
+        let saved = eps.to_save(32_000, false);
+        assert_eq!(saved.len(), 1);
+        assert_eq!((saved[0].state, saved[0].failures), (CLOSED, 0));
+    }
+
+    #[test]
+    fn gone_and_long_failure_disable_until_enabled() {
+        let mut eps = setup(endpoint(|_| {}));
+        eps.claimed(&[job()], &[]);
+        assert!(matches!(
+            eps.finished(&finished(410), "HTTP 410", 5),
+            Some(Event::Disabled { .. })
+        ));
+        assert_eq!(limit(&mut eps, 1_000_000), 0);
+        assert_eq!(eps.next_ready(1_000_000), None);
+        eps.enable(1, 10);
+        assert_eq!(limit(&mut eps, 10), 2);
+
+        let mut eps = setup(endpoint(|e| e.breaker_failures = 1000));
+        eps.claimed(&[job()], &[]);
+        assert_eq!(eps.finished(&finished(500), "HTTP 500", 0), None);
+        eps.claimed(&[job()], &[]);
+        assert!(matches!(
+            eps.finished(&finished(500), "HTTP 500", 100_000),
+            Some(Event::Disabled { .. })
+        ));
+    }
+
+    #[test]
+    fn complete_fills_url_headers_and_keys() {
+        let eps = setup(endpoint(|e| {
+            e.keys = vec![crate::sign::Key::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()];
+        }));
+        let mut j = Job {
+            url: "/v2".into(),
+            headers: vec![("authorization".into(), "Bearer mine".into())],
+            ..job()
+        };
+        eps.complete(&mut j);
+        assert_eq!(j.url, "http://127.0.0.1:1/hook/v2");
+        assert_eq!(
+            j.headers,
+            vec![("authorization".to_owned(), "Bearer mine".to_owned())]
+        );
+        assert_eq!(j.keys.unwrap().len(), 1);
+    }
+}

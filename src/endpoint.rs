@@ -1,0 +1,403 @@
+//! Named endpoints: their configuration (`[endpoints.NAME]`), validated into [`Endpoint`], and the
+//! files their secrets come from. Pure apart from reading those files.
+//!
+//! A secret or a header value can live in a file instead of the config: a relative path is looked
+//! up in `$CREDENTIALS_DIRECTORY` when systemd set it (`LoadCredential=`), else next to the config
+//! file. Secrets and header values are never logged and never printed (`Debug` redacts them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{check_max_attempts, parse_duration};
+use crate::sign::Key;
+
+/// Consecutive failures that open an endpoint's circuit breaker.
+pub(crate) const DEFAULT_BREAKER_FAILURES: u32 = 5;
+/// First wait before probing an open endpoint; each failed probe doubles it, up to
+/// `MAX_PROBE_INTERVAL`.
+pub(crate) const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(3600);
+/// An endpoint failing without a success for this long is disabled.
+pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
+const MAX_NAME_LEN: usize = 64;
+
+/// What a message that dead-letters does to its ordered lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnDead {
+    /// The lane stops until the dead message is retried or deleted (`webhookd dlq`).
+    Block,
+    /// The next message of the lane goes.
+    Skip,
+}
+
+/// A token-bucket rate: `per_sec` requests a second on average.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rate {
+    pub(crate) per_sec: f64,
+    pub(crate) text: String,
+}
+
+impl Rate {
+    /// Parses `N/s`, `N/m` or `N/h` (N may have a fraction).
+    ///
+    /// # Errors
+    /// A message naming the problem.
+    pub(crate) fn parse(s: &str) -> Result<Rate, String> {
+        let bad = || format!("invalid rate {s:?}: expected N/s, N/m or N/h, e.g. \"50/s\"");
+        let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let n: f64 = n.trim().parse().map_err(|_| bad())?;
+        let secs = match unit.trim() {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return Err(bad()),
+        };
+        if !(n.is_finite() && n > 0.0) {
+            return Err(format!("invalid rate {s:?}: must be more than 0"));
+        }
+        Ok(Rate {
+            per_sec: n / secs,
+            text: s.trim().to_owned(),
+        })
+    }
+}
+
+/// One named endpoint, validated.
+#[derive(Clone, PartialEq)]
+pub(crate) struct Endpoint {
+    pub(crate) name: String,
+    /// Base URL; a message's path is appended to it.
+    pub(crate) url: String,
+    /// Sent with every message (a message's own header of the same name wins).
+    pub(crate) headers: Vec<(String, String)>,
+    /// Signing keys, newest first; empty: messages are not signed.
+    pub(crate) keys: Vec<Key>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_attempts: Option<u32>,
+    /// Requests in flight at most; `None`: half the workers.
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) rate: Option<Rate>,
+    pub(crate) ordered: bool,
+    pub(crate) on_dead: OnDead,
+    pub(crate) breaker_failures: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) disable_after: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("keys", &self.keys.len())
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("concurrency", &self.concurrency)
+            .field("rate", &self.rate)
+            .field("ordered", &self.ordered)
+            .field("on_dead", &self.on_dead)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("disable_after", &self.disable_after)
+            .finish()
+    }
+}
+
+impl Endpoint {
+    /// The URL a message with `path` (possibly empty) goes to.
+    pub(crate) fn url_for(&self, path: &str) -> String {
+        if path.is_empty() {
+            return self.url.clone();
+        }
+        format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+
+    /// The concurrency cap in force with `workers` delivery workers.
+    pub(crate) fn concurrency_with(&self, workers: usize) -> usize {
+        self.concurrency.unwrap_or((workers / 2).max(1))
+    }
+}
+
+/// `[endpoints.NAME]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EndpointSection {
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    header_files: BTreeMap<String, PathBuf>,
+    secret: Option<OneOrMany>,
+    secret_file: Option<PathBuf>,
+    timeout: Option<String>,
+    max_attempts: Option<u32>,
+    concurrency: Option<usize>,
+    rate: Option<String>,
+    ordered: Option<bool>,
+    on_dead: Option<String>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown: Option<String>,
+    disable_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Checks an endpoint name: 1 to 64 letters, digits, `-`, `_` or `.`.
+///
+/// # Errors
+/// A message naming the problem.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "invalid endpoint name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a path to append to an endpoint's URL: it starts with `/` (a query may follow).
+///
+/// # Errors
+/// A message naming the problem.
+pub(crate) fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("invalid path {path:?}: must start with '/'"));
+    }
+    Ok(())
+}
+
+/// Validates one `[endpoints.NAME]`; `key` prefixes messages (`endpoints.NAME.`), `config_dir` is
+/// where relative secret files are found when there is no `$CREDENTIALS_DIRECTORY`.
+///
+/// # Errors
+/// `(key, message)` for the first bad value.
+pub(crate) fn from_section(
+    name: &str,
+    s: EndpointSection,
+    config_dir: &Path,
+) -> Result<Endpoint, (String, String)> {
+    let key = |k: &str| format!("endpoints.{name}.{k}");
+    let err = |k: &str| {
+        let k = key(k);
+        move |m: String| (k, m)
+    };
+    check_name(name).map_err(err("name"))?;
+    crate::deliver::http::check_url(&s.url).map_err(err("url"))?;
+    if s.url.contains('?') || s.url.contains('#') {
+        return Err((
+            key("url"),
+            "must not have a query or fragment (messages append their path to it)".into(),
+        ));
+    }
+    let mut headers = Vec::new();
+    for (n, v) in &s.headers {
+        headers.push(crate::message::header(n, v).map_err(|e| (key("headers"), e.to_string()))?);
+    }
+    for (n, file) in &s.header_files {
+        let value = read_secret_file(file, config_dir).map_err(err("header_files"))?;
+        headers.push(
+            crate::message::header(n, &value).map_err(|e| (key("header_files"), e.to_string()))?,
+        );
+    }
+    let mut secrets: Vec<String> = match s.secret {
+        None => Vec::new(),
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    };
+    if let Some(file) = &s.secret_file {
+        let text = read_secret_file(file, config_dir).map_err(err("secret_file"))?;
+        secrets.extend(text.split_whitespace().map(str::to_owned));
+    }
+    let keys = secrets
+        .iter()
+        .map(|s| Key::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err(if s.secret_file.is_some() {
+            "secret_file"
+        } else {
+            "secret"
+        }))?;
+    let duration = |k: &str, v: &Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d.is_zero() => Err((key(k), "must be greater than 0".into())),
+            Ok(d) => Ok(d),
+            Err(m) => Err((key(k), m)),
+        },
+    };
+    let timeout = match &s.timeout {
+        None => None,
+        t => Some(duration("timeout", t, Duration::ZERO)?),
+    };
+    let max_attempts = match s.max_attempts {
+        None => None,
+        Some(n) => Some(check_max_attempts(n).map_err(err("max_attempts"))?),
+    };
+    if s.concurrency == Some(0) {
+        return Err((key("concurrency"), "must be at least 1".into()));
+    }
+    let rate = s
+        .rate
+        .as_deref()
+        .map(Rate::parse)
+        .transpose()
+        .map_err(err("rate"))?;
+    let on_dead = match s.on_dead.as_deref() {
+        None | Some("block") => OnDead::Block,
+        Some("skip") => OnDead::Skip,
+        Some(other) => {
+            return Err((
+                key("on_dead"),
+                format!("{other:?} is not one of \"block\", \"skip\""),
+            ))
+        }
+    };
+    let breaker_failures = s.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
+    if breaker_failures == 0 {
+        return Err((key("breaker_failures"), "must be at least 1".into()));
+    }
+    Ok(Endpoint {
+        name: name.to_owned(),
+        url: s.url,
+        headers,
+        keys,
+        timeout,
+        max_attempts,
+        concurrency: s.concurrency,
+        rate,
+        ordered: s.ordered.unwrap_or(false),
+        on_dead,
+        breaker_failures,
+        breaker_cooldown: duration(
+            "breaker_cooldown",
+            &s.breaker_cooldown,
+            DEFAULT_BREAKER_COOLDOWN,
+        )?,
+        disable_after: duration("disable_after", &s.disable_after, DEFAULT_DISABLE_AFTER)?,
+    })
+}
+
+/// Reads a secret file: relative paths are in `$CREDENTIALS_DIRECTORY`, else in `config_dir`.
+/// Surrounding whitespace is dropped.
+fn read_secret_file(file: &Path, config_dir: &Path) -> Result<String, String> {
+    let path = if file.is_absolute() {
+        file.to_path_buf()
+    } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+        Path::new(&dir).join(file)
+    } else {
+        config_dir.join(file)
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(toml_text: &str) -> EndpointSection {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(Rate::parse("50/s").unwrap().per_sec, 50.0);
+        assert_eq!(Rate::parse("120/m").unwrap().per_sec, 2.0);
+        assert_eq!(Rate::parse(" 36 / h ").unwrap().per_sec, 0.01);
+        for bad in ["50", "0/s", "-1/s", "x/s", "5/d", "inf/s"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_with_paths() {
+        let e = from_section(
+            "b",
+            section(r#"url = "https://x.example/hooks/""#),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(e.url_for(""), "https://x.example/hooks/");
+        assert_eq!(e.url_for("/v2?a=1"), "https://x.example/hooks/v2?a=1");
+        assert_eq!(e.concurrency_with(16), 8);
+        assert_eq!(e.concurrency_with(1), 1);
+    }
+
+    #[test]
+    fn secrets_from_files_and_credentials_never_in_debug() {
+        let dir = std::env::temp_dir().join(format!("webhookd-endpoint-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("k"),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("auth"), "Bearer s3cr3t\n").unwrap();
+        let e = from_section(
+            "b",
+            section(
+                r#"url = "http://h/"
+secret_file = "k"
+header_files = { Authorization = "auth" }"#,
+            ),
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(e.keys.len(), 1);
+        assert_eq!(
+            e.headers,
+            vec![("Authorization".to_owned(), "Bearer s3cr3t".to_owned())]
+        );
+        let shown = format!("{e:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("MfKQ"), "{shown}");
+        let missing = from_section(
+            "b",
+            section("url = \"http://h/\"\nsecret_file = \"nope\""),
+            &dir,
+        )
+        .unwrap_err();
+        assert_eq!(missing.0, "endpoints.b.secret_file");
+        assert!(missing.1.contains("nope"), "{}", missing.1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, k) in [
+            ("url = \"ftp://h/\"", "url"),
+            ("url = \"http://h/?q\"", "url"),
+            ("url = \"http://h/\"\nconcurrency = 0", "concurrency"),
+            ("url = \"http://h/\"\nrate = \"fast\"", "rate"),
+            ("url = \"http://h/\"\non_dead = \"drop\"", "on_dead"),
+            ("url = \"http://h/\"\nsecret = \"whsec_c2hvcnQ=\"", "secret"),
+            ("url = \"http://h/\"\nheaders = { \"Content-Length\" = \"1\" }", "headers"),
+            ("url = \"http://h/\"\ntimeout = \"0s\"", "timeout"),
+        ] {
+            let e = from_section("b", section(text), Path::new(".")).unwrap_err();
+            assert_eq!(e.0, format!("endpoints.b.{k}"), "{text}: {}", e.1);
+        }
+        assert!(from_section("bad name", section("url = \"http://h/\""), Path::new(".")).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! The `endpoints` table: one row per endpoint name ever used, with the health the daemon saves
+//! (see `deliver::endpoints`), and what `webhookd endpoints` reads: counts per state and the
+//! ordered lanes of an endpoint.
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use uuid::Uuid;
+
+use super::queue::{endpoint_id, wrap};
+use super::Store;
+use crate::error::Result;
+
+const ALL: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
+     last_error_at, changed_at, reason FROM endpoints ORDER BY name";
+/// Counts per state of one endpoint: one range of the state index per state.
+const COUNTS: &str = "SELECT state, count(*) FROM messages
+     WHERE state IN (0, 1, 3, 4) AND endpoint = ?1 GROUP BY state";
+const ENABLE: &str = "UPDATE endpoints SET enable_requested = 1, state = 0, failures = 0,
+     failing_since = NULL, reason = NULL, changed_at = ?2 WHERE name = ?1";
+/// Lanes of an endpoint with messages not yet delivered: messages, the head (lowest seq) and its
+/// state.
+const LANES: &str = "SELECT m.lane, count(*), min(m.seq),
+       (SELECT h.uuid FROM messages h WHERE h.seq = min(m.seq)),
+       (SELECT h.state FROM messages h WHERE h.seq = min(m.seq))
+     FROM messages m WHERE m.state IN (0, 1, 3, 4) AND m.endpoint = ?1 AND m.lane IS NOT NULL
+     GROUP BY m.lane ORDER BY m.lane";
+
+/// An endpoint's row, as `webhookd endpoints` shows it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EndpointRow {
+    pub(crate) name: String,
+    pub(crate) health: super::Health,
+    pub(crate) pending: u64,
+    pub(crate) in_flight: u64,
+    /// Waiting behind an earlier message of their ordered lane.
+    pub(crate) waiting: u64,
+    pub(crate) dead: u64,
+}
+
+/// One ordered lane with messages not yet delivered.
+#[derive(Debug, Clone)]
+pub(crate) struct Lane {
+    /// The ordering key ("" for the endpoint's own lane).
+    pub(crate) key: String,
+    pub(crate) messages: u64,
+    pub(crate) head: Uuid,
+    pub(crate) head_state: super::State,
+}
+
+impl Store {
+    /// Makes sure every name has a row (and so an id).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn ensure_endpoints<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| wrap(&path, "begin", e))?;
+        for name in names {
+            endpoint_id(&tx, name).map_err(|e| wrap(&path, "add endpoint", e))?;
+        }
+        tx.commit().map_err(|e| wrap(&path, "commit", e))
+    }
+
+    /// Every endpoint's saved health, by name.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn endpoint_health(&self) -> Result<Vec<(String, super::Health)>> {
+        let e = |err| self.err("read endpoints", err);
+        let mut stmt = self.conn.prepare_cached(ALL).map_err(e)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(1)?,
+                    super::Health {
+                        id: r.get(0)?,
+                        state: r.get(2)?,
+                        failures: r.get(3)?,
+                        failing_since: r.get(4)?,
+                        last_success_at: r.get(5)?,
+                        last_error: r.get(6)?,
+                        last_error_at: r.get(7)?,
+                        changed_at: r.get(8)?,
+                        reason: r.get(9)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(e)?;
+        Ok(rows)
+    }
+
+    /// Every known endpoint with its health and message counts.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn endpoint_rows(&self) -> Result<Vec<EndpointRow>> {
+        let mut out = Vec::new();
+        for (name, health) in self.endpoint_health()? {
+            let mut row = EndpointRow {
+                name,
+                ..EndpointRow::default()
+            };
+            let mut stmt = self
+                .conn
+                .prepare_cached(COUNTS)
+                .map_err(|e| self.err("count endpoint messages", e))?;
+            let counts = stmt
+                .query_map([health.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.err("count endpoint messages", e))?;
+            for (state, n) in counts {
+                let n = u64::try_from(n).unwrap_or(0);
+                match state {
+                    0 => row.pending = n,
+                    1 => row.in_flight = n,
+                    3 => row.dead = n,
+                    _ => row.waiting = n,
+                }
+            }
+            row.health = health;
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// The ordered lanes of endpoint `id` (0: plain URLs) that have messages not yet delivered.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn lanes(&self, id: i64) -> Result<Vec<Lane>> {
+        let e = |err| self.err("read lanes", err);
+        let mut stmt = self.conn.prepare_cached(LANES).map_err(e)?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let lane: String = r.get(0)?;
+                let uuid: [u8; 16] = r.get(3)?;
+                Ok(Lane {
+                    key: lane
+                        .split_once('\u{1f}')
+                        .map_or(lane.clone(), |(_, k)| k.to_owned()),
+                    messages: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                    head: Uuid::from_bytes(uuid),
+                    head_state: super::State::from_db(r.get(4)?),
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(e)?;
+        Ok(rows)
+    }
+
+    /// Asks for endpoint `name` to be enabled (healthy, failures forgotten); a running daemon takes
+    /// the request at its next look (`webhookd endpoints enable` also wakes it). False when the
+    /// database has no such endpoint yet (nothing to enable).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn request_enable(&mut self, name: &str, now: i64) -> Result<bool> {
+        let n = self
+            .conn
+            .execute(ENABLE, params![name, now])
+            .map_err(|e| self.err("enable endpoint", e))?;
+        Ok(n > 0)
+    }
+
+    /// The id of endpoint `name`, if the database knows it.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn find_endpoint(&self, name: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT id FROM endpoints WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err("find endpoint", e))
+    }
+}

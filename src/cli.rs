@@ -110,6 +110,29 @@ Examples:
     )]
     Dlq(DlqCommand),
 
+    /// Named endpoints: their health, queue and policy; enable a disabled one.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  webhookd endpoints list
+  webhookd endpoints show billing --json | jq .health
+  webhookd endpoints enable billing"
+    )]
+    Endpoints(EndpointsCommand),
+
+    /// Check a Standard Webhooks signature, as a receiver would (exit 0 valid, 1 not).
+    #[command(after_help = "\
+Examples:
+  webhookd verify --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --id msg_p5jXN8AQM9LWM0D4loKWxJek \\
+      --timestamp 1614265330 --signature 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' \\
+      -d '{\"test\": 2432232314}' --tolerance 0
+  webhookd verify --secret-file billing.secret --id \"$ID\" --timestamp \"$TS\" --signature \"$SIG\" -d @body.json
+
+Exit status 0 when one of the signatures was made with one of the secrets (and the timestamp
+is within the tolerance), 1 when not.")]
+    Verify(VerifyArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = "\
 Examples:
@@ -183,6 +206,71 @@ pub(crate) struct EnqueueArgs {
     /// Print a JSON object (per message) instead of the bare uuid.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EndpointsCommand {
+    /// List endpoints (configured, or with messages in the database) with their health.
+    #[command(after_help = "\
+Examples:
+  webhookd endpoints list
+  webhookd endpoints list --json | jq -r '.[] | select(.state != \"healthy\") | .name'")]
+    List {
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show one endpoint: policy, health, queue and ordered lanes (never its secrets).
+    #[command(after_help = "\
+Examples:
+  webhookd endpoints show billing
+  webhookd endpoints show billing --json | jq .lanes")]
+    Show {
+        /// The endpoint's name.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Enable an endpoint that was disabled (or open): its held messages are delivered again.
+    #[command(after_help = "\
+Examples:
+  webhookd endpoints enable billing")]
+    Enable {
+        /// The endpoint's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// A signing secret (whsec_...; repeatable: valid if any matches).
+    #[arg(
+        long = "secret",
+        value_name = "SECRET",
+        required_unless_present = "secret_file"
+    )]
+    pub(crate) secrets: Vec<String>,
+    /// A file with one or more secrets, separated by whitespace.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// The webhook-id header.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: String,
+    /// The webhook-timestamp header (Unix seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timestamp: u64,
+    /// The webhook-signature header (one or more space-separated v1,<base64>).
+    #[arg(long, value_name = "SIGNATURE")]
+    pub(crate) signature: String,
+    /// The body exactly as received: DATA, @FILE, or @- for stdin.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub(crate) data: String,
+    /// Largest accepted distance between the timestamp and now (0: do not check).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub(crate) tolerance: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -547,7 +547,7 @@ impl Dispatcher {
             .iter()
             .map(|f| decide(f, &self.config.retry, &self.endpoints, now))
             .collect();
-        let health = self.endpoints.to_save(now, save_all);
+        let health = self.endpoints.health_to_save(now, save_all);
         let cycle = Cycle {
             outcomes: &outcomes,
             released,
@@ -606,6 +606,9 @@ impl Dispatcher {
     }
 
     fn account(&mut self, f: &Finished, o: &Outcome, now: i64) {
+        if o.promote.is_some() {
+            self.endpoints.want(f.endpoint);
+        }
         if f.endpoint != 0 {
             if let Some(ev) = self.endpoints.finished(f, &o.summary, now) {
                 self.event(ev);

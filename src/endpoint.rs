@@ -349,11 +349,7 @@ mod tests {
     fn secrets_from_files_and_credentials_never_in_debug() {
         let dir = std::env::temp_dir().join(format!("webhookd-endpoint-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("k"),
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("k"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
         std::fs::write(dir.join("auth"), "Bearer s3cr3t\n").unwrap();
         let e = from_section(
             "b",
@@ -371,7 +367,10 @@ header_files = { Authorization = "auth" }"#,
             vec![("Authorization".to_owned(), "Bearer s3cr3t".to_owned())]
         );
         let shown = format!("{e:?}");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("MfKQ"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("MfKQ"),
+            "{shown}"
+        );
         let missing = from_section(
             "b",
             section("url = \"http://h/\"\nsecret_file = \"nope\""),
@@ -392,7 +391,10 @@ header_files = { Authorization = "auth" }"#,
             ("url = \"http://h/\"\nrate = \"fast\"", "rate"),
             ("url = \"http://h/\"\non_dead = \"drop\"", "on_dead"),
             ("url = \"http://h/\"\nsecret = \"whsec_c2hvcnQ=\"", "secret"),
-            ("url = \"http://h/\"\nheaders = { \"Content-Length\" = \"1\" }", "headers"),
+            (
+                "url = \"http://h/\"\nheaders = { \"Content-Length\" = \"1\" }",
+                "headers",
+            ),
             ("url = \"http://h/\"\ntimeout = \"0s\"", "timeout"),
         ] {
             let e = from_section("b", section(text), Path::new(".")).unwrap_err();

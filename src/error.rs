@@ -11,6 +11,8 @@ pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 /// Exit codes, documented in README.md ("Exit codes").
 pub(crate) mod exit {
     pub(crate) const OK: u8 = 0;
+    /// `verify`: the signature does not match (or the timestamp is out of tolerance).
+    pub(crate) const UNVERIFIED: u8 = 1;
     /// `status`: no daemon runs on this database (LSB "program is not running").
     pub(crate) const NOT_RUNNING: u8 = 3;
     pub(crate) const USAGE: u8 = 64;
@@ -98,6 +100,10 @@ pub(crate) enum Error {
     AlreadyRunning { path: PathBuf, pid: String },
     #[error("no message with uuid {uuid}")]
     NoSuchMessage { uuid: String },
+    #[error("no endpoint named {name:?} in the config or the database")]
+    NoSuchEndpoint { name: String },
+    #[error("{message}")]
+    Unverified { message: String },
     #[error("message {uuid} is {state}, not dead")]
     NotDead { uuid: String, state: String },
     #[error("cannot start thread {name}: {source}")]
@@ -124,9 +130,11 @@ impl Error {
             | Error::NotOurDb { .. }
             | Error::NewerSchema { .. }
             | Error::NotDead { .. } => exit::DATAERR,
-            Error::ReadInput { .. } | Error::NoDatabase { .. } | Error::NoSuchMessage { .. } => {
-                exit::NOINPUT
-            }
+            Error::ReadInput { .. }
+            | Error::NoDatabase { .. }
+            | Error::NoSuchMessage { .. }
+            | Error::NoSuchEndpoint { .. } => exit::NOINPUT,
+            Error::Unverified { .. } => exit::UNVERIFIED,
             Error::CreateDir { .. } => exit::CANTCREAT,
             Error::DbPermission { .. } => exit::NOPERM,
             Error::OpenDb { .. } | Error::Db { .. } | Error::Write { .. } | Error::Lock { .. } => {

@@ -33,8 +33,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> error::Result<u8> {
-    if let cli::Command::Completions { shell } = cli.command {
-        return cmd::completions(shell); // works even with a broken config file
+    // These need no config: they work even with a broken config file.
+    match &cli.command {
+        cli::Command::Completions { shell } => return cmd::completions(*shell),
+        cli::Command::Verify(args) => return cmd::verify(args),
+        _ => {}
     }
     let config = config::Config::load(&cli)?;
     let level = match cli.command {

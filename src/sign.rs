@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn matches_the_specification_test_vector() {
         let key = Key::parse(SECRET).unwrap();
-        assert_eq!(signature(&[key.clone()], ID, TIMESTAMP, BODY), EXPECTED);
+        assert_eq!(
+            signature(std::slice::from_ref(&key), ID, TIMESTAMP, BODY),
+            EXPECTED
+        );
         assert_eq!(verify(&[key], ID, TIMESTAMP, BODY, EXPECTED), Some(0));
     }
 
@@ -113,16 +116,22 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1], EXPECTED);
         assert_eq!(
-            verify(&[old.clone()], ID, TIMESTAMP, BODY, &header),
+            verify(std::slice::from_ref(&old), ID, TIMESTAMP, BODY, &header),
             Some(0)
         );
         assert_eq!(
-            verify(&[new.clone()], ID, TIMESTAMP, BODY, &header),
+            verify(std::slice::from_ref(&new), ID, TIMESTAMP, BODY, &header),
             Some(0)
         );
         // A changed body, id or timestamp fails.
-        assert_eq!(verify(&[old.clone()], ID, TIMESTAMP, b"{}", &header), None);
-        assert_eq!(verify(&[old.clone()], "x", TIMESTAMP, BODY, &header), None);
+        assert_eq!(
+            verify(std::slice::from_ref(&old), ID, TIMESTAMP, b"{}", &header),
+            None
+        );
+        assert_eq!(
+            verify(std::slice::from_ref(&old), "x", TIMESTAMP, BODY, &header),
+            None
+        );
         assert_eq!(verify(&[old], ID, TIMESTAMP + 1, BODY, &header), None);
     }
 
@@ -132,7 +141,10 @@ mod tests {
             let e = Key::parse(bad).unwrap_err();
             assert!(!bad.is_empty() && !e.contains(bad) || bad.is_empty(), "{e}");
         }
-        assert_eq!(format!("{:?}", Key::parse(SECRET).unwrap()), "Key(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Key::parse(SECRET).unwrap()),
+            "Key(<redacted>)"
+        );
         // The prefix may be left out.
         assert!(Key::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
     }

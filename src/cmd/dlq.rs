@@ -24,11 +24,13 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
             "UUID", "ATTEMPTS", "DEAD SINCE", "URL"
         ))?;
     }
-    store.for_each_dead(|d| {
+    store.for_each_dead(|mut d| {
+        d.url = super::target_url(config, d.endpoint.as_deref(), &d.url);
         if json {
             let item = serde_json::json!({
                 "uuid": d.uuid.to_string(),
                 "url": d.url,
+                "endpoint": d.endpoint,
                 "attempts": d.attempts,
                 "last_error": d.last_error,
                 "dead_at": opt_time(d.dead_at),

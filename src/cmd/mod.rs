@@ -3,13 +3,17 @@
 //! Each returns the process exit code on success; errors go back to `main`.
 
 mod dlq;
+mod endpoints;
 mod enqueue;
 mod show;
 mod status;
+mod verify;
+
+pub(crate) use verify::run as verify;
 
 use std::io::{Read, Write};
 
-use crate::cli::{Cli, Command, DlqCommand};
+use crate::cli::{Cli, Command, DlqCommand, EndpointsCommand};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 
@@ -48,6 +52,12 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             data.as_deref(),
         ),
         Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, select),
+        Command::Endpoints(EndpointsCommand::List { json }) => endpoints::list(config, *json),
+        Command::Endpoints(EndpointsCommand::Show { name, json }) => {
+            endpoints::show(config, name, *json)
+        }
+        Command::Endpoints(EndpointsCommand::Enable { name }) => endpoints::enable(config, name),
+        Command::Verify(args) => verify(args),
         Command::Completions { shell } => completions(*shell),
     }
 }
@@ -94,6 +104,18 @@ pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
         return Err(too_big());
     }
     Ok(body)
+}
+
+/// The URL a stored message goes to: its own, or its endpoint's URL with its path appended (an
+/// endpoint no longer configured shows as `[NAME]PATH`).
+pub(crate) fn target_url(config: &Config, endpoint: Option<&str>, url: &str) -> String {
+    match endpoint {
+        None => url.to_owned(),
+        Some(name) => config
+            .endpoints
+            .get(name)
+            .map_or_else(|| format!("[{name}]{url}"), |e| e.url_for(url)),
+    }
 }
 
 /// An RFC 3339 UTC time with milliseconds, from stored Unix milliseconds.

@@ -18,7 +18,9 @@ const INLINE_BODY: usize = 4096;
 pub(crate) fn run(config: &Config, uuid: &str, json: bool, dead_only: bool) -> Result<u8> {
     let id = parse_uuid(uuid)?;
     let store = Store::open(&config.db, Access::Read)?;
-    let view = store.view(&id)?;
+    let mut view = store.view(&id)?;
+    let path = view.endpoint.is_some().then(|| view.url.clone());
+    view.url = super::target_url(config, view.endpoint.as_deref(), &view.url);
     if dead_only && view.state != State::Dead {
         return Err(Error::NotDead {
             uuid: uuid.to_owned(),
@@ -26,7 +28,11 @@ pub(crate) fn run(config: &Config, uuid: &str, json: bool, dead_only: bool) -> R
         });
     }
     if json {
-        out(to_json(&view))?;
+        let mut v = to_json(&view);
+        v["endpoint"] = view.endpoint.clone().into();
+        v["path"] = path.into();
+        v["ordering_key"] = view.ordering_key.clone().into();
+        out(v)?;
     } else {
         out(to_text(&view))?;
     }
@@ -91,6 +97,12 @@ fn to_text(v: &MessageView) -> String {
         v.method,
         v.url
     );
+    if let Some(e) = &v.endpoint {
+        s += &format!("endpoint:        {e}\n");
+    }
+    if let Some(k) = &v.ordering_key {
+        s += &format!("ordering key:    {k:?}\n");
+    }
     for (i, (n, val)) in v.headers.iter().enumerate() {
         let label = if i == 0 { "headers:" } else { "" };
         s += &format!("{label:<17}{n}: {val}\n");

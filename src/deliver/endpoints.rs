@@ -147,11 +147,7 @@ impl Runtime {
 
     /// When this endpoint may next be claimed, if it is held back only by time.
     fn ready_at(&self, workers: usize, now: i64) -> Option<i64> {
-        let due = if self.want {
-            now
-        } else {
-            self.next_due?
-        };
+        let due = if self.want { now } else { self.next_due? };
         let c = self.config.as_ref()?;
         let mut at = due.max(now);
         match self.health.state {
@@ -269,6 +265,13 @@ impl Endpoints {
         }
     }
 
+    /// Endpoint `id` may have a message due now (a lane's next message was promoted).
+    pub(crate) fn want(&mut self, id: i64) {
+        if let Some(rt) = self.by_id.get_mut(&id) {
+            rt.want = true;
+        }
+    }
+
     /// A retry of endpoint `id` is due at `due_at`.
     pub(crate) fn due(&mut self, id: i64, due_at: i64) {
         if let Some(rt) = self.by_id.get_mut(&id) {
@@ -377,8 +380,9 @@ impl Endpoints {
 
     /// The attempt budget and lane policy of endpoint `id`: (max_attempts, dead blocks the lane).
     pub(crate) fn policy(&self, id: i64) -> (Option<u32>, bool) {
-        self.config(id)
-            .map_or((None, true), |c| (c.max_attempts, c.on_dead == OnDead::Block))
+        self.config(id).map_or((None, true), |c| {
+            (c.max_attempts, c.on_dead == OnDead::Block)
+        })
     }
 
     /// Whether a reply of endpoint `id` disables it (410 Gone from a named endpoint): the message
@@ -395,7 +399,13 @@ impl Endpoints {
         let c = rt.config.clone()?;
         rt.dirty = true;
         let h = &mut rt.health;
-        if matches!(f.reply, Reply::Status { code: 200..=299, .. }) {
+        if matches!(
+            f.reply,
+            Reply::Status {
+                code: 200..=299,
+                ..
+            }
+        ) {
             let down_since = h.failing_since.take();
             h.failures = 0;
             h.last_success_at = Some(now);
@@ -473,7 +483,7 @@ impl Endpoints {
     }
 
     /// Health to save: changed states at once, counters at most every second (all with `force`).
-    pub(crate) fn to_save(&mut self, now: i64, force: bool) -> Vec<Health> {
+    pub(crate) fn health_to_save(&mut self, now: i64, force: bool) -> Vec<Health> {
         self.by_id
             .values_mut()
             .filter(|rt| rt.dirty && rt.health.id != 0)
@@ -604,10 +614,13 @@ mod tests {
         eps.claimed(&[job()], &[]);
         assert!(matches!(
             eps.finished(&finished(204), "", 32_000),
-            Some(Event::Recovered { down_ms: 32_000, .. })
+            Some(Event::Recovered {
+                down_ms: 32_000,
+                ..
+            })
         ));
         assert_eq!(limit(&mut eps, 32_000), 2);
-        let saved = eps.to_save(32_000, false);
+        let saved = eps.health_to_save(32_000, false);
         assert_eq!(saved.len(), 1);
         assert_eq!((saved[0].state, saved[0].failures), (CLOSED, 0));
     }
@@ -638,7 +651,8 @@ mod tests {
     #[test]
     fn complete_fills_url_headers_and_keys() {
         let eps = setup(endpoint(|e| {
-            e.keys = vec![crate::sign::Key::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()];
+            e.keys =
+                vec![crate::sign::Key::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()];
         }));
         let mut j = Job {
             url: "/v2".into(),

@@ -124,12 +124,13 @@ impl Store {
             let mut delete = tx.prepare_cached(DELETE_MESSAGE).map_err(e("prepare"))?;
             let mut lanes = std::collections::BTreeSet::new();
             for (seq, _) in &targets {
-                let lane: Option<String> = delete
-                    .query_row([seq], |r| r.get(0))
-                    .map_err(e("delete"))?;
+                let lane: Option<String> =
+                    delete.query_row([seq], |r| r.get(0)).map_err(e("delete"))?;
                 lanes.extend(lane);
             }
-            let mut promote = tx.prepare_cached(PROMOTE_AFTER_DELETE).map_err(e("prepare"))?;
+            let mut promote = tx
+                .prepare_cached(PROMOTE_AFTER_DELETE)
+                .map_err(e("prepare"))?;
             for lane in &lanes {
                 promote.execute([lane]).map_err(e("promote lane"))?;
             }

@@ -18,11 +18,10 @@ const ENABLE: &str = "UPDATE endpoints SET enable_requested = 1, state = 0, fail
      failing_since = NULL, reason = NULL, changed_at = ?2 WHERE name = ?1";
 /// Lanes of an endpoint with messages not yet delivered: messages, the head (lowest seq) and its
 /// state.
-const LANES: &str = "SELECT m.lane, count(*), min(m.seq),
-       (SELECT h.uuid FROM messages h WHERE h.seq = min(m.seq)),
-       (SELECT h.state FROM messages h WHERE h.seq = min(m.seq))
-     FROM messages m WHERE m.state IN (0, 1, 3, 4) AND m.endpoint = ?1 AND m.lane IS NOT NULL
-     GROUP BY m.lane ORDER BY m.lane";
+const LANES: &str = "SELECT l.lane, l.n, h.uuid, h.state FROM
+       (SELECT lane, count(*) AS n, min(seq) AS head FROM messages
+        WHERE state IN (0, 1, 3, 4) AND endpoint = ?1 AND lane IS NOT NULL GROUP BY lane) l
+     JOIN messages h ON h.seq = l.head ORDER BY l.lane";
 
 /// An endpoint's row, as `webhookd endpoints` shows it.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +110,9 @@ impl Store {
                 .prepare_cached(COUNTS)
                 .map_err(|e| self.err("count endpoint messages", e))?;
             let counts = stmt
-                .query_map([health.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                .query_map([health.id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(|e| self.err("count endpoint messages", e))?;
             for (state, n) in counts {
@@ -139,14 +140,14 @@ impl Store {
         let rows = stmt
             .query_map([id], |r| {
                 let lane: String = r.get(0)?;
-                let uuid: [u8; 16] = r.get(3)?;
+                let uuid: [u8; 16] = r.get(2)?;
                 Ok(Lane {
                     key: lane
                         .split_once('\u{1f}')
                         .map_or(lane.clone(), |(_, k)| k.to_owned()),
                     messages: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
                     head: Uuid::from_bytes(uuid),
-                    head_state: super::State::from_db(r.get(4)?),
+                    head_state: super::State::from_db(r.get(3)?),
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

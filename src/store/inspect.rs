@@ -202,9 +202,10 @@ impl Store {
                         headers: message::decode_headers(&r.get::<_, String>(14)?),
                         body: r.get(15)?,
                         endpoint: r.get(16)?,
-                        ordering_key: r
-                            .get::<_, Option<String>>(17)?
-                            .map(|l| l.split_once('\u{1f}').map_or(l.clone(), |(_, k)| k.to_owned())),
+                        ordering_key: r.get::<_, Option<String>>(17)?.map(|l| {
+                            l.split_once('\u{1f}')
+                                .map_or(l.clone(), |(_, k)| k.to_owned())
+                        }),
                         attempts: Vec::new(),
                     },
                 ))

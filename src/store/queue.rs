@@ -30,8 +30,7 @@ pub(super) const WAITING: i64 = 4;
 // SQLite never needs to undo one statement alone. With ABORT it keeps a statement journal for
 // that, writing page images into memory chunks it allocates and frees at every statement: most
 // of the writer's time in the static (musl) build, where each free returned memory to the kernel.
-const INSERT_MESSAGE: &str =
-    "INSERT OR FAIL INTO messages
+const INSERT_MESSAGE: &str = "INSERT OR FAIL INTO messages
      (uuid, idem_key, state, due_at, created_at, max_attempts, endpoint, lane)
      VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7, ?8)
      ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
@@ -310,7 +309,8 @@ impl Store {
 /// The id of endpoint `name`, inserted if it has none yet.
 pub(super) fn endpoint_id(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached(INSERT_ENDPOINT)?.execute([name])?;
-    conn.prepare_cached(ENDPOINT_ID)?.query_row([name], |r| r.get(0))
+    conn.prepare_cached(ENDPOINT_ID)?
+        .query_row([name], |r| r.get(0))
 }
 
 /// Deletes the payloads and attempts of deleted messages.
@@ -476,7 +476,8 @@ impl Inserter<'_> {
         if let Some(id) = self.endpoints.get(name) {
             return Ok(*id);
         }
-        let id = endpoint_id(&self.tx, name).map_err(|e| wrap(self.store_path, "look up endpoint", e))?;
+        let id = endpoint_id(&self.tx, name)
+            .map_err(|e| wrap(self.store_path, "look up endpoint", e))?;
         self.endpoints.insert(name.to_owned(), id);
         Ok(id)
     }
@@ -793,11 +794,17 @@ pub(super) mod tests {
         ins.commit()?;
         assert_eq!(s.totals()?.pending, 3);
         let first = cyc(&mut s, &[], &[], 10, 0)?;
-        assert_eq!(first.iter().map(|j| j.uuid).collect::<Vec<_>>(), vec![uuids[0]]);
+        assert_eq!(
+            first.iter().map(|j| j.uuid).collect::<Vec<_>>(),
+            vec![uuids[0]]
+        );
         let mut done = outcome(&first[0], OutcomeKind::Delivered);
         done.promote = Some("k".into());
         let second = cyc(&mut s, &[done], &[], 10, 1)?;
-        assert_eq!(second.iter().map(|j| j.uuid).collect::<Vec<_>>(), vec![uuids[1]]);
+        assert_eq!(
+            second.iter().map(|j| j.uuid).collect::<Vec<_>>(),
+            vec![uuids[1]]
+        );
         // Dead without promotion: the lane stops.
         let dead = outcome(&second[0], OutcomeKind::Dead);
         assert!(cyc(&mut s, &[dead], &[], 10, 2)?.is_empty());
@@ -814,7 +821,10 @@ pub(super) mod tests {
         // Deleting the dead head lets the lane go on.
         s.delete_dead(Some(&[uuids[1]]))?;
         let third = cyc(&mut s, &[], &[], 10, 4)?;
-        assert_eq!(third.iter().map(|j| j.uuid).collect::<Vec<_>>(), vec![uuids[2]]);
+        assert_eq!(
+            third.iter().map(|j| j.uuid).collect::<Vec<_>>(),
+            vec![uuids[2]]
+        );
         Ok(())
     }
 

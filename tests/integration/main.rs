@@ -7,6 +7,8 @@ mod util;
 mod delivery;
 /// The dead-letter queue: list, show, retry (with edits), delete.
 mod dlq;
+/// Named endpoints: signing, concurrency, rate, breaker, 410, alerts, ordering, reload.
+mod endpoints;
 /// Bad input is refused with one line and nothing stored; --jsonl all-or-nothing.
 mod input;
 /// Daemon life: status, one daemon per DB, SIGTERM drain, sd-notify, crash safety, retention.

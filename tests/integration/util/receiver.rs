@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -57,6 +57,8 @@ pub struct Receiver {
     pub port: u16,
     requests: Arc<Mutex<Vec<Request>>>,
     stop: Arc<AtomicBool>,
+    /// Requests being answered now, and the most there ever were at once.
+    active: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl Receiver {
@@ -74,8 +76,9 @@ impl Receiver {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let responder: Arc<Responder> = Arc::new(responder);
+        let active = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
         {
-            let (requests, stop) = (requests.clone(), stop.clone());
+            let (requests, stop, active) = (requests.clone(), stop.clone(), active.clone());
             thread::Builder::new()
                 .name(format!("receiver-{port}"))
                 .spawn(move || {
@@ -84,9 +87,15 @@ impl Receiver {
                             return;
                         }
                         let Ok(conn) = conn else { continue };
-                        let (requests, stop, responder) =
-                            (requests.clone(), stop.clone(), responder.clone());
-                        thread::spawn(move || serve(conn, &requests, &stop, &*responder));
+                        let (requests, stop, responder, active) = (
+                            requests.clone(),
+                            stop.clone(),
+                            responder.clone(),
+                            active.clone(),
+                        );
+                        thread::spawn(move || {
+                            serve(conn, &requests, &stop, &*responder, &active);
+                        });
                     }
                 })
                 .unwrap();
@@ -95,6 +104,7 @@ impl Receiver {
             port,
             requests,
             stop,
+            active,
         }
     }
 
@@ -104,6 +114,11 @@ impl Receiver {
 
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.active.1.load(Ordering::SeqCst)
     }
 
     pub fn count(&self) -> usize {
@@ -131,6 +146,7 @@ fn serve(
     requests: &Mutex<Vec<Request>>,
     stop: &AtomicBool,
     responder: &Responder,
+    active: &(AtomicUsize, AtomicUsize),
 ) {
     let _ = conn.set_nodelay(true);
     let mut writer = conn.try_clone().unwrap();
@@ -145,7 +161,11 @@ fn serve(
             all.push(req);
             reply
         };
-        if !answer(&mut writer, reply, stop) {
+        let now = active.0.fetch_add(1, Ordering::SeqCst) + 1;
+        active.1.fetch_max(now, Ordering::SeqCst);
+        let more = answer(&mut writer, reply, stop);
+        active.0.fetch_sub(1, Ordering::SeqCst);
+        if !more {
             return;
         }
     }

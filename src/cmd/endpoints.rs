@@ -1,0 +1,284 @@
+//! `webhookd endpoints list|show|enable`: named endpoints as the config defines them and as the
+//! daemon last saved their health (state changes at once, counters about every second).
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::{opt_time, out};
+use crate::config::Config;
+use crate::deliver::endpoints::state_name;
+use crate::endpoint::{Endpoint, OnDead};
+use crate::error::{exit, Error, Result};
+use crate::store::{self, Access, EndpointRow, Lane, State, Store};
+
+/// Every endpoint of the config and of the database, by name.
+fn rows(config: &Config) -> Result<BTreeMap<String, EndpointRow>> {
+    let mut rows: BTreeMap<String, EndpointRow> = if config.db.exists() {
+        Store::open(&config.db, Access::Read)?
+            .endpoint_rows()?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    for name in config.endpoints.keys() {
+        rows.entry(name.clone()).or_insert_with(|| EndpointRow {
+            name: name.clone(),
+            ..EndpointRow::default()
+        });
+    }
+    Ok(rows)
+}
+
+fn summary(row: &EndpointRow, configured: bool) -> Value {
+    let h = &row.health;
+    json!({
+        "name": row.name,
+        "configured": configured,
+        "state": state_name(h.state),
+        "reason": h.reason,
+        "state_since": opt_time(h.changed_at),
+        "consecutive_failures": h.failures,
+        "failing_since": opt_time(h.failing_since),
+        "last_success_at": opt_time(h.last_success_at),
+        "last_error": h.last_error,
+        "last_error_at": opt_time(h.last_error_at),
+        "pending": row.pending,
+        "waiting": row.waiting,
+        "in_flight": row.in_flight,
+        "dead": row.dead,
+    })
+}
+
+/// `endpoints list`.
+///
+/// # Errors
+/// Store errors.
+pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
+    let rows = rows(config)?;
+    if json {
+        let all: Vec<Value> = rows
+            .values()
+            .map(|r| summary(r, config.endpoints.contains_key(&r.name)))
+            .collect();
+        out(Value::Array(all))?;
+        return Ok(exit::OK);
+    }
+    let mut text = format!(
+        "{:<20} {:<14} {:>8} {:>9} {:>9} {:>7}  {:<24}  LAST ERROR",
+        "NAME", "STATE", "FAILURES", "PENDING", "IN FLIGHT", "DEAD", "LAST SUCCESS"
+    );
+    for r in rows.values() {
+        let state = if config.endpoints.contains_key(&r.name) {
+            state_name(r.health.state)
+        } else {
+            "not configured"
+        };
+        text.push_str(&format!(
+            "\n{:<20} {:<14} {:>8} {:>9} {:>9} {:>7}  {:<24}  {}",
+            r.name,
+            state,
+            r.health.failures,
+            r.pending + r.waiting,
+            r.in_flight,
+            r.dead,
+            r.health
+                .last_success_at
+                .map_or_else(|| "-".to_owned(), super::time),
+            r.health.last_error.as_deref().unwrap_or("-")
+        ));
+    }
+    out(text)?;
+    Ok(exit::OK)
+}
+
+fn policy(e: &Endpoint, workers: usize) -> Value {
+    json!({
+        "url": e.url,
+        "headers": e.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        "signing_secrets": e.keys.len(),
+        "timeout": e.timeout.map(|t| humantime::format_duration(t).to_string()),
+        "max_attempts": e.max_attempts,
+        "concurrency": e.concurrency_with(workers),
+        "rate": e.rate.as_ref().map(|r| r.text.clone()),
+        "ordered": e.ordered,
+        "on_dead": match e.on_dead { OnDead::Block => "block", OnDead::Skip => "skip" },
+        "breaker_failures": e.breaker_failures,
+        "breaker_cooldown": humantime::format_duration(e.breaker_cooldown).to_string(),
+        "disable_after": humantime::format_duration(e.disable_after).to_string(),
+    })
+}
+
+fn lane_json(l: &Lane) -> Value {
+    json!({
+        "key": l.key,
+        "messages": l.messages,
+        "head": l.head.to_string(),
+        "head_state": l.head_state.as_str(),
+        "blocked": l.head_state == State::Dead,
+    })
+}
+
+/// `endpoints show NAME`.
+///
+/// # Errors
+/// `NoSuchEndpoint`, store errors.
+pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
+    let rows = rows(config)?;
+    let Some(row) = rows.get(name) else {
+        return Err(Error::NoSuchEndpoint { name: name.into() });
+    };
+    let cfg = config.endpoints.get(name);
+    let lanes = if config.db.exists() {
+        let store = Store::open(&config.db, Access::Read)?;
+        match store.find_endpoint(name)? {
+            Some(id) => store.lanes(id)?,
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    let mut v = summary(row, cfg.is_some());
+    v["policy"] = cfg.map_or(Value::Null, |e| policy(e, config.workers));
+    v["lanes"] = Value::Array(lanes.iter().map(lane_json).collect());
+    if json {
+        out(v)?;
+        return Ok(exit::OK);
+    }
+    let h = &row.health;
+    let mut text = format!("endpoint:     {name}\n");
+    let state = match (cfg, h.state) {
+        (None, _) => "not configured (its messages are held)".to_owned(),
+        (Some(_), s) => match &h.reason {
+            Some(r) => format!("{} ({r})", state_name(s)),
+            None => state_name(s).to_owned(),
+        },
+    };
+    text.push_str(&format!("state:        {state}\n"));
+    if let Some(at) = h.changed_at {
+        text.push_str(&format!("since:        {}\n", super::time(at)));
+    }
+    if let Some(e) = cfg {
+        text.push_str(&format!("url:          {}\n", e.url));
+        if !e.headers.is_empty() {
+            let names: Vec<&str> = e.headers.iter().map(|(n, _)| n.as_str()).collect();
+            text.push_str(&format!(
+                "headers:      {} (values not shown)\n",
+                names.join(", ")
+            ));
+        }
+        text.push_str(&format!(
+            "signing:      {}\n",
+            match e.keys.len() {
+                0 => "none".to_owned(),
+                1 => "Standard Webhooks, 1 secret".to_owned(),
+                n => format!("Standard Webhooks, {n} secrets (rotation)"),
+            }
+        ));
+        let p = policy(e, config.workers);
+        text.push_str(&format!(
+            "policy:       concurrency {}, rate {}, timeout {}, max_attempts {}, {}\n",
+            p["concurrency"],
+            e.rate.as_ref().map_or("unlimited", |r| r.text.as_str()),
+            e.timeout.map_or_else(
+                || format!(
+                    "{} (http.timeout)",
+                    humantime::format_duration(config.http.timeout)
+                ),
+                |t| humantime::format_duration(t).to_string()
+            ),
+            e.max_attempts.map_or_else(
+                || format!("{} (retry)", config.retry.max_attempts),
+                |n| n.to_string()
+            ),
+            if e.ordered {
+                format!(
+                    "ordered (dead messages {} the lane)",
+                    if e.on_dead == OnDead::Block {
+                        "block"
+                    } else {
+                        "are skipped in"
+                    }
+                )
+            } else {
+                "unordered".to_owned()
+            }
+        ));
+        text.push_str(&format!(
+            "breaker:      opens after {} consecutive failures, first probe after {}; disabled after failing for {}\n",
+            e.breaker_failures,
+            humantime::format_duration(e.breaker_cooldown),
+            humantime::format_duration(e.disable_after)
+        ));
+    }
+    text.push_str(&format!(
+        "failures:     {} consecutive{}\n",
+        h.failures,
+        h.failing_since.map_or(String::new(), |t| format!(
+            ", failing since {}",
+            super::time(t)
+        ))
+    ));
+    text.push_str(&format!(
+        "last success: {}\n",
+        h.last_success_at
+            .map_or_else(|| "-".to_owned(), super::time)
+    ));
+    text.push_str(&format!(
+        "last error:   {}\n",
+        match (&h.last_error, h.last_error_at) {
+            (Some(e), Some(at)) => format!("{e} ({})", super::time(at)),
+            (Some(e), None) => e.clone(),
+            _ => "-".to_owned(),
+        }
+    ));
+    text.push_str(&format!(
+        "queue:        {} pending, {} waiting in lanes, {} in flight, {} dead",
+        row.pending, row.waiting, row.in_flight, row.dead
+    ));
+    for l in &lanes {
+        text.push_str(&format!(
+            "\nlane {:?}: {} messages, head {} {}",
+            l.key,
+            l.messages,
+            l.head,
+            if l.head_state == State::Dead {
+                "is dead: BLOCKED (dlq retry or delete it)".to_owned()
+            } else {
+                l.head_state.as_str().to_owned()
+            }
+        ));
+    }
+    out(text)?;
+    Ok(exit::OK)
+}
+
+/// `endpoints enable NAME`.
+///
+/// # Errors
+/// `NoSuchEndpoint`, store errors.
+pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
+    let rows = rows(config)?;
+    let Some(row) = rows.get(name) else {
+        return Err(Error::NoSuchEndpoint { name: name.into() });
+    };
+    if !config.endpoints.contains_key(name) {
+        return Err(Error::input(format!(
+            "endpoint {name} is not in the config ({}); add it back to deliver its messages",
+            config
+                .source
+                .as_ref()
+                .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string())
+        )));
+    }
+    let was = state_name(row.health.state);
+    let mut store = Store::open(&config.db, Access::Write)?;
+    store.ensure_endpoints([&name.to_owned()])?;
+    store.request_enable(name, store::now_ms())?;
+    drop(store);
+    crate::daemon::wake_endpoints(&config.db);
+    out(format_args!("endpoint {name} enabled (was {was})"))?;
+    Ok(exit::OK)
+}

@@ -7,7 +7,9 @@
 //! Breaker: `breaker_failures` consecutive failed attempts open an endpoint. While open, none of its
 //! messages is claimed (they keep their attempt budget), except one probe after
 //! `breaker_cooldown`, then after twice as long after each failed probe (at most an hour). A
-//! success closes it. `410 Gone` disables an endpoint, and so does failing without a success for
+//! success closes it. An endpoint gets one request at a time until its first success since start
+//! (slow start), and again whenever its last attempt failed; failing endpoints together have at
+//! most a quarter of the workers: receivers that time out cannot take the pool from healthy ones. `410 Gone` disables an endpoint, and so does failing without a success for
 //! `disable_after`; only an operator enables it again. Endpoint 0 stands for plain URLs: no
 //! limits, no breaker.
 
@@ -72,6 +74,8 @@ struct Runtime {
     dirty: bool,
     state_changed: bool,
     saved_at: i64,
+    /// A request succeeded since start (or since its configuration changed).
+    proven: bool,
 }
 
 impl Runtime {
@@ -93,6 +97,7 @@ impl Runtime {
             dirty: false,
             state_changed: false,
             saved_at: now,
+            proven: false,
         };
         rt.tokens = rt.burst();
         rt
@@ -125,12 +130,28 @@ impl Runtime {
         self.want || self.next_due.is_some_and(|d| d <= now)
     }
 
-    /// How many may be claimed now (usize::MAX: no limit of its own).
-    fn allowed(&self, workers: usize, now: i64) -> usize {
+    /// Failing (its last attempt failed, or open): one request at a time, within the shared
+    /// budget of failing endpoints.
+    fn degraded(&self) -> bool {
+        self.config.is_some() && (self.health.failures > 0 || self.health.state == OPEN)
+    }
+
+    /// Not yet proven (no success since start) or failing: one request at a time.
+    fn cap(&self, c: &Endpoint, workers: usize) -> usize {
+        if self.degraded() || !self.proven {
+            1
+        } else {
+            c.concurrency_with(workers)
+        }
+    }
+
+    /// How many may be claimed now (usize::MAX: no limit of its own); `room`: what the failing
+    /// endpoints' budget has left.
+    fn allowed(&self, workers: usize, now: i64, room: usize) -> usize {
         let Some(c) = &self.config else {
             return if self.health.id == 0 { usize::MAX } else { 0 };
         };
-        let cap = c.concurrency_with(workers).saturating_sub(self.in_flight);
+        let cap = self.cap(c, workers).saturating_sub(self.in_flight);
         let by_state = match self.health.state {
             DISABLED => 0,
             OPEN if now >= self.next_probe && self.in_flight == 0 => 1,
@@ -142,19 +163,23 @@ impl Runtime {
         } else {
             usize::MAX
         };
-        by_state.min(by_rate)
+        let by_budget = if self.degraded() { room } else { usize::MAX };
+        by_state.min(by_rate).min(by_budget)
     }
 
     /// When this endpoint may next be claimed, if it is held back only by time.
-    fn ready_at(&self, workers: usize, now: i64) -> Option<i64> {
+    fn ready_at(&self, workers: usize, now: i64, room: usize) -> Option<i64> {
         let due = if self.want { now } else { self.next_due? };
         let c = self.config.as_ref()?;
+        if self.degraded() && room == 0 {
+            return None; // woken when a failing endpoint's request finishes
+        }
         let mut at = due.max(now);
         match self.health.state {
             DISABLED => return None,
             OPEN if self.in_flight > 0 => return None,
             OPEN => at = at.max(self.next_probe),
-            _ if c.concurrency_with(workers) <= self.in_flight => return None,
+            _ if self.cap(c, workers) <= self.in_flight => return None,
             _ => {}
         }
         if let Some(rate) = &c.rate {
@@ -226,6 +251,7 @@ impl Endpoints {
                         let new_rate = cfg.as_ref().and_then(|c| c.rate.clone());
                         let old_rate = rt.config.as_ref().and_then(|c| c.rate.clone());
                         rt.config = cfg;
+                        rt.proven = false;
                         if new_rate != old_rate {
                             rt.tokens = rt.burst();
                         }
@@ -279,10 +305,23 @@ impl Endpoints {
         }
     }
 
+    /// How many more requests failing endpoints may have in flight: together at most a quarter
+    /// of the workers (at least one), so that endpoints that time out cannot take the pool.
+    fn degraded_room(&self) -> usize {
+        let used: usize = self
+            .by_id
+            .values()
+            .filter(|rt| rt.degraded())
+            .map(|rt| rt.in_flight)
+            .sum();
+        (self.workers / 4).max(1).saturating_sub(used)
+    }
+
     /// The claims to make now, with `free` claim slots in all.
     pub(crate) fn plan(&mut self, free: usize, now: i64) -> Vec<Claim> {
         let mut claims = Vec::new();
         let mut left = free;
+        let mut room = self.degraded_room();
         let n = self.by_id.len();
         self.turn = (self.turn + 1) % n.max(1);
         let workers = self.workers;
@@ -303,8 +342,11 @@ impl Endpoints {
                 continue;
             }
             rt.refill(now);
-            let limit = rt.allowed(workers, now).min(left);
+            let limit = rt.allowed(workers, now, room).min(left);
             if limit > 0 {
+                if rt.degraded() {
+                    room -= limit;
+                }
                 claims.push(Claim {
                     endpoint: id,
                     limit,
@@ -342,20 +384,22 @@ impl Endpoints {
 
     /// Whether any endpoint can be claimed right now.
     pub(crate) fn ready(&self, now: i64) -> bool {
+        let room = self.degraded_room();
         self.by_id
             .values()
-            .any(|rt| rt.has_work(now) && rt.allowed(self.workers, now) > 0)
+            .any(|rt| rt.has_work(now) && rt.allowed(self.workers, now, room) > 0)
     }
 
     /// The earliest time (ms) at which some endpoint held back by time can be claimed.
     pub(crate) fn next_ready(&self, now: i64) -> Option<i64> {
+        let room = self.degraded_room();
         self.by_id
             .values()
             .filter_map(|rt| {
                 if rt.config.is_none() && rt.health.id == 0 {
                     return if rt.want { Some(now) } else { rt.next_due };
                 }
-                rt.ready_at(self.workers, now)
+                rt.ready_at(self.workers, now, room)
             })
             .min()
     }
@@ -407,6 +451,7 @@ impl Endpoints {
             }
         ) {
             let down_since = h.failing_since.take();
+            rt.proven = true;
             h.failures = 0;
             h.last_success_at = Some(now);
             rt.probe_interval = c.breaker_cooldown;
@@ -540,6 +585,14 @@ mod tests {
         };
         let mut eps = Endpoints::new(vec![("e".into(), health)], &config, 16, 0);
         eps.claimed(&[], &[(0, None)]);
+        // Proven by a first success, as a healthy receiver is within its first request.
+        assert_eq!(
+            limit(&mut eps, 0),
+            1,
+            "slow start: one request until a success"
+        );
+        eps.claimed(&[job()], &[]);
+        eps.finished(&finished(200), "", 0);
         eps
     }
 
@@ -569,6 +622,19 @@ mod tests {
     }
 
     #[test]
+    fn failing_endpoints_get_one_request_each_within_a_shared_budget() {
+        let mut eps = setup(endpoint(|e| e.concurrency = Some(8)));
+        eps.claimed(&[job()], &[]);
+        eps.finished(&finished(500), "HTTP 500", 1);
+        assert_eq!(limit(&mut eps, 1), 1, "after a failure: one at a time");
+        // Four in flight for failing endpoints (16 workers / 4) leave no room for more.
+        eps.by_id.get_mut(&1).unwrap().in_flight = 4;
+        assert_eq!(limit(&mut eps, 1), 0);
+        assert!(!eps.ready(1));
+        assert_eq!(eps.next_ready(1), None);
+    }
+
+    #[test]
     fn concurrency_caps_claims_until_one_finishes() {
         let mut eps = setup(endpoint(|_| {}));
         assert_eq!(limit(&mut eps, 0), 2);
@@ -585,8 +651,12 @@ mod tests {
             e.concurrency = Some(100);
             e.rate = Some(Rate::parse("50/s").unwrap());
         }));
-        assert_eq!(limit(&mut eps, 0), 5, "burst of 0.1 s");
-        eps.claimed(&vec![job(); 5], &[]);
+        assert_eq!(
+            limit(&mut eps, 0),
+            4,
+            "burst of 0.1 s, less the first request"
+        );
+        eps.claimed(&vec![job(); 4], &[]);
         assert_eq!(limit(&mut eps, 0), 0);
         assert_eq!(eps.next_ready(0), Some(20));
         assert_eq!(limit(&mut eps, 40), 2);

@@ -81,6 +81,23 @@ fn main() {
             16,
         );
     }
+    if b.wants("endpoints") {
+        b.endpoints("100 endpoints, all healthy", None);
+        b.endpoints(
+            "100 endpoints, 10 failing (500)",
+            Some(Behaviour {
+                delay: Duration::ZERO,
+                fail_every: 1,
+            }),
+        );
+        b.endpoints(
+            "100 endpoints, 10 hanging (1s timeout)",
+            Some(Behaviour {
+                delay: Duration::from_secs(30),
+                fail_every: 0,
+            }),
+        );
+    }
     if b.wants("latency") {
         b.latency(1000);
         b.latency(5000);
@@ -113,7 +130,7 @@ fn parse_args() -> Args {
             "--dir" => args.dir = it.next().map(PathBuf::from).expect("--dir DIR"),
             "--out" => args.out = it.next().map(PathBuf::from).expect("--out FILE"),
             "-h" | "--help" => {
-                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,latency,scale] [--dir DIR] [--out FILE]");
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale] [--dir DIR] [--out FILE]");
                 std::process::exit(0);
             }
             other => {
@@ -351,6 +368,77 @@ impl Bench {
             "<= 100",
         );
         self.row(name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
+    }
+
+    /// Scenario 5: 100 named endpoints, messages spread evenly over them; with `bad`, 10 of them
+    /// point at a receiver that behaves so. Measures how fast the 90 healthy ones are served.
+    fn endpoints(&mut self, name: &str, bad: Option<Behaviour>) {
+        const ENDPOINTS: usize = 100;
+        let n = self.n(100_000, 2_000);
+        let good = Receiver::start(Behaviour::default());
+        let failing = bad.map(Receiver::start);
+        let w = Work::new(&self.args.dir, "endpoints", 16);
+        let mut config = std::fs::read_to_string(&w.config).unwrap();
+        for e in 0..ENDPOINTS {
+            let url = match &failing {
+                Some(rx) if e % 10 == 0 => rx.url(),
+                _ => good.url(),
+            };
+            config.push_str(&format!(
+                "[endpoints.e{e}]\nurl = \"{url}\"\ntimeout = \"1s\"\nmax_attempts = 1000\n"
+            ));
+        }
+        std::fs::write(&w.config, config).unwrap();
+        let healthy = if failing.is_some() { n - n / 10 } else { n };
+        w.enqueue_lines(n, |i| {
+            format!(
+                "{{\"endpoint\":\"e{}\",\"body\":\"{{\\\"i\\\":{i}}}\"}}",
+                i % ENDPOINTS
+            )
+        });
+        settle_disk();
+        let t = Instant::now();
+        let mut d = w.daemon();
+        let ok = wait(Duration::from_secs(1800), || good.unique() >= healthy);
+        let dt = t.elapsed();
+        let (cpu, rss) = d.usage();
+        let failed_requests = failing.as_ref().map_or(0, |rx| {
+            rx.shared
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed)
+        });
+        d.stop();
+        if !ok {
+            self.fail(format!(
+                "{name}: {} of {healthy} healthy messages received",
+                good.unique()
+            ));
+            return;
+        }
+        self.row(
+            name,
+            &format!("{healthy} msgs to healthy ones"),
+            healthy as f64 / dt.as_secs_f64(),
+            "deliv/s",
+            "",
+        );
+        if failing.is_some() {
+            self.row(
+                name,
+                &format!("requests to the 10 bad ({} msgs)", n - healthy),
+                failed_requests as f64,
+                "requests",
+                "",
+            );
+        }
+        self.row(
+            name,
+            "daemon CPU per delivery",
+            cpu.as_secs_f64() * 1e6 / healthy as f64,
+            "us",
+            "",
+        );
+        self.row(name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "");
     }
 
     /// Scenario 3: a producer streams messages at a fixed rate into a running daemon.
@@ -658,6 +746,18 @@ impl Work {
 
     /// Streams `n` generated lines into `enqueue --jsonl -`; returns the number of uuids printed.
     fn enqueue_jsonl(&self, n: usize, url: &str, body: usize, delay: Option<&str>) -> usize {
+        let url = url.to_owned();
+        let delay = delay
+            .map(|d| format!(",\"delay\":\"{d}\""))
+            .unwrap_or_default();
+        let pad = "x".repeat(body.saturating_sub(20));
+        self.enqueue_lines(n, move |i| {
+            format!("{{\"url\":\"{url}\",\"body\":\"{{\\\"i\\\":{i:>8},\\\"p\\\":\\\"{pad}\\\"}}\"{delay}}}")
+        })
+    }
+
+    /// Streams `line(i)` for i in 0..n into `enqueue --jsonl -`; returns the uuids printed.
+    fn enqueue_lines(&self, n: usize, line: impl Fn(usize) -> String + Send + 'static) -> usize {
         let mut child = self
             .cmd()
             .args(["enqueue", "--jsonl", "-"])
@@ -666,14 +766,9 @@ impl Work {
             .spawn()
             .unwrap();
         let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().unwrap());
-        let url = url.to_owned();
-        let delay = delay
-            .map(|d| format!(",\"delay\":\"{d}\""))
-            .unwrap_or_default();
         let writer = std::thread::spawn(move || {
-            let pad = "x".repeat(body.saturating_sub(20));
             for i in 0..n {
-                writeln!(stdin, "{{\"url\":\"{url}\",\"body\":\"{{\\\"i\\\":{i:>8},\\\"p\\\":\\\"{pad}\\\"}}\"{delay}}}").unwrap();
+                writeln!(stdin, "{}", line(i)).unwrap();
             }
         });
         let mut count = 0;

@@ -422,7 +422,11 @@ mod tests {
         for line in shipped.lines().map(|l| l.trim_start_matches('#').trim()) {
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 section = name.to_owned();
-                assert!(page.contains(&format!(".Ss [{name}]")), "section [{name}]");
+                let heading = match name.strip_prefix("endpoints.") {
+                    Some(_) => ".Ss [endpoints. Ns Ar name ]".to_owned(),
+                    None => format!(".Ss [{name}]"),
+                };
+                assert!(page.contains(&heading), "section [{name}]");
             } else if let Some((key, _)) = line.split_once(" = ") {
                 if !key.contains(' ') {
                     keys.push(format!("{section}.{key}"));
@@ -433,7 +437,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(keys.len(), 11, "{keys:?}");
+        assert_eq!(keys.len(), 27, "{keys:?}");
     }
 
     /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
@@ -445,15 +449,29 @@ mod tests {
             .lines()
             .map(|l| {
                 l.strip_prefix('#')
-                    .filter(|r| r.contains(" = "))
+                    .filter(|r| r.contains(" = ") || r.starts_with('['))
                     .unwrap_or(l)
             })
+            // The example endpoint's secret and files exist only on a configured host.
+            .filter(|l| !l.starts_with("secret") && !l.starts_with("header_files"))
             .collect::<Vec<_>>()
             .join("\n");
         assert_ne!(uncommented, text, "some keys are commented out");
         let mut all = parse(&uncommented).unwrap();
-        // The one key without a default: shown with an example path.
+        // Keys without a default, shown with an example value: ca_file, the alert URL and the
+        // example endpoint.
         assert!(all.http.ca_file.take().is_some());
+        assert!(all.alerts.take().is_some());
+        let billing = all.endpoints.remove("billing").unwrap();
+        assert_eq!(billing.concurrency, Some(4));
+        assert_eq!(
+            billing.breaker_failures,
+            crate::endpoint::DEFAULT_BREAKER_FAILURES
+        );
+        assert_eq!(
+            billing.disable_after,
+            crate::endpoint::DEFAULT_DISABLE_AFTER
+        );
         let defaults = parse("db = \"/var/lib/webhookd/webhookd.db\"").unwrap();
         assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
         assert_eq!(format!("{all:?}"), format!("{defaults:?}"));

@@ -149,9 +149,12 @@ impl Config {
             Some(p) => Some(p.clone()),
             None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
         };
+        // Only the daemon sends: other commands get by without secret files they cannot read
+        // (under systemd they are often readable by the service alone, via LoadCredential=).
+        let secrets_required = matches!(cli.command, crate::cli::Command::Run { .. });
         let mut config = match &path {
-            Some(p) => Config::from_file(p)?,
-            None => Config::from_file_config(FileConfig::default(), None)?,
+            Some(p) => Config::from_file(p, secrets_required)?,
+            None => Config::from_file_config(FileConfig::default(), None, true)?,
         };
         if let Some(db) = &cli.db {
             config.db = db.clone();
@@ -171,7 +174,7 @@ impl Config {
     ///
     /// # Errors
     /// As for [`Config::load`].
-    pub(crate) fn from_file(path: &Path) -> Result<Config> {
+    pub(crate) fn from_file(path: &Path, secrets_required: bool) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
             path: path.to_path_buf(),
             source,
@@ -180,10 +183,14 @@ impl Config {
             path: path.to_path_buf(),
             message: describe_toml_error(&text, &e),
         })?;
-        Config::from_file_config(file, Some(path))
+        Config::from_file_config(file, Some(path), secrets_required)
     }
 
-    fn from_file_config(file: FileConfig, path: Option<&Path>) -> Result<Config> {
+    fn from_file_config(
+        file: FileConfig,
+        path: Option<&Path>,
+        secrets_required: bool,
+    ) -> Result<Config> {
         let bad = |key: &str, message: String| Error::InvalidConfig {
             path: path.map_or_else(|| PathBuf::from("(defaults)"), Path::to_path_buf),
             message: format!("{key}: {message}"),
@@ -277,7 +284,7 @@ impl Config {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let mut endpoints = BTreeMap::new();
         for (name, section) in file.endpoints {
-            let e = crate::endpoint::from_section(&name, section, &config_dir)
+            let e = crate::endpoint::from_section(&name, section, &config_dir, secrets_required)
                 .map_err(|(key, message)| bad(&key, message))?;
             endpoints.insert(name, Arc::new(e));
         }
@@ -408,7 +415,7 @@ mod tests {
             path: "t.toml".into(),
             message: describe_toml_error(text, &e),
         })?;
-        Config::from_file_config(file, Some(Path::new("t.toml")))
+        Config::from_file_config(file, Some(Path::new("t.toml")), true)
     }
 
     /// man/webhookd.toml.5 describes every key of the packaged config, which lists them all
@@ -557,7 +564,7 @@ connect_timeout = "5s"
 
     #[test]
     fn defaults_survive_a_receiver_down_for_24_hours() {
-        let c = Config::from_file_config(FileConfig::default(), None).unwrap();
+        let c = Config::from_file_config(FileConfig::default(), None, true).unwrap();
         // Smallest possible span between first and last attempt, jitter at its minimum.
         let span: Duration = (1..c.retry.max_attempts)
             .map(|n| backoff::next_delay(&c.retry, n, None, 0.0))

@@ -85,6 +85,8 @@ pub(crate) struct Endpoint {
     pub(crate) breaker_failures: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) disable_after: Duration,
+    /// Secret or header files this process could not read (only when they were not required).
+    pub(crate) unreadable: Vec<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -183,8 +185,9 @@ pub(crate) fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Validates one `[endpoints.NAME]`; `key` prefixes messages (`endpoints.NAME.`), `config_dir` is
-/// where relative secret files are found when there is no `$CREDENTIALS_DIRECTORY`.
+/// Validates one `[endpoints.NAME]`; `config_dir` is where relative secret files are found when
+/// there is no `$CREDENTIALS_DIRECTORY`. Without `files_required`, a file that cannot be read is
+/// noted in `unreadable` instead of failing.
 ///
 /// # Errors
 /// `(key, message)` for the first bad value.
@@ -192,7 +195,19 @@ pub(crate) fn from_section(
     name: &str,
     s: EndpointSection,
     config_dir: &Path,
+    files_required: bool,
 ) -> Result<Endpoint, (String, String)> {
+    let mut unreadable = Vec::new();
+    let mut read = |k: &str, file: &Path| -> Result<Option<String>, (String, String)> {
+        match read_secret_file(file, config_dir) {
+            Ok(text) => Ok(Some(text)),
+            Err(m) if files_required => Err((format!("endpoints.{name}.{k}"), m)),
+            Err(m) => {
+                unreadable.push(m);
+                Ok(None)
+            }
+        }
+    };
     let key = |k: &str| format!("endpoints.{name}.{k}");
     let err = |k: &str| {
         let k = key(k);
@@ -211,7 +226,9 @@ pub(crate) fn from_section(
         headers.push(crate::message::header(n, v).map_err(|e| (key("headers"), e.to_string()))?);
     }
     for (n, file) in &s.header_files {
-        let value = read_secret_file(file, config_dir).map_err(err("header_files"))?;
+        let Some(value) = read("header_files", file)? else {
+            continue;
+        };
         headers.push(
             crate::message::header(n, &value).map_err(|e| (key("header_files"), e.to_string()))?,
         );
@@ -222,8 +239,9 @@ pub(crate) fn from_section(
         Some(OneOrMany::Many(many)) => many,
     };
     if let Some(file) = &s.secret_file {
-        let text = read_secret_file(file, config_dir).map_err(err("secret_file"))?;
-        secrets.extend(text.split_whitespace().map(str::to_owned));
+        if let Some(text) = read("secret_file", file)? {
+            secrets.extend(text.split_whitespace().map(str::to_owned));
+        }
     }
     let keys = secrets
         .iter()
@@ -291,6 +309,7 @@ pub(crate) fn from_section(
             DEFAULT_BREAKER_COOLDOWN,
         )?,
         disable_after: duration("disable_after", &s.disable_after, DEFAULT_DISABLE_AFTER)?,
+        unreadable,
     })
 }
 
@@ -337,6 +356,7 @@ mod tests {
             "b",
             section(r#"url = "https://x.example/hooks/""#),
             Path::new("."),
+            true,
         )
         .unwrap();
         assert_eq!(e.url_for(""), "https://x.example/hooks/");
@@ -359,6 +379,7 @@ secret_file = "k"
 header_files = { Authorization = "auth" }"#,
             ),
             &dir,
+            true,
         )
         .unwrap();
         assert_eq!(e.keys.len(), 1);
@@ -375,10 +396,21 @@ header_files = { Authorization = "auth" }"#,
             "b",
             section("url = \"http://h/\"\nsecret_file = \"nope\""),
             &dir,
+            true,
         )
         .unwrap_err();
         assert_eq!(missing.0, "endpoints.b.secret_file");
         assert!(missing.1.contains("nope"), "{}", missing.1);
+        // Commands other than the daemon do without files they cannot read.
+        let lenient = from_section(
+            "b",
+            section("url = \"http://h/\"\nsecret_file = \"nope\""),
+            &dir,
+            false,
+        )
+        .unwrap();
+        assert!(lenient.keys.is_empty());
+        assert_eq!(lenient.unreadable.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -397,9 +429,15 @@ header_files = { Authorization = "auth" }"#,
             ),
             ("url = \"http://h/\"\ntimeout = \"0s\"", "timeout"),
         ] {
-            let e = from_section("b", section(text), Path::new(".")).unwrap_err();
+            let e = from_section("b", section(text), Path::new("."), true).unwrap_err();
             assert_eq!(e.0, format!("endpoints.b.{k}"), "{text}: {}", e.1);
         }
-        assert!(from_section("bad name", section("url = \"http://h/\""), Path::new(".")).is_err());
+        assert!(from_section(
+            "bad name",
+            section("url = \"http://h/\""),
+            Path::new("."),
+            true
+        )
+        .is_err());
     }
 }

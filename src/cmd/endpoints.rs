@@ -99,6 +99,7 @@ fn policy(e: &Endpoint, workers: usize) -> Value {
         "url": e.url,
         "headers": e.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         "signing_secrets": e.keys.len(),
+        "unreadable_files": e.unreadable,
         "timeout": e.timeout.map(|t| humantime::format_duration(t).to_string()),
         "max_attempts": e.max_attempts,
         "concurrency": e.concurrency_with(workers),
@@ -167,6 +168,11 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
             text.push_str(&format!(
                 "headers:      {} (values not shown)\n",
                 names.join(", ")
+            ));
+        }
+        for note in &e.unreadable {
+            text.push_str(&format!(
+                "note:         {note} (readable by the daemon only?)\n"
             ));
         }
         text.push_str(&format!(

@@ -572,6 +572,7 @@ mod tests {
             breaker_failures: 3,
             breaker_cooldown: Duration::from_secs(10),
             disable_after: Duration::from_secs(100),
+            unreadable: Vec::new(),
         };
         f(&mut e);
         Arc::new(e)

@@ -92,6 +92,31 @@ check "3 worker threads now" wait_for 5 bash -c "[ \$(grep -l '^webhookd-worke' 
 wait $spid
 check "all 200 messages of the stream delivered" wait_for 20 has_unique /reload 200
 
+section "an endpoint signs with a secret from LoadCredential= (readable by the service only)"
+echo "whsec_$(head -c 32 /dev/urandom | base64)" >/etc/webhookd/billing.secret
+echo "Bearer $(head -c 12 /dev/urandom | base64)" >/etc/webhookd/billing.token
+chmod 600 /etc/webhookd/billing.secret /etc/webhookd/billing.token
+mkdir -p /etc/systemd/system/$U.d
+printf '[Service]\nLoadCredential=billing-secret:/etc/webhookd/billing.secret\nLoadCredential=billing-token:/etc/webhookd/billing.token\n' >/etc/systemd/system/$U.d/credentials.conf
+printf '\n[endpoints.billing]\nurl = "%s/signed"\nsecret_file = "billing-secret"\nheader_files = { Authorization = "billing-token" }\n' "$RX" >>/etc/webhookd/webhookd.toml
+systemctl daemon-reload
+check "restart with the credentials exits 0" systemctl restart $U
+uuid=$(runuser -u alice -- webhookd enqueue --endpoint billing --path /invoice -d '{"amount":42}')
+check "alice enqueues to the endpoint without reading its secret ($uuid)" grep -Eq '^[0-9a-f-]{36}$' <<<"$uuid"
+check "delivered to /signed/invoice" wait_for 10 grep -q "$uuid /signed/invoice" /root/rx.log
+line=$(grep "\"$uuid\"" /root/rx.log.json)
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$line" "$1"; }
+python3 -c 'import base64,json,sys; sys.stdout.buffer.write(base64.b64decode(json.loads(sys.argv[1])["body"]))' "$line" >/root/signed.body
+check "the Authorization header came from the credential" test "$(field authorization)" = "$(cat /etc/webhookd/billing.token)"
+check "webhookd verify accepts the signature" webhookd verify --secret-file /etc/webhookd/billing.secret \
+    --id "$(field id)" --timestamp "$(field timestamp)" --signature "$(field signature)" -d @/root/signed.body
+check "the secret is not in the journal" bash -c "! journalctl -u $U --no-pager | grep -qF -- \"\$(cut -c7-20 /etc/webhookd/billing.secret)\""
+check "endpoints show (as alice) works and names no secret" bash -c "runuser -u alice -- webhookd endpoints show billing | grep -q 'healthy'"
+rm -f /etc/systemd/system/$U.d/credentials.conf
+sed -i '/^\[endpoints.billing\]/,$d' /etc/webhookd/webhookd.toml
+systemctl daemon-reload
+systemctl restart $U
+
 section "systemctl restart during a stream loses nothing"
 stream /restart 300 &
 spid=$!

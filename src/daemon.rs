@@ -506,7 +506,11 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        if self.finished.is_empty() && claims.is_empty() && !self.take_enables {
+        if self.finished.is_empty()
+            && claims.is_empty()
+            && !self.take_enables
+            && self.endpoints.health_to_save(now, false).is_empty()
+        {
             return;
         }
         let claimed = match self.record(&[], &claims, false, now) {
@@ -556,6 +560,7 @@ impl Dispatcher {
             take_enables: self.take_enables,
         };
         let claimed = self.store.cycle(&cycle, now)?;
+        self.endpoints.saved(&health, now);
         self.take_enables = false;
         for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
             self.account(f, o, now);

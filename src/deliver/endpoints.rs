@@ -492,8 +492,11 @@ impl Endpoints {
             });
         }
         if rt.health.state == OPEN {
-            rt.probe_interval = (rt.probe_interval * 2).min(MAX_PROBE_INTERVAL);
-            rt.next_probe = now + store::duration_ms(rt.probe_interval);
+            // A failed probe (not a request that was in flight when it opened) doubles the wait.
+            if now >= rt.next_probe {
+                rt.probe_interval = (rt.probe_interval * 2).min(MAX_PROBE_INTERVAL);
+                rt.next_probe = now + store::duration_ms(rt.probe_interval);
+            }
             return None;
         }
         if failures >= i64::from(c.breaker_failures) {
@@ -528,18 +531,27 @@ impl Endpoints {
     }
 
     /// Health to save: changed states at once, counters at most every second (all with `force`).
-    pub(crate) fn health_to_save(&mut self, now: i64, force: bool) -> Vec<Health> {
+    /// [`Endpoints::saved`] marks them saved once the transaction committed.
+    pub(crate) fn health_to_save(&self, now: i64, force: bool) -> Vec<Health> {
         self.by_id
-            .values_mut()
+            .values()
             .filter(|rt| rt.dirty && rt.health.id != 0)
             .filter(|rt| force || rt.state_changed || now - rt.saved_at >= SAVE_EVERY_MS)
-            .map(|rt| {
-                rt.dirty = false;
-                rt.state_changed = false;
-                rt.saved_at = now;
-                rt.health.clone()
-            })
+            .map(|rt| rt.health.clone())
             .collect()
+    }
+
+    /// The health rows `saved` are in the database.
+    pub(crate) fn saved(&mut self, saved: &[Health], now: i64) {
+        for h in saved {
+            if let Some(rt) = self.by_id.get_mut(&h.id) {
+                if rt.health == *h {
+                    rt.dirty = false;
+                    rt.state_changed = false;
+                }
+                rt.saved_at = now;
+            }
+        }
     }
 
     /// The longest request timeout of any endpoint, at least `default`.
@@ -682,6 +694,10 @@ mod tests {
         assert_eq!(limit(&mut eps, 11_000), 0, "only one probe at a time");
         assert_eq!(eps.finished(&finished(503), "HTTP 503", 12_000), None);
         assert_eq!(eps.next_ready(12_000), Some(32_000), "interval doubled");
+        // A request that was in flight before (not a probe) does not double it again.
+        eps.claimed(&[job()], &[]);
+        assert_eq!(eps.finished(&finished(503), "HTTP 503", 13_000), None);
+        assert_eq!(eps.next_ready(13_000), Some(32_000));
         eps.claimed(&[job()], &[]);
         assert!(matches!(
             eps.finished(&finished(204), "", 32_000),
@@ -694,6 +710,8 @@ mod tests {
         let saved = eps.health_to_save(32_000, false);
         assert_eq!(saved.len(), 1);
         assert_eq!((saved[0].state, saved[0].failures), (CLOSED, 0));
+        eps.saved(&saved, 32_000);
+        assert!(eps.health_to_save(40_000, false).is_empty());
     }
 
     #[test]

@@ -534,3 +534,45 @@ fn endpoint_input_errors_are_clear_and_store_nothing() {
     assert_eq!(code, 78);
     assert!(err.contains("endpoints.a.secret"), "{err}");
 }
+
+#[test]
+fn dead_letter_alerts_are_rate_limited_and_never_hold_up_deliveries() {
+    let gone = Receiver::start(|_, _| Reply::Status(410));
+    // The alert receiver is slow: alerts must not slow deliveries down.
+    let alerts = Receiver::start(|_, _| {
+        Reply::Delay(Duration::from_millis(300), Box::new(Reply::Status(200)))
+    });
+    let env = TestEnv::with_config(
+        "alerts",
+        &format!("alert_url = \"{}\"\n{FAST}", alerts.url("/slack")),
+    );
+    let url = gone.url("/gone");
+    let lines: String = (0..30)
+        .map(|_| format!("{{\"url\":\"{url}\"}}\n"))
+        .collect();
+    assert!(env
+        .run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes())
+        .status
+        .success());
+    let d = env.daemon();
+    wait_until(Duration::from_secs(10), "30 dead", || {
+        env.queue("dead") == 30
+    });
+    // Alerts go out one at a time, 300 ms each: deliveries finished long before them.
+    assert!(alerts.count() < 10, "{} alerts already", alerts.count());
+    wait_until(Duration::from_secs(10), "10 alerts", || {
+        alerts.count() == 10
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(alerts.count(), 10, "a burst of 10, then 10 a minute");
+    let first: serde_json::Value = serde_json::from_slice(&alerts.requests()[0].body).unwrap();
+    assert!(
+        first["text"].as_str().unwrap().contains("dead-lettered"),
+        "{first}"
+    );
+    assert_eq!(
+        d.log_text().matches("dead-lettered").count(),
+        30,
+        "every one is logged"
+    );
+}

@@ -15,11 +15,21 @@ use crate::store::{self, Access, Counts, DaemonLock, DaemonState, Store};
 pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
     let daemon = DaemonLock::probe(&config.db);
     let exists = config.db.exists();
-    let counts = if exists {
-        Store::open(&config.db, Access::Read)?.counts(store::now_ms())?
+    let (counts, health) = if exists {
+        let store = Store::open(&config.db, Access::Read)?;
+        (store.counts(store::now_ms())?, store.endpoint_health()?)
     } else {
-        Counts::default()
+        (Counts::default(), Vec::new())
     };
+    // Endpoints by state; endpoints only in the database (no longer configured) are not counted.
+    let mut by_state = [0u64; 3];
+    for name in config.endpoints.keys() {
+        let state = health
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, h)| h.state);
+        by_state[usize::try_from(state).unwrap_or(0).min(2)] += 1;
+    }
     let (running, pid) = match daemon {
         DaemonState::Running { pid } => (true, pid),
         DaemonState::Stopped => (false, None),
@@ -35,6 +45,11 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
                 "delivered": counts.delivered,
                 "dead": counts.dead,
             },
+            "endpoints": {
+                "healthy": by_state[0],
+                "open": by_state[1],
+                "disabled": by_state[2],
+            },
         });
         out(v)?;
     } else {
@@ -48,10 +63,17 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
         } else {
             format!("{} (not created yet)", config.db.display())
         };
-        out(format_args!(
+        let mut text = format!(
             "daemon:     {daemon}\ndb:         {db}\npending:    {} ({} scheduled)\nin flight:  {}\ndelivered:  {}\ndead:       {}",
             counts.pending, counts.scheduled, counts.in_flight, counts.delivered, counts.dead
-        ))?;
+        );
+        if !config.endpoints.is_empty() {
+            text.push_str(&format!(
+                "\nendpoints:  {} healthy, {} open, {} disabled",
+                by_state[0], by_state[1], by_state[2]
+            ));
+        }
+        out(text)?;
     }
     Ok(if running { exit::OK } else { exit::NOT_RUNNING })
 }

@@ -333,6 +333,7 @@ fn gone_disables_the_endpoint_holds_messages_until_enabled() {
     wait_until(Duration::from_secs(10), "disabled", || {
         endpoint_state(&env, "old")["state"] == "disabled"
     });
+    assert_eq!(env.status()["endpoints"]["disabled"], 1);
     let second = env.enqueue(&["--endpoint", "old"]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rx.count(), 1, "nothing sent while disabled");

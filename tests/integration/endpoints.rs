@@ -9,6 +9,30 @@ use crate::util::{wait_until, Receiver, Reply, TestEnv, FAST};
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SECRET2: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
+/// Enqueues JSON lines, all or nothing.
+fn enqueue_lines(env: &TestEnv, lines: &str) {
+    let out = env.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A receiver answering `failing` until the returned switch is set, then 200.
+fn switchable(failing: u16) -> (Arc<AtomicBool>, Receiver) {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let rx = Receiver::start(move |_, _| {
+        Reply::Status(if h.load(Ordering::SeqCst) {
+            200
+        } else {
+            failing
+        })
+    });
+    (healthy, rx)
+}
+
 fn endpoint_state(env: &TestEnv, name: &str) -> serde_json::Value {
     serde_json::from_str(&env.ok(&["endpoints", "show", name, "--json"])).unwrap()
 }
@@ -214,8 +238,7 @@ fn concurrency_cap_is_observed_at_the_receiver() {
     let lines: String = (0..12)
         .map(|i| format!("{{\"endpoint\":\"slow\",\"body\":\"{i}\"}}\n"))
         .collect();
-    let out = env.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
-    assert!(out.status.success());
+    enqueue_lines(&env, &lines);
     let _d = env.daemon();
     wait_until(Duration::from_secs(15), "12 delivered", || rx.count() == 12);
     assert_eq!(rx.max_concurrent(), 2, "concurrency = 2 with 8 workers");
@@ -232,10 +255,7 @@ fn rate_limit_holds_within_ten_percent() {
         ),
     );
     let lines: String = (0..60).map(|_| "{\"endpoint\":\"metered\"}\n").collect();
-    assert!(env
-        .run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes())
-        .status
-        .success());
+    enqueue_lines(&env, &lines);
     let _d = env.daemon();
     wait_until(Duration::from_secs(15), "60 delivered", || rx.count() == 60);
     let reqs = rx.requests();
@@ -247,11 +267,7 @@ fn rate_limit_holds_within_ten_percent() {
 
 #[test]
 fn breaker_opens_waits_without_spending_attempts_probes_and_recovers_with_alerts() {
-    let healthy = Arc::new(AtomicBool::new(false));
-    let h = healthy.clone();
-    let rx = Receiver::start(move |_, _| {
-        Reply::Status(if h.load(Ordering::SeqCst) { 200 } else { 503 })
-    });
+    let (healthy, rx) = switchable(503);
     let alerts = Receiver::ok();
     let env = TestEnv::with_config(
         "breaker",
@@ -263,10 +279,7 @@ fn breaker_opens_waits_without_spending_attempts_probes_and_recovers_with_alerts
         ),
     );
     let lines: String = (0..10).map(|_| "{\"endpoint\":\"flaky\"}\n").collect();
-    assert!(env
-        .run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes())
-        .status
-        .success());
+    enqueue_lines(&env, &lines);
     let d = env.daemon();
     wait_until(Duration::from_secs(10), "open", || {
         endpoint_state(&env, "flaky")["state"] == "open"
@@ -314,11 +327,7 @@ fn breaker_opens_waits_without_spending_attempts_probes_and_recovers_with_alerts
 
 #[test]
 fn gone_disables_the_endpoint_holds_messages_until_enabled() {
-    let healthy = Arc::new(AtomicBool::new(false));
-    let h = healthy.clone();
-    let rx = Receiver::start(move |_, _| {
-        Reply::Status(if h.load(Ordering::SeqCst) { 200 } else { 410 })
-    });
+    let (healthy, rx) = switchable(410);
     let alerts = Receiver::ok();
     let env = TestEnv::with_config(
         "gone",
@@ -372,10 +381,7 @@ fn a_hanging_endpoint_does_not_slow_the_others() {
         }
         lines.push_str("{\"endpoint\":\"fast\"}\n");
     }
-    assert!(env
-        .run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes())
-        .status
-        .success());
+    enqueue_lines(&env, &lines);
     let _d = env.daemon();
     let started = Instant::now();
     wait_until(Duration::from_secs(20), "fast endpoint drained", || {
@@ -408,10 +414,7 @@ fn ordered_endpoint_delivers_in_enqueue_order_under_retries() {
     let lines: String = (0..8)
         .map(|i| format!("{{\"endpoint\":\"ledger\",\"body\":\"{i}\"}}\n"))
         .collect();
-    assert!(env
-        .run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes())
-        .status
-        .success());
+    enqueue_lines(&env, &lines);
     let _d = env.daemon();
     wait_until(Duration::from_secs(15), "8 delivered", || {
         env.queue("delivered") == 8
@@ -551,10 +554,7 @@ fn dead_letter_alerts_are_rate_limited_and_never_hold_up_deliveries() {
     let lines: String = (0..30)
         .map(|_| format!("{{\"url\":\"{url}\"}}\n"))
         .collect();
-    assert!(env
-        .run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes())
-        .status
-        .success());
+    enqueue_lines(&env, &lines);
     let d = env.daemon();
     wait_until(Duration::from_secs(10), "30 dead", || {
         env.queue("dead") == 30

@@ -112,7 +112,7 @@ check "webhookd verify accepts the signature" webhookd verify --secret-file /etc
     --id "$(field id)" --timestamp "$(field timestamp)" --signature "$(field signature)" -d @/root/signed.body
 check "the secret is not in the journal" bash -c "! journalctl -u $U --no-pager | grep -qF -- \"\$(cut -c7-20 /etc/webhookd/billing.secret)\""
 check "endpoints show (as alice) works and names no secret" bash -c "runuser -u alice -- webhookd endpoints show billing | grep -q 'healthy'"
-rm -f /etc/systemd/system/$U.d/credentials.conf
+rm -f /etc/systemd/system/$U.d/credentials.conf /etc/webhookd/billing.secret /etc/webhookd/billing.token /root/signed.body
 sed -i '/^\[endpoints.billing\]/,$d' /etc/webhookd/webhookd.toml
 systemctl daemon-reload
 systemctl restart $U

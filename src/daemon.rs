@@ -4,6 +4,11 @@
 //! HTTP requests (deliver::pool); `webhookd-signals` turns SIGTERM/SIGINT/SIGHUP into messages;
 //! `webhookd-wake` receives the datagram a CLI sends to `<db>.sock` after it commits, so new messages
 //! are claimed at once instead of at the next poll.
+//! `webhookd-alerts` posts alerts (alert.rs), so that a slow alert receiver never delays deliveries.
+//!
+//! Claims go per endpoint (endpoint 0: plain URLs), as many as `deliver::endpoints` allows each one
+//! now (concurrency, rate, circuit breaker, disabled); health changes are saved in the next
+//! cycle's transaction, logged at warning and alerted.
 //!
 //! Start-up: open + migrate the DB, take the daemon lock, requeue messages left in flight by a
 //! previous crash, start the workers, then `READY=1`.
@@ -189,7 +194,10 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx, reload);
     log::info!("{reason}: stopping; waiting for requests in flight");
     notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
-    let limit = dispatcher.config.http.timeout + DRAIN_MARGIN;
+    let limit = dispatcher
+        .endpoints
+        .max_timeout(dispatcher.config.http.timeout)
+        + DRAIN_MARGIN;
     dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, limit);
     dispatcher.pool.join(Duration::from_secs(2));
     dispatcher.alerter.stop();

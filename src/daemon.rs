@@ -316,13 +316,20 @@ impl Dispatcher {
     /// `STATUS=` for `systemctl status`.
     fn report_status(&self) {
         match self.store.totals() {
-            Ok(c) => notify(&[NotifyState::Status(&format!(
-                "{} in flight, {} pending, {} dead; {} delivered in the last minute",
-                self.in_flight,
-                c.pending,
-                c.dead,
-                self.window.iter().sum::<u64>()
-            ))]),
+            Ok(c) => {
+                let mut line = format!(
+                    "{} in flight, {} pending, {} dead; {} delivered in the last minute",
+                    self.in_flight,
+                    c.pending,
+                    c.dead,
+                    self.window.iter().sum::<u64>()
+                );
+                let (open, disabled) = self.endpoints.unhealthy();
+                if open + disabled > 0 {
+                    line.push_str(&format!("; endpoints: {open} open, {disabled} disabled"));
+                }
+                notify(&[NotifyState::Status(&line)]);
+            }
             Err(e) => log::warn!("{e}"),
         }
     }

@@ -554,6 +554,17 @@ impl Endpoints {
         }
     }
 
+    /// How many configured endpoints are open and how many disabled.
+    pub(crate) fn unhealthy(&self) -> (usize, usize) {
+        let configured = || self.by_id.values().filter(|rt| rt.config.is_some());
+        (
+            configured().filter(|rt| rt.health.state == OPEN).count(),
+            configured()
+                .filter(|rt| rt.health.state == DISABLED)
+                .count(),
+        )
+    }
+
     /// The longest request timeout of any endpoint, at least `default`.
     pub(crate) fn max_timeout(&self, default: Duration) -> Duration {
         self.by_id

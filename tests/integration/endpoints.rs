@@ -338,10 +338,17 @@ fn gone_disables_the_endpoint_holds_messages_until_enabled() {
         ),
     );
     let first = env.enqueue(&["--endpoint", "old"]);
-    let _d = env.daemon();
+    let mut d = env.daemon();
     wait_until(Duration::from_secs(10), "disabled", || {
         endpoint_state(&env, "old")["state"] == "disabled"
     });
+    // systemctl status shows it (STATUS= is sent every 5 s).
+    let shown = (0..16).any(|_| {
+        d.collect_notices(Duration::from_millis(500))
+            .iter()
+            .any(|(_, n)| n.contains("STATUS=") && n.contains("endpoints: 0 open, 1 disabled"))
+    });
+    assert!(shown, "STATUS= names the disabled endpoint");
     assert_eq!(env.status()["endpoints"]["disabled"], 1);
     let second = env.enqueue(&["--endpoint", "old"]);
     std::thread::sleep(Duration::from_millis(500));

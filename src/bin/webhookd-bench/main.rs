@@ -292,20 +292,13 @@ impl Bench {
         self.row(name, "p99 per call", p99, "ms", "");
     }
 
-    /// Queues `n` messages for `rx`, then times a daemon from spawn until all have arrived.
-    /// Returns (elapsed, daemon CPU, daemon peak RSS KiB), or records a failure.
-    fn timed_drain(
-        &mut self,
-        name: &str,
-        w: &Work,
-        rx: &Receiver,
-        n: usize,
-    ) -> Option<(Duration, Duration, u64)> {
+    /// Queues `n` messages with 1 KiB bodies for `rx`, then times a daemon delivering them all.
+    fn timed_drain(&mut self, name: &str, w: &Work, rx: &Receiver, n: usize) -> Option<Drained> {
         self.timed_drain_of(name, w, rx, n, 1024)
     }
 
     /// Enqueues `n` messages with `body`-byte bodies for `rx`, then times a daemon delivering
-    /// them all: (wall time, daemon CPU, daemon peak RSS in KiB).
+    /// them all.
     fn timed_drain_of(
         &mut self,
         name: &str,
@@ -313,22 +306,44 @@ impl Bench {
         rx: &Receiver,
         n: usize,
         body: usize,
-    ) -> Option<(Duration, Duration, u64)> {
+    ) -> Option<Drained> {
         let before = rx.unique();
         w.enqueue_jsonl(n, &rx.url(), body, None);
+        self.run_daemon(name, w, n, || rx.unique() - before)
+    }
+
+    /// Times a daemon on `w`'s (already filled) database from spawn until `received()` reaches
+    /// `n`; records a failure (and returns None) if it does not within 30 minutes.
+    fn run_daemon(
+        &mut self,
+        name: &str,
+        w: &Work,
+        n: usize,
+        received: impl Fn() -> usize,
+    ) -> Option<Drained> {
         settle_disk();
         let t = Instant::now();
         let mut d = w.daemon();
-        let ok = wait(Duration::from_secs(1800), || rx.unique() >= before + n);
-        let dt = t.elapsed();
-        let (cpu, rss) = d.usage();
+        let ok = wait(Duration::from_secs(1800), || received() >= n);
+        let wall = t.elapsed();
+        let (cpu, rss_kib) = d.usage();
         d.stop();
         if !ok {
-            let got = rx.unique() - before;
-            self.fail(format!("{name}: {got} of {n} messages received"));
+            self.fail(format!("{name}: {} of {n} messages received", received()));
             return None;
         }
-        Some((dt, cpu, rss))
+        Some(Drained { wall, cpu, rss_kib })
+    }
+
+    /// The rows of a timed drain of `n` messages: deliveries/s (as `metric`, with `rate_target`),
+    /// daemon CPU per delivery and peak RSS.
+    fn drain_rows(&mut self, name: &str, metric: &str, n: usize, d: &Drained, rate_target: &str) {
+        let rate = n as f64 / d.wall.as_secs_f64();
+        self.row(name, metric, rate, "deliv/s", rate_target);
+        let cpu_us = d.cpu.as_secs_f64() * 1e6 / n as f64;
+        self.row(name, "daemon CPU per delivery", cpu_us, "us", "<= 100");
+        let rss = d.rss_kib as f64 / 1024.0;
+        self.row(name, "daemon peak RSS", rss, "MiB", "<= 40");
     }
 
     /// Scenario 2: drain a pre-filled queue.
@@ -340,34 +355,20 @@ impl Bench {
         };
         let rx = Receiver::start(behaviour);
         let w = Work::new(&self.args.dir, "drain", workers);
-        let Some((dt, cpu, rss)) = self.timed_drain(name, &w, &rx, n) else {
+        let Some(d) = self.timed_drain(name, &w, &rx, n) else {
             return;
         };
-        let sent = rx
-            .shared
-            .requests
-            .load(std::sync::atomic::Ordering::Relaxed);
         let target = if behaviour == Behaviour::default() {
             ">= 12000"
         } else {
             ""
         };
-        self.row(
-            name,
-            &format!("{n} msgs, {workers} workers"),
-            n as f64 / dt.as_secs_f64(),
-            "deliv/s",
-            target,
-        );
+        self.drain_rows(name, &format!("{n} msgs, {workers} workers"), n, &d, target);
+        let sent = rx
+            .shared
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
         self.row(name, "requests incl. retries", sent as f64, "requests", "");
-        self.row(
-            name,
-            "daemon CPU per delivery",
-            cpu.as_secs_f64() * 1e6 / n as f64,
-            "us",
-            "<= 100",
-        );
-        self.row(name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "<= 40");
     }
 
     /// Scenario 5: 100 named endpoints, messages spread evenly over them; with `bad`, 10 of them
@@ -396,49 +397,29 @@ impl Bench {
                 i % ENDPOINTS
             )
         });
-        settle_disk();
-        let t = Instant::now();
-        let mut d = w.daemon();
-        let ok = wait(Duration::from_secs(1800), || good.unique() >= healthy);
-        let dt = t.elapsed();
-        let (cpu, rss) = d.usage();
-        let failed_requests = failing.as_ref().map_or(0, |rx| {
-            rx.shared
-                .requests
-                .load(std::sync::atomic::Ordering::Relaxed)
-        });
-        d.stop();
-        if !ok {
-            self.fail(format!(
-                "{name}: {} of {healthy} healthy messages received",
-                good.unique()
-            ));
+        let Some(d) = self.run_daemon(name, &w, healthy, || good.unique()) else {
             return;
-        }
-        self.row(
+        };
+        self.drain_rows(
             name,
             &format!("{healthy} msgs to healthy ones"),
-            healthy as f64 / dt.as_secs_f64(),
-            "deliv/s",
+            healthy,
+            &d,
             "",
         );
-        if failing.is_some() {
+        if let Some(rx) = &failing {
+            let requests = rx
+                .shared
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed);
             self.row(
                 name,
                 &format!("requests to the 10 bad ({} msgs)", n - healthy),
-                failed_requests as f64,
+                requests as f64,
                 "requests",
                 "",
             );
         }
-        self.row(
-            name,
-            "daemon CPU per delivery",
-            cpu.as_secs_f64() * 1e6 / healthy as f64,
-            "us",
-            "",
-        );
-        self.row(name, "daemon peak RSS", rss as f64 / 1024.0, "MiB", "");
     }
 
     /// Scenario 3: a producer streams messages at a fixed rate into a running daemon.
@@ -542,26 +523,11 @@ impl Bench {
         let per = file_size(&w.db) as f64 / deep as f64;
         self.row("scale: fill", "DB bytes per message", per, "bytes", "");
         let name = format!("scale: drain with {deep} scheduled");
-        let Some((dt, cpu, rss)) = self.timed_drain(&name, &w, &rx, n) else {
+        let Some(d) = self.timed_drain(&name, &w, &rx, n) else {
             return;
         };
-        let rate = n as f64 / dt.as_secs_f64();
-        self.row(
-            &name,
-            &format!("{n} msgs, 16 workers"),
-            rate,
-            "deliv/s",
-            "within 20% of drain 2xx",
-        );
-        let cpu_us = cpu.as_secs_f64() * 1e6 / n as f64;
-        self.row(&name, "daemon CPU per delivery", cpu_us, "us", "<= 100");
-        self.row(
-            &name,
-            "daemon peak RSS",
-            rss as f64 / 1024.0,
-            "MiB",
-            "<= 40",
-        );
+        let metric = format!("{n} msgs, 16 workers");
+        self.drain_rows(&name, &metric, n, &d, "within 20% of drain 2xx");
         let secs = if self.args.quick { 1 } else { 5 };
         let name = format!("scale: claim latency, {deep} scheduled, 1000/s ({secs} s)");
         self.latency_on(&w, &rx, 1000, secs, &name, ("<= 2", "<= 10"));
@@ -575,45 +541,22 @@ impl Bench {
         let rx = Receiver::start(Behaviour::default());
         let w = Work::new(&self.args.dir, "scale-delivered", 16);
         let name = format!("scale: fill by delivering {deep}, 16 B bodies");
-        let Some((dt, cpu, rss)) = self.timed_drain_of(&name, &w, &rx, deep, 16) else {
+        let Some(d) = self.timed_drain_of(&name, &w, &rx, deep, 16) else {
             return;
         };
-        self.row(
+        self.drain_rows(
             &name,
             &format!("{deep} msgs, 16 workers"),
-            deep as f64 / dt.as_secs_f64(),
-            "deliv/s",
+            deep,
+            &d,
             ">= 12000",
         );
-        let cpu_us = cpu.as_secs_f64() * 1e6 / deep as f64;
-        self.row(&name, "daemon CPU per delivery", cpu_us, "us", "<= 100");
-        self.row(
-            &name,
-            "daemon peak RSS",
-            rss as f64 / 1024.0,
-            "MiB",
-            "<= 40",
-        );
         let name = format!("scale: drain with {deep} delivered retained");
-        let Some((dt, cpu, rss)) = self.timed_drain(&name, &w, &rx, n) else {
+        let Some(d) = self.timed_drain(&name, &w, &rx, n) else {
             return;
         };
-        self.row(
-            &name,
-            &format!("{n} msgs, 16 workers"),
-            n as f64 / dt.as_secs_f64(),
-            "deliv/s",
-            "within 20% of drain 2xx",
-        );
-        let cpu_us = cpu.as_secs_f64() * 1e6 / n as f64;
-        self.row(&name, "daemon CPU per delivery", cpu_us, "us", "<= 100");
-        self.row(
-            &name,
-            "daemon peak RSS",
-            rss as f64 / 1024.0,
-            "MiB",
-            "<= 40",
-        );
+        let metric = format!("{n} msgs, 16 workers");
+        self.drain_rows(&name, &metric, n, &d, "within 20% of drain 2xx");
         let secs = if self.args.quick { 1 } else { 5 };
         let name = format!("scale: claim latency, {deep} delivered retained, 1000/s ({secs} s)");
         self.latency_on(&w, &rx, 1000, secs, &name, ("<= 2", "<= 10"));
@@ -832,6 +775,13 @@ impl Work {
             ready_ms: t.elapsed().as_secs_f64() * 1000.0,
         }
     }
+}
+
+/// What a timed drain measured: wall time from the daemon's spawn, its CPU time, its peak RSS.
+struct Drained {
+    wall: Duration,
+    cpu: Duration,
+    rss_kib: u64,
 }
 
 struct Daemon {

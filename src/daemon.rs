@@ -524,7 +524,7 @@ impl Dispatcher {
         if self.finished.is_empty()
             && claims.is_empty()
             && !self.take_enables
-            && self.endpoints.health_to_save(now, false).is_empty()
+            && !self.endpoints.health_due(now)
         {
             return;
         }

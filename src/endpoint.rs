@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -74,7 +75,7 @@ pub(crate) struct Endpoint {
     /// Sent with every message (a message's own header of the same name wins).
     pub(crate) headers: Vec<(String, String)>,
     /// Signing keys, newest first; empty: messages are not signed.
-    pub(crate) keys: Vec<Key>,
+    pub(crate) keys: Arc<Vec<Key>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_attempts: Option<u32>,
     /// Requests in flight at most; `None`: half the workers.
@@ -295,7 +296,7 @@ pub(crate) fn from_section(
         name: name.to_owned(),
         url: s.url,
         headers,
-        keys,
+        keys: Arc::new(keys),
         timeout,
         max_attempts,
         concurrency: s.concurrency,

@@ -201,12 +201,42 @@ impl Runtime {
     }
 }
 
+/// One claim round of [`Endpoints::plan`].
+struct Round {
+    claims: Vec<Claim>,
+    /// Claim slots left, and what the failing endpoints' budget has left.
+    left: usize,
+    room: usize,
+    workers: usize,
+    now: i64,
+}
+
+impl Round {
+    fn offer(&mut self, id: i64, rt: &mut Runtime) {
+        if self.left == 0 || !rt.has_work(self.now) {
+            return;
+        }
+        rt.refill(self.now);
+        let limit = rt.allowed(self.workers, self.now, self.room).min(self.left);
+        if limit > 0 {
+            if rt.degraded() {
+                self.room -= limit;
+            }
+            self.claims.push(Claim {
+                endpoint: id,
+                limit,
+            });
+            self.left -= limit;
+        }
+    }
+}
+
 /// Every endpoint's runtime state, by id (0: plain URLs).
 pub(crate) struct Endpoints {
     by_id: BTreeMap<i64, Runtime>,
     workers: usize,
-    /// Where the next claim round starts, so that no endpoint always goes first.
-    turn: usize,
+    /// The endpoint the last claim round started with.
+    turn: i64,
 }
 
 impl Endpoints {
@@ -317,44 +347,29 @@ impl Endpoints {
         (self.workers / 4).max(1).saturating_sub(used)
     }
 
-    /// The claims to make now, with `free` claim slots in all.
+    /// The claims to make now, with `free` claim slots in all. Each round starts one endpoint
+    /// further on, so that none always goes first.
     pub(crate) fn plan(&mut self, free: usize, now: i64) -> Vec<Claim> {
-        let mut claims = Vec::new();
-        let mut left = free;
-        let mut room = self.degraded_room();
-        let n = self.by_id.len();
-        self.turn = (self.turn + 1) % n.max(1);
-        let workers = self.workers;
-        let order: Vec<i64> = self
+        let start = self
             .by_id
-            .keys()
-            .cycle()
-            .skip(self.turn)
-            .take(n)
-            .copied()
-            .collect();
-        for id in order {
-            if left == 0 {
-                break;
-            }
-            let rt = self.by_id.get_mut(&id).expect("listed");
-            if !rt.has_work(now) {
-                continue;
-            }
-            rt.refill(now);
-            let limit = rt.allowed(workers, now, room).min(left);
-            if limit > 0 {
-                if rt.degraded() {
-                    room -= limit;
-                }
-                claims.push(Claim {
-                    endpoint: id,
-                    limit,
-                });
-                left -= limit;
-            }
+            .range(self.turn + 1..)
+            .next()
+            .map_or(0, |(id, _)| *id);
+        self.turn = start;
+        let mut round = Round {
+            claims: Vec::new(),
+            left: free,
+            room: self.degraded_room(),
+            workers: self.workers,
+            now,
+        };
+        for (id, rt) in self.by_id.range_mut(start..) {
+            round.offer(*id, rt);
         }
-        claims
+        for (id, rt) in self.by_id.range_mut(..start) {
+            round.offer(*id, rt);
+        }
+        round.claims
     }
 
     /// Accounts for what a planned round claimed: in-flight counts, tokens, and what is due next.
@@ -417,7 +432,7 @@ impl Endpoints {
         }
         job.headers = headers;
         if !c.keys.is_empty() {
-            job.keys = Some(Arc::new(c.keys.clone()));
+            job.keys = Some(Arc::clone(&c.keys));
         }
         job.timeout = c.timeout;
     }
@@ -541,6 +556,15 @@ impl Endpoints {
             .collect()
     }
 
+    /// Whether [`Endpoints::health_to_save`] has anything (without building the list).
+    pub(crate) fn health_due(&self, now: i64) -> bool {
+        self.by_id.values().any(|rt| {
+            rt.dirty
+                && rt.health.id != 0
+                && (rt.state_changed || now - rt.saved_at >= SAVE_EVERY_MS)
+        })
+    }
+
     /// The health rows `saved` are in the database.
     pub(crate) fn saved(&mut self, saved: &[Health], now: i64) {
         for h in saved {
@@ -585,7 +609,7 @@ mod tests {
             name: "e".into(),
             url: "http://127.0.0.1:1/hook".into(),
             headers: vec![("Authorization".into(), "Bearer x".into())],
-            keys: Vec::new(),
+            keys: Arc::default(),
             timeout: None,
             max_attempts: None,
             concurrency: Some(2),
@@ -656,6 +680,26 @@ mod tests {
         assert_eq!(limit(&mut eps, 1), 0);
         assert!(!eps.ready(1));
         assert_eq!(eps.next_ready(1), None);
+    }
+
+    /// When the free slots run out, each round starts with the next endpoint: none starves.
+    #[test]
+    fn claim_rounds_take_turns() {
+        let e = endpoint(|e| e.concurrency = Some(100));
+        let config = BTreeMap::from([("a".to_owned(), e.clone()), ("b".to_owned(), e)]);
+        let rows = (1..=2)
+            .map(|id| {
+                let name = if id == 1 { "a" } else { "b" };
+                let health = Health {
+                    id,
+                    ..Health::default()
+                };
+                (name.to_owned(), health)
+            })
+            .collect();
+        let mut eps = Endpoints::new(rows, &config, 16, 0);
+        let firsts: Vec<i64> = (0..4).map(|_| eps.plan(1, 0)[0].endpoint).collect();
+        assert_eq!(firsts, [1, 2, 0, 1]);
     }
 
     #[test]
@@ -751,8 +795,10 @@ mod tests {
     #[test]
     fn complete_fills_url_headers_and_keys() {
         let eps = setup(endpoint(|e| {
-            e.keys =
-                vec![crate::sign::Key::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()];
+            e.keys = Arc::new(vec![crate::sign::Key::parse(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+            .unwrap()]);
         }));
         let mut j = Job {
             url: "/v2".into(),

@@ -5,19 +5,8 @@
 # Prints PASS/FAIL lines and exits 1 if anything failed.
 # usage: test-package.sh /sdh/webhookd_HIGHER_amd64.deb
 set -u
-U=webhookd.service
+. "$(dirname "$0")/checks.sh"
 export DEBIAN_FRONTEND=noninteractive
-pass=0 fail=0
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-prop() { systemctl show -p "$1" --value "$U"; }
-ms() { date +%s%3N; }
-wait_for() { # SECONDS CMD...: poll CMD every 0.1s until it succeeds
-    local end=$(($(ms) + $1 * 1000)); shift
-    until "$@"; do [ "$(ms)" -ge "$end" ] && return 1; sleep 0.1; done
-}
-section() { echo; echo "== $*"; }
 quiet_apt() { # apt-get ARGS...: must exit 0 without warnings, errors or prompts
     apt-get -y --no-install-recommends "$@" >/root/apt.log 2>&1 || { cat /root/apt.log; return 1; }
     # dpkg's conffile prompt starts "Configuration file '/etc/...'".
@@ -87,6 +76,4 @@ check "unit unknown to systemd ($(prop LoadState))" test "$(prop LoadState)" = n
 check "no enablement symlink left" test ! -e /etc/systemd/system/multi-user.target.wants/$U
 check "no failed units" test -z "$(systemctl list-units --failed --plain --no-legend)"
 
-echo
-echo "webhookd package life: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary "webhookd package life"

@@ -3,23 +3,12 @@
 # checks what an operator relies on; prints PASS/FAIL lines and exits 1 if anything failed.
 # usage: test-webhookd.sh /sdh/webhookd_VERSION_amd64.deb   (receiver.py beside it)
 set -u
-U=webhookd.service
+. "$(dirname "$0")/checks.sh"
 RX=http://127.0.0.1:8080
-pass=0 fail=0
-ok() { echo "PASS: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
-check() { local d=$1; shift; if "$@"; then ok "$d"; else bad "$d"; fi; }
-prop() { systemctl show -p "$1" --value "$U"; }
-ms() { date +%s%3N; }
-wait_for() { # SECONDS CMD...: poll CMD every 0.1s until it succeeds
-    local end=$(($(ms) + $1 * 1000)); shift
-    until "$@"; do [ "$(ms)" -ge "$end" ] && return 1; sleep 0.1; done
-}
 is_state() { [ "$(prop ActiveState)" = "$1" ]; }
 restarts_above() { [ "$(prop NRestarts)" -gt "$1" ]; }
 journal_since() { journalctl -u "$U" --no-pager -o cat --since "@$1"; }
 journal_has_since() { journal_since "$1" | grep -q -- "$2"; }
-section() { echo; echo "== $*"; }
 received() { grep -c " $1" /root/rx.log 2>/dev/null || true; }      # requests whose path starts with $1
 unique() { grep " $1" /root/rx.log 2>/dev/null | cut -d' ' -f1 | sort -u | wc -l; }
 has_unique() { [ "$(unique "$1")" -ge "$2" ]; }
@@ -187,6 +176,4 @@ check "main process exited 0" test "$(prop ExecMainStatus)" = 0
 
 kill $rxpid 2>/dev/null
 mkdir -p /sdh/artifacts && cp /root/rx.log /sdh/artifacts/ 2>/dev/null
-echo
-echo "webhookd under systemd: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary "webhookd under systemd"

@@ -471,6 +471,11 @@ fn a_dead_message_blocks_its_lane_until_deleted_or_is_skipped() {
     let lanes = &endpoint_state(&env, "block")["lanes"];
     assert_eq!(lanes[0]["blocked"], true, "{lanes}");
     assert_eq!(lanes[0]["head"], bad.as_str());
+    // Its URL belongs to the endpoint: a DLQ edit of it is refused, and nothing changes.
+    let (code, err) = env.fail(&["dlq", "retry", &bad, "--url", "http://127.0.0.1:9/"]);
+    assert_eq!(code, 65);
+    assert!(err.contains("goes to a named endpoint"), "{err}");
+    assert_eq!(env.state(&bad), "dead");
     env.ok(&["dlq", "delete", &bad]);
     wait_until(Duration::from_secs(10), "unblocked", || {
         env.state(&after) == "delivered"

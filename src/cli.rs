@@ -309,7 +309,7 @@ Examples:
         #[command(flatten)]
         select: Selection,
 
-        /// Send to this URL instead.
+        /// Send to this URL instead (not for a message of a named endpoint: change the endpoint).
         #[arg(long, value_name = "URL")]
         url: Option<String>,
 

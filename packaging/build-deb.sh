@@ -4,12 +4,16 @@
 #
 # usage: packaging/build-deb.sh [--version-suffix S] [--out DIR]
 #   --version-suffix S   append S to the Debian revision (tests build a "higher" package: +up1)
-#   --out DIR            where the .deb goes (default: target/debian)
-# Needs: rustup target x86_64-unknown-linux-musl, musl-tools, dpkg-dev (.ci/run installs them).
+#   --out DIR            where the .deb goes (default: debian/ in cargo's target directory,
+#                        $CARGO_TARGET_DIR or target/)
+# Needs: rustup target x86_64-unknown-linux-musl, musl-tools, dpkg-dev, binutils, file (checked
+# first; .ci/run installs them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-suffix="" out="$root/target/debian"
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+case $target_dir in /*) ;; *) target_dir="$root/$target_dir" ;; esac
+suffix="" out="$target_dir/debian"
 while [ $# -gt 0 ]; do
     case $1 in
         --version-suffix) suffix=$2; shift 2 ;;
@@ -19,8 +23,28 @@ while [ $# -gt 0 ]; do
 done
 target=x86_64-unknown-linux-musl
 cd "$root"
+
+# Prerequisites first: without them cargo fails deep inside ("can't find crate for core").
+missing=()
+if command -v rustup >/dev/null 2>&1; then
+    rustup target list --installed 2>/dev/null | grep -qx "$target" || missing+=(target)
+elif [ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]; then
+    missing+=(target)
+fi
+packages=()
+command -v musl-gcc >/dev/null 2>&1 || packages+=(musl-tools)
+command -v dpkg-deb >/dev/null 2>&1 || packages+=(dpkg-dev)
+command -v objcopy >/dev/null 2>&1 || packages+=(binutils)
+command -v file >/dev/null 2>&1 || packages+=(file)
+if [ ${#missing[@]} -gt 0 ] || [ ${#packages[@]} -gt 0 ]; then
+    echo "build-deb.sh: missing prerequisites; install them with:" >&2
+    [ ${#missing[@]} -gt 0 ] && echo "  rustup target add $target" >&2
+    [ ${#packages[@]} -gt 0 ] && echo "  sudo apt-get install ${packages[*]}" >&2
+    exit 69
+fi
+
 cargo build --release --locked --target "$target" --bin webhookd >&2
-bin="target/$target/release/webhookd"
+bin="$target_dir/$target/release/webhookd"
 if ! file "$bin" | grep -q 'static-pie linked'; then
     echo "build-deb.sh: $bin is not a static-pie binary: $(file "$bin")" >&2
     exit 1

@@ -41,6 +41,14 @@ const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86400);
 const DEFAULT_MAX_BODY_SIZE: usize = 1024 * 1024;
 /// Log level of `run`. Defaults to info.
 const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
+/// How long shutdown waits for requests in flight before abandoning them (their messages are
+/// requeued, never lost). Defaults to 30 s: below the unit's `TimeoutStopSec=45s`, with room for
+/// the final commit.
+const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a failed attempt's response body kept for `show` and the DLQ. Defaults to 4 KiB.
+const DEFAULT_CAPTURE: usize = 4 * 1024;
+/// The most `http.capture` may keep: what a worker reads of a response at most.
+pub(crate) const MAX_CAPTURE: usize = 64 * 1024;
 
 const MAX_WORKERS: usize = 1024;
 const MAX_ATTEMPTS_LIMIT: u32 = 1000;
@@ -60,6 +68,8 @@ pub(crate) struct HttpConfig {
     pub(crate) connect_timeout: Duration,
     /// Extra trusted CA certificates (PEM), beside the system's.
     pub(crate) ca_file: Option<PathBuf>,
+    /// Bytes of a failed attempt's response body to keep (a successful one: 1 KiB at most).
+    pub(crate) capture: usize,
 }
 
 /// The validated configuration every command works from.
@@ -72,6 +82,8 @@ pub(crate) struct Config {
     pub(crate) retry: RetryPolicy,
     pub(crate) http: HttpConfig,
     pub(crate) retention: Duration,
+    /// Longest wait for requests in flight at shutdown.
+    pub(crate) shutdown_timeout: Duration,
     pub(crate) max_body_size: usize,
     pub(crate) log_level: LevelFilter,
     /// Named endpoints (`[endpoints.NAME]`), by name.
@@ -103,6 +115,7 @@ struct FileConfig {
     workers: Option<usize>,
     log_level: Option<String>,
     retention: Option<String>,
+    shutdown_timeout: Option<String>,
     max_body_size: Option<ByteSize>,
     #[serde(default)]
     retry: RetrySection,
@@ -128,6 +141,7 @@ struct HttpSection {
     timeout: Option<String>,
     connect_timeout: Option<String>,
     ca_file: Option<PathBuf>,
+    capture: Option<ByteSize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,8 +159,15 @@ impl Config {
     /// `ReadConfig` when a named file cannot be read, `InvalidConfig` for syntax errors, unknown
     /// keys, wrong types and out-of-range values.
     pub(crate) fn load(cli: &Cli) -> Result<Config> {
-        let path = match &cli.config {
-            Some(p) => Some(p.clone()),
+        let common = cli.common();
+        let env_path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        // Flags first, then the environment, then the default file if it exists.
+        let path = match common.config.or_else(|| env_path("WEBHOOKD_CONFIG")) {
+            Some(p) => Some(p),
             None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
         };
         // Only the daemon sends: other commands get by without secret files they cannot read
@@ -156,8 +177,13 @@ impl Config {
             Some(p) => Config::from_file(p, secrets_required)?,
             None => Config::from_file_config(FileConfig::default(), None, true)?,
         };
-        if let Some(db) = &cli.db {
-            config.db = db.clone();
+        if let Some(db) = common.db.or_else(|| env_path("WEBHOOKD_DB")) {
+            if db.as_os_str().is_empty() {
+                return Err(Error::Usage {
+                    message: "--db: the path is empty".into(),
+                });
+            }
+            config.db = db;
         }
         if let crate::cli::Command::Run {
             workers: Some(w), ..
@@ -234,6 +260,10 @@ impl Config {
                 }
                 p => p,
             },
+            capture: match &file.http.capture {
+                None => DEFAULT_CAPTURE,
+                Some(b) => parse_capture(b).map_err(|m| bad("http.capture", m))?,
+            },
         };
         for (key, d) in [
             ("http.timeout", http.timeout),
@@ -244,6 +274,14 @@ impl Config {
             }
         }
         let retention = duration("retention", &file.retention, DEFAULT_RETENTION)?;
+        let shutdown_timeout = duration(
+            "shutdown_timeout",
+            &file.shutdown_timeout,
+            DEFAULT_SHUTDOWN_TIMEOUT,
+        )?;
+        if shutdown_timeout.is_zero() {
+            return Err(bad("shutdown_timeout", "must be greater than 0".into()));
+        }
         let max_body_size = match &file.max_body_size {
             None => DEFAULT_MAX_BODY_SIZE,
             Some(b) => parse_byte_size(b).map_err(|m| bad("max_body_size", m))?,
@@ -297,6 +335,7 @@ impl Config {
             retry,
             http,
             retention,
+            shutdown_timeout,
             max_body_size,
             log_level,
         })
@@ -359,6 +398,20 @@ fn parse_level(s: &str) -> Result<LevelFilter, String> {
     s.parse::<LevelFilter>().map_err(|_| {
         format!("invalid log level {s:?} (expected off, error, warn, info, debug or trace)")
     })
+}
+
+/// `http.capture`: 0 to 64 KiB.
+fn parse_capture(b: &ByteSize) -> Result<usize, String> {
+    if matches!(b, ByteSize::Bytes(0)) {
+        return Ok(0);
+    }
+    let n = parse_byte_size(b)?;
+    if n > MAX_CAPTURE {
+        return Err(format!(
+            "{n} bytes is more than the 64KiB a response is read"
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_byte_size(b: &ByteSize) -> Result<usize, String> {
@@ -444,7 +497,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(keys.len(), 27, "{keys:?}");
+        assert_eq!(keys.len(), 29, "{keys:?}");
     }
 
     /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.

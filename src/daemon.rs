@@ -19,15 +19,16 @@
 //!
 //! Shutdown (SIGTERM/SIGINT): `STOPPING=1`; stop claiming; take back the claimed jobs no worker has
 //! started and make them pending again; close the job channel; wait for the requests in flight
-//! (bounded by `http.timeout` plus a margin) and record their outcomes; join every thread; exit 0.
+//! (at most `shutdown_timeout`; those still open then are abandoned and their messages made
+//! pending again) and record their outcomes; join every thread; exit 0.
 //!
 //! systemd: `STATUS=` every few seconds (in flight, pending, dead, delivered in the last minute,
 //! from the trigger-kept counts, never a scan). With `WATCHDOG_USEC` set, the dispatcher sends
 //! `WATCHDOG=1` every quarter of it, and only while it is healthy: its loop turns (it is the one
 //! pinging) and no worker has been on one request longer than `http.timeout` plus a margin.
 //! SIGHUP: `RELOADING=1` + `MONOTONIC_USEC`, re-read the config, apply what can change live
-//! (workers, retry policy, HTTP timeouts, log level, retention), `READY=1`; a config that fails to
-//! load is logged and the running one stays.
+//! (workers, retry, http, retention, shutdown_timeout, log level, alert_url and alert_format,
+//! endpoints), `READY=1`; a config that fails to load is logged and the running one stays.
 
 use std::collections::VecDeque;
 use std::os::unix::net::UnixDatagram;
@@ -65,8 +66,6 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 /// How often `STATUS=` is updated, and how many of those periods make up "the last minute".
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 const STATUS_WINDOW: usize = 12;
-/// Extra time, beyond the HTTP timeout, that shutdown waits for requests in flight.
-const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 /// After a failed database write the dispatcher waits this long before trying again.
 const STORE_RETRY: Duration = Duration::from_millis(250);
 
@@ -194,10 +193,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx, reload);
     log::info!("{reason}: stopping; waiting for requests in flight");
     notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
-    let limit = dispatcher
-        .endpoints
-        .max_timeout(dispatcher.config.http.timeout)
-        + DRAIN_MARGIN;
+    let limit = dispatcher.config.shutdown_timeout;
     dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, limit);
     dispatcher.pool.join(Duration::from_secs(2));
     dispatcher.alerter.stop();
@@ -219,6 +215,7 @@ struct Stats {
     delivered: u64,
     retried: u64,
     dead: u64,
+    cancelled: u64,
 }
 
 struct Dispatcher {
@@ -578,7 +575,8 @@ impl Dispatcher {
         self.endpoints.saved(&health, now);
         self.take_enables = false;
         for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
-            self.account(f, o, now);
+            let cancelled = claimed.cancelled.contains(&f.seq);
+            self.account(f, o, cancelled, now);
         }
         self.in_flight -= outcomes.len();
         for id in &claimed.enabled {
@@ -625,14 +623,31 @@ impl Dispatcher {
         });
     }
 
-    fn account(&mut self, f: &Finished, o: &Outcome, now: i64) {
-        if o.promote.is_some() {
+    fn account(&mut self, f: &Finished, o: &Outcome, cancelled: bool, now: i64) {
+        if o.promote || cancelled && o.lane.is_some() {
             self.endpoints.want(f.endpoint);
         }
         if f.endpoint != 0 {
             if let Some(ev) = self.endpoints.finished(f, &o.summary, now) {
                 self.event(ev);
             }
+        }
+        // Where it went, for log lines: the endpoint, or the host of a plain URL (never the full
+        // URL: it may carry credentials or tokens in its query).
+        let target = match self.endpoints.config(f.endpoint) {
+            Some(c) => format!("endpoint {}", c.name),
+            None => format!("host {}", crate::text::host_of(&f.url)),
+        };
+        if cancelled && !matches!(o.kind, OutcomeKind::Delivered) {
+            self.stats.cancelled += 1;
+            log::info!(
+                "cancelled {} ({}) after attempt {}, as an operator asked while it was in flight: {}",
+                f.uuid,
+                target,
+                o.n,
+                o.summary
+            );
+            return;
         }
         match o.kind {
             OutcomeKind::Delivered => {
@@ -644,24 +659,21 @@ impl Dispatcher {
                 self.stats.retried += 1;
                 self.endpoints.due(f.endpoint, due_at);
                 log::debug!(
-                    "attempt {} of {} failed: {}; retry in {}",
+                    "attempt {} of {} ({}) failed: {}; retry in {}",
                     o.n,
                     f.uuid,
+                    target,
                     o.summary,
-                    humantime::format_duration(Duration::from_millis(
-                        u64::try_from(due_at - o.at).unwrap_or(0)
-                    ))
+                    crate::text::duration_ms(due_at - o.at)
                 );
             }
             OutcomeKind::Dead => {
                 self.stats.dead += 1;
                 let endpoint = self.endpoints.config(f.endpoint).map(|c| c.name.clone());
                 let text = format!(
-                    "dead-lettered {}{} after {} attempts: {}",
+                    "dead-lettered {} ({}) after {} attempts: {}",
                     f.uuid,
-                    endpoint
-                        .as_ref()
-                        .map_or(String::new(), |e| format!(" (endpoint {e})")),
+                    target,
                     f.attempts + 1,
                     o.summary
                 );
@@ -696,8 +708,8 @@ impl Dispatcher {
         let s = std::mem::take(&mut self.stats);
         match self.store.totals() {
             Ok(c) => log::info!(
-                "last minute: {} delivered, {} retried, {} dead-lettered; queue: {} pending, {} in flight, {} dead",
-                s.delivered, s.retried, s.dead, c.pending, c.in_flight, c.dead
+                "last minute: {} delivered, {} retried, {} dead-lettered, {} cancelled in flight; queue: {} pending, {} in flight, {} dead",
+                s.delivered, s.retried, s.dead, s.cancelled, c.pending, c.in_flight, c.dead
             ),
             Err(e) => log::warn!("{e}"),
         }
@@ -739,10 +751,18 @@ impl Dispatcher {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                // Abandoned: their messages go back to pending now, so that nothing depends on
+                // the next start to find them (an answer that still comes is not recorded: the
+                // receiver may see the message twice, it is never lost).
+                let requeued = self.store.requeue_in_flight(store::now_ms());
                 log::error!(
-                    "{} requests still in flight after {:?}; they will be attempted again on the next start",
+                    "{} requests still in flight after shutdown_timeout ({}): abandoned, their messages are pending again{}",
                     self.in_flight,
-                    limit
+                    crate::text::duration(limit),
+                    match requeued {
+                        Ok(_) => String::new(),
+                        Err(e) => format!(" at the next start ({e})"),
+                    }
                 );
                 break;
             }
@@ -781,9 +801,10 @@ fn stuck_after(timeout: Duration) -> Duration {
 
 /// Turns a finished attempt into what to store, applying the attempt budget and backoff.
 ///
-/// A named endpoint's `max_attempts` applies to its messages (a message's own wins). A `410 Gone`
-/// from a named endpoint disables the endpoint and holds the message (pending, due now). A lane's
-/// next message is promoted when this one is delivered, or dead and its endpoint skips dead ones.
+/// A named endpoint's `max_attempts` applies to its messages (a message's own wins); no message
+/// ever gets more attempts than its budget. `410 Gone` dead-letters the message (what it does to
+/// its endpoint is `Endpoints::finished`'s business). A lane's next message is promoted when this
+/// one is delivered, or dead and its endpoint skips dead ones.
 fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -> Outcome {
     let made = f.attempts + 1;
     let (endpoint_budget, dead_blocks) = endpoints.policy(f.endpoint);
@@ -792,7 +813,6 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
         .or(endpoint_budget)
         .unwrap_or(policy.max_attempts);
     let kind = match classify(&f.reply) {
-        _ if endpoints.is_gone(f.endpoint, &f.reply) => OutcomeKind::Retry { due_at: now },
         Verdict::Delivered => OutcomeKind::Delivered,
         Verdict::Dead => OutcomeKind::Dead,
         Verdict::Retry { .. } if made >= budget => OutcomeKind::Dead,
@@ -805,7 +825,7 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
     };
     let (status, error, response) = match &f.reply {
         Reply::Status { code, excerpt, .. } => (Some(*code), None, excerpt.clone()),
-        Reply::Transport(e) => (None, Some(e.clone()), Vec::new()),
+        Reply::Transport(e) => (None, Some(crate::text::escape(e).into_owned()), Vec::new()),
     };
     let error = error.or_else(|| {
         matches!(&f.reply, Reply::Status { location: Some(_), code, .. } if (300..400).contains(code))
@@ -820,10 +840,11 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
         error,
         response,
         summary: summarize(&f.reply),
-        promote: match (&f.lane, &kind) {
-            (Some(lane), OutcomeKind::Delivered) => Some(lane.clone()),
-            (Some(lane), OutcomeKind::Dead) if !dead_blocks => Some(lane.clone()),
-            _ => None,
+        lane: f.lane.clone(),
+        promote: match kind {
+            OutcomeKind::Delivered => true,
+            OutcomeKind::Dead => !dead_blocks,
+            OutcomeKind::Retry { .. } => false,
         },
         kind,
     }

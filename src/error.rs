@@ -58,8 +58,14 @@ pub(crate) enum Error {
         what: String,
         source: std::io::Error,
     },
-    #[error("database {} does not exist (start `webhookd run` or enqueue a message to create it)", .path.display())]
-    NoDatabase { path: PathBuf },
+    #[error("database {} {} (start `webhookd run` or enqueue a message to create it)", .path.display(), if *.empty { "is empty, not yet a webhookd database" } else { "does not exist" })]
+    NoDatabase { path: PathBuf, empty: bool },
+    #[error("database {} has schema version {found}, older than this webhookd's ({supported}); a read-only command does not upgrade it: run `webhookd run` (or any command that writes) first", .path.display())]
+    OldSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
     #[error("cannot create database directory {}: {source}", .path.display())]
     CreateDir {
         path: PathBuf,
@@ -104,8 +110,16 @@ pub(crate) enum Error {
     NoSuchEndpoint { name: String },
     #[error("{message}")]
     Unverified { message: String },
+    #[error("{what}: not confirmed; nothing changed")]
+    Aborted { what: String },
     #[error("message {uuid} is {state}, not dead")]
     NotDead { uuid: String, state: String },
+    #[error("message {uuid} is {state} and cannot be {action}")]
+    WrongState {
+        uuid: String,
+        state: String,
+        action: &'static str,
+    },
     #[error("cannot start thread {name}: {source}")]
     Spawn {
         name: String,
@@ -129,12 +143,14 @@ impl Error {
             | Error::InvalidLine { .. }
             | Error::NotOurDb { .. }
             | Error::NewerSchema { .. }
-            | Error::NotDead { .. } => exit::DATAERR,
+            | Error::OldSchema { .. }
+            | Error::NotDead { .. }
+            | Error::WrongState { .. } => exit::DATAERR,
             Error::ReadInput { .. }
             | Error::NoDatabase { .. }
             | Error::NoSuchMessage { .. }
             | Error::NoSuchEndpoint { .. } => exit::NOINPUT,
-            Error::Unverified { .. } => exit::UNVERIFIED,
+            Error::Unverified { .. } | Error::Aborted { .. } => exit::UNVERIFIED,
             Error::CreateDir { .. } => exit::CANTCREAT,
             Error::DbPermission { .. } => exit::NOPERM,
             Error::OpenDb { .. } | Error::Db { .. } | Error::Write { .. } | Error::Lock { .. } => {

@@ -6,6 +6,8 @@
 //!   request that ignores every timeout would (the stuck-worker watchdog test).
 //! - `WEBHOOKD_TEST_WEDGE_FILE=P`: once the file `P` exists, the dispatcher blocks forever at its
 //!   next watchdog check, as a deadlocked daemon would (the watchdog test under systemd).
+//! - `WEBHOOKD_TEST_RESOLVE_DELAY=D` (e.g. `5s`): every host lookup first waits D, as a resolver
+//!   that does not answer would (the DNS timeout test).
 //!
 //! All are read once; without them every check is a branch on a `None`.
 
@@ -17,6 +19,7 @@ struct Faults {
     panic_url: Option<String>,
     hang_url: Option<String>,
     wedge_file: Option<PathBuf>,
+    resolve_delay: Option<Duration>,
 }
 
 fn faults() -> &'static Faults {
@@ -27,6 +30,8 @@ fn faults() -> &'static Faults {
         wedge_file: std::env::var_os("WEBHOOKD_TEST_WEDGE_FILE")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
+        resolve_delay: env("WEBHOOKD_TEST_RESOLVE_DELAY")
+            .and_then(|d| humantime::parse_duration(&d).ok()),
     })
 }
 
@@ -55,6 +60,13 @@ pub(crate) fn before_attempt(url: &str) {
     {
         log::error!("test fault: hanging on {url}");
         block_forever();
+    }
+}
+
+/// Called on a host lookup's thread before it asks the system resolver.
+pub(crate) fn before_resolve() {
+    if let Some(d) = faults().resolve_delay {
+        std::thread::sleep(d);
     }
 }
 

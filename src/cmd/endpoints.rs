@@ -12,17 +12,14 @@ use crate::endpoint::{Endpoint, OnDead};
 use crate::error::{exit, Error, Result};
 use crate::store::{self, Access, EndpointRow, Lane, State, Store};
 
-/// Every endpoint of the config and of the database, by name.
-fn rows(config: &Config) -> Result<BTreeMap<String, EndpointRow>> {
-    let mut rows: BTreeMap<String, EndpointRow> = if config.db.exists() {
-        Store::open(&config.db, Access::Read)?
-            .endpoint_rows()?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect()
-    } else {
-        BTreeMap::new()
-    };
+/// Every endpoint of the config and of the database, by name. The database must exist: without
+/// it nothing is known about any endpoint's health.
+fn rows(store: &Store, config: &Config) -> Result<BTreeMap<String, EndpointRow>> {
+    let mut rows: BTreeMap<String, EndpointRow> = store
+        .endpoint_rows()?
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
     for name in config.endpoints.keys() {
         rows.entry(name.clone()).or_insert_with(|| EndpointRow {
             name: name.clone(),
@@ -57,7 +54,8 @@ fn summary(row: &EndpointRow, configured: bool) -> Value {
 /// # Errors
 /// Store errors.
 pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
-    let rows = rows(config)?;
+    let store = Store::open(&config.db, Access::Read)?;
+    let rows = rows(&store, config)?;
     if json {
         let all: Vec<Value> = rows
             .values()
@@ -87,7 +85,7 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
             r.health
                 .last_success_at
                 .map_or_else(|| "-".to_owned(), super::time),
-            r.health.last_error.as_deref().unwrap_or("-")
+            crate::text::escape(r.health.last_error.as_deref().unwrap_or("-"))
         ));
     }
     out(text)?;
@@ -100,15 +98,15 @@ fn policy(e: &Endpoint, workers: usize) -> Value {
         "headers": e.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         "signing_secrets": e.keys.len(),
         "unreadable_files": e.unreadable,
-        "timeout": e.timeout.map(|t| humantime::format_duration(t).to_string()),
+        "timeout": e.timeout.map(crate::text::duration),
         "max_attempts": e.max_attempts,
         "concurrency": e.concurrency_with(workers),
         "rate": e.rate.as_ref().map(|r| r.text.clone()),
         "ordered": e.ordered,
         "on_dead": match e.on_dead { OnDead::Block => "block", OnDead::Skip => "skip" },
         "breaker_failures": e.breaker_failures,
-        "breaker_cooldown": humantime::format_duration(e.breaker_cooldown).to_string(),
-        "disable_after": humantime::format_duration(e.disable_after).to_string(),
+        "breaker_cooldown": crate::text::duration(e.breaker_cooldown),
+        "disable_after": crate::text::duration(e.disable_after),
     })
 }
 
@@ -127,19 +125,15 @@ fn lane_json(l: &Lane) -> Value {
 /// # Errors
 /// `NoSuchEndpoint`, store errors.
 pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
-    let rows = rows(config)?;
+    let store = Store::open(&config.db, Access::Read)?;
+    let rows = rows(&store, config)?;
     let Some(row) = rows.get(name) else {
         return Err(Error::NoSuchEndpoint { name: name.into() });
     };
     let cfg = config.endpoints.get(name);
-    let lanes = if config.db.exists() {
-        let store = Store::open(&config.db, Access::Read)?;
-        match store.find_endpoint(name)? {
-            Some(id) => store.lanes(id)?,
-            None => Vec::new(),
-        }
-    } else {
-        Vec::new()
+    let lanes = match store.find_endpoint(name)? {
+        Some(id) => store.lanes(id)?,
+        None => Vec::new(),
     };
     let mut v = summary(row, cfg.is_some());
     v["policy"] = cfg.map_or(Value::Null, |e| policy(e, config.workers));
@@ -153,7 +147,7 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
     let state = match (cfg, h.state) {
         (None, _) => "not configured (its messages are held)".to_owned(),
         (Some(_), s) => match &h.reason {
-            Some(r) => format!("{} ({r})", state_name(s)),
+            Some(r) => format!("{} ({})", state_name(s), crate::text::escape(r)),
             None => state_name(s).to_owned(),
         },
     };
@@ -191,9 +185,9 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
             e.timeout.map_or_else(
                 || format!(
                     "{} (http.timeout)",
-                    humantime::format_duration(config.http.timeout)
+                    crate::text::duration(config.http.timeout)
                 ),
-                |t| humantime::format_duration(t).to_string()
+                crate::text::duration
             ),
             e.max_attempts.map_or_else(
                 || format!("{} (retry)", config.retry.max_attempts),
@@ -212,11 +206,26 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
                 "unordered".to_owned()
             }
         ));
+        let breaker = match h.state {
+            crate::deliver::endpoints::OPEN => format!(
+                "open after {} consecutive failures (opens at {}): one probe at a time, the first after {}, doubling up to 1h",
+                h.failures,
+                e.breaker_failures,
+                crate::text::duration(e.breaker_cooldown)
+            ),
+            crate::deliver::endpoints::DISABLED => {
+                "disabled: nothing is sent until `webhookd endpoints enable`".to_owned()
+            }
+            _ => format!(
+                "closed: {} of {} consecutive failures open it (first probe after {})",
+                h.failures.min(i64::from(e.breaker_failures)),
+                e.breaker_failures,
+                crate::text::duration(e.breaker_cooldown)
+            ),
+        };
         text.push_str(&format!(
-            "breaker:      opens after {} consecutive failures, first probe after {}; disabled after failing for {}\n",
-            e.breaker_failures,
-            humantime::format_duration(e.breaker_cooldown),
-            humantime::format_duration(e.disable_after)
+            "breaker:      {breaker}; disabled after failing for {} without a success\n",
+            crate::text::duration(e.disable_after)
         ));
     }
     text.push_str(&format!(
@@ -235,8 +244,8 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
     text.push_str(&format!(
         "last error:   {}\n",
         match (&h.last_error, h.last_error_at) {
-            (Some(e), Some(at)) => format!("{e} ({})", super::time(at)),
-            (Some(e), None) => e.clone(),
+            (Some(e), Some(at)) => format!("{} ({})", crate::text::escape(e), super::time(at)),
+            (Some(e), None) => crate::text::escape(e).into_owned(),
             _ => "-".to_owned(),
         }
     ));
@@ -266,7 +275,8 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
 /// # Errors
 /// `NoSuchEndpoint`, store errors.
 pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
-    let rows = rows(config)?;
+    let mut store = Store::open(&config.db, Access::Write)?;
+    let rows = rows(&store, config)?;
     let Some(row) = rows.get(name) else {
         return Err(Error::NoSuchEndpoint { name: name.into() });
     };
@@ -280,7 +290,6 @@ pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
         )));
     }
     let was = state_name(row.health.state);
-    let mut store = Store::open(&config.db, Access::Write)?;
     store.ensure_endpoints([&name.to_owned()])?;
     store.request_enable(name, store::now_ms())?;
     drop(store);

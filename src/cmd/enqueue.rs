@@ -1,8 +1,12 @@
 //! `webhookd enqueue`: one message from flags, or many from JSON lines, stored durably.
 //!
 //! Uuids are printed only after the commit is durable. `--jsonl` stores every line in one
-//! transaction: one bad line rolls everything back. It streams: the uuids wait in an unlinked
-//! temporary file, not in memory, until the commit.
+//! transaction: one bad line rolls everything back. The input is read and validated into a spool
+//! file before the write lock is taken (a slow producer never holds up other writers or the
+//! daemon), and the uuids wait in another one until the commit: neither grows memory.
+//!
+//! Exit codes: a bad argument is a usage error (64), a bad JSON line bad data (65, with its line
+//! number), an endpoint neither configured nor known 66 (65 in a JSON line).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -12,6 +16,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::spool::Spool;
 use super::{out, read_body};
 use crate::cli::EnqueueArgs;
 use crate::config::{parse_duration, Config};
@@ -19,6 +24,27 @@ use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};
 use crate::message::{self, parse_header, Message};
 use crate::store::{self, Access, Enqueued, Store};
+
+/// Why a destination was refused.
+enum TargetError {
+    /// A named endpoint the config does not define.
+    Unknown {
+        name: String,
+        known: String,
+    },
+    Invalid(String),
+}
+
+impl TargetError {
+    fn text(self) -> String {
+        match self {
+            TargetError::Unknown { name, known } => {
+                format!("unknown endpoint {name:?} (configured: {known})")
+            }
+            TargetError::Invalid(m) => m,
+        }
+    }
+}
 
 /// Fields a `--jsonl` line may have.
 const LINE_FIELDS: &[&str] = &[
@@ -63,37 +89,38 @@ fn target(
     endpoint: Option<String>,
     path: Option<String>,
     ordering_key: Option<String>,
-) -> std::result::Result<Target, String> {
+) -> std::result::Result<Target, TargetError> {
+    let invalid = |m: &str| TargetError::Invalid(m.to_owned());
     let (url, endpoint) = match (url, endpoint) {
-        (Some(_), Some(_)) => return Err("give either a URL or an endpoint, not both".into()),
-        (None, None) => return Err("missing field `url` (or `endpoint`)".into()),
+        (Some(_), Some(_)) => return Err(invalid("give either a URL or an endpoint, not both")),
+        (None, None) => return Err(invalid("missing field `url` (or `endpoint`)")),
         (Some(_), None) if path.is_some() => {
-            return Err("a path can only be given with an endpoint".into())
+            return Err(invalid("a path can only be given with an endpoint"))
         }
         (Some(url), None) => (url, None),
         (None, Some(name)) => {
             let Some(e) = config.endpoints.get(&name) else {
                 let known: Vec<&str> = config.endpoints.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "unknown endpoint {name:?} (configured: {})",
-                    if known.is_empty() {
+                return Err(TargetError::Unknown {
+                    name,
+                    known: if known.is_empty() {
                         "none".to_owned()
                     } else {
                         known.join(", ")
-                    }
-                ));
+                    },
+                });
             };
             let path = path.unwrap_or_default();
             if !path.is_empty() {
-                crate::endpoint::check_path(&path)?;
+                crate::endpoint::check_path(&path).map_err(TargetError::Invalid)?;
             }
-            crate::deliver::http::check_url(&e.url_for(&path))?;
+            crate::deliver::http::check_url(&e.url_for(&path)).map_err(TargetError::Invalid)?;
             (path, Some(e))
         }
     };
     if let Some(k) = &ordering_key {
         if k.is_empty() || k.len() > 512 {
-            return Err("ordering key must be 1 to 512 bytes long".into());
+            return Err(invalid("ordering key must be 1 to 512 bytes long"));
         }
     }
     let lane = match (&ordering_key, endpoint) {
@@ -110,6 +137,7 @@ fn target(
 }
 
 fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
+    let usage = |message: String| Error::Usage { message };
     let t = target(
         config,
         args.url.clone(),
@@ -117,7 +145,21 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         args.path.clone(),
         args.ordering_key.clone(),
     )
-    .map_err(Error::input)?;
+    .map_err(|e| match e {
+        TargetError::Unknown { name, .. } => Error::NoSuchEndpoint { name },
+        TargetError::Invalid(m) => usage(m),
+    })?;
+    let max_attempts = args
+        .max_attempts
+        .as_deref()
+        .map(|n| {
+            n.trim().parse::<u32>().map_err(|_| {
+                usage(format!(
+                    "--max-attempts: {n:?} is not a whole number in 1..=1000"
+                ))
+            })
+        })
+        .transpose()?;
     let message = Message {
         method: args.method.clone(),
         url: t.url,
@@ -127,7 +169,7 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         headers: args
             .headers
             .iter()
-            .map(|h| parse_header(h))
+            .map(|h| parse_header(h).map_err(|e| usage(format!("-H: {e}"))))
             .collect::<Result<_>>()?,
         body: match &args.data {
             Some(d) => read_body(d, config.max_body_size)?,
@@ -135,26 +177,52 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         },
         key: args.key.clone(),
         delay: match &args.delay {
-            Some(d) => parse_duration(d).map_err(|m| Error::input(format!("--delay: {m}")))?,
+            Some(d) => parse_delay(d).map_err(|m| usage(format!("--delay: {m}")))?,
             None => Duration::ZERO,
         },
-        max_attempts: args.max_attempts,
+        max_attempts,
     };
-    message.check(config.max_body_size)?;
+    message
+        .check(config.max_body_size)
+        .map_err(|e| usage(e.to_string()))?;
     let mut store = Store::open(&config.db, Access::Write)?;
     let mut inserter = store.inserter()?;
     let enqueued = inserter.insert(&message, store::now_ms())?;
     inserter.commit()?;
     crate::daemon::wake(&config.db);
+    note_reused_key(&enqueued, message.key.as_deref(), None);
     out(render(&enqueued, args.json))?;
     Ok(exit::OK)
+}
+
+/// Parses a delay: a duration, never negative.
+fn parse_delay(d: &str) -> std::result::Result<Duration, String> {
+    if d.trim().starts_with('-') {
+        return Err(format!(
+            "{d:?} is negative; a delay is a duration from now, e.g. 90s"
+        ));
+    }
+    parse_duration(d)
+}
+
+/// Tells on stderr that a known key came with a different request, which was not stored.
+fn note_reused_key(e: &Enqueued, key: Option<&str>, line: Option<(&str, u64)>) {
+    if e.created || e.same_request {
+        return;
+    }
+    let at = line.map_or(String::new(), |(input, n)| format!("{input}: line {n}: "));
+    eprintln!(
+        "webhookd: {at}key {:?} is already used by message {} with a different request; nothing was stored (its uuid is printed)",
+        crate::text::escape(key.unwrap_or_default()),
+        e.uuid
+    );
 }
 
 fn render(e: &Enqueued, json: bool) -> String {
     if json {
         serde_json::json!({
             "uuid": e.uuid.to_string(),
-            "state": "pending",
+            "state": e.state.as_str(),
             "created": e.created,
         })
         .to_string()
@@ -276,10 +344,10 @@ fn stdout_error(source: std::io::Error) -> Error {
 
 fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
     let (name, mut reader) = open_input(input)?;
-    let mut spill = Spill::create()?;
-    let mut store = Store::open(&config.db, Access::Write)?;
-    let mut inserter = store.inserter()?;
-    let now = store::now_ms();
+    // First read and check every line, without the database: a producer that pauses holds no
+    // lock, and a bad line fails before anything was written.
+    let mut spool = Spool::create("enqueue")?;
+    let mut lines = Vec::new();
     let mut line = String::new();
     let mut line_no = 0u64;
     while next_line(&mut reader, &mut line, &mut line_no, &name)? {
@@ -288,13 +356,35 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
             line: line_no,
             message,
         })?;
+        if message.key.is_some() {
+            lines.push((spool.len(), line_no));
+        }
+        spool.push(&message)?;
+    }
+    let mut uuids = Spill::create()?;
+    let mut store = Store::open(&config.db, Access::Write)?;
+    let mut inserter = store.inserter()?;
+    let now = store::now_ms();
+    let mut notes = Vec::new();
+    for (i, message) in spool.replay()?.enumerate() {
+        let message = message?;
         let enqueued = inserter.insert(&message, now)?;
-        spill.push(&enqueued)?;
+        if !enqueued.created && !enqueued.same_request {
+            let n = lines
+                .iter()
+                .find(|(at, _)| *at == i as u64)
+                .map_or(0, |(_, n)| *n);
+            notes.push((enqueued, message.key, n));
+        }
+        uuids.push(&enqueued)?;
     }
     inserter.commit()?;
     drop(store);
     crate::daemon::wake(&config.db);
-    spill.print(json)?;
+    for (e, key, n) in &notes {
+        note_reused_key(e, key.as_deref(), Some((&name, *n)));
+    }
+    uuids.print(json)?;
     Ok(exit::OK)
 }
 
@@ -319,7 +409,8 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
         string(&mut line, "endpoint")?,
         string(&mut line, "path")?,
         string(&mut line, "ordering_key")?,
-    )?;
+    )
+    .map_err(TargetError::text)?;
     let body = match (
         string(&mut line, "body")?,
         string(&mut line, "body_base64")?,
@@ -331,19 +422,7 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
             .map_err(|e| format!("body_base64: {e}"))?,
         (None, None) => Vec::new(),
     };
-    let mut headers = Vec::new();
-    match line.remove("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            for (name, value) in map {
-                let Value::String(value) = value else {
-                    return Err(format!("headers.{name}: expected a string"));
-                };
-                headers.push(message::header(&name, &value).map_err(|e| e.to_string())?);
-            }
-        }
-        Some(_) => return Err("headers: expected an object of strings".into()),
-    }
+    let headers = headers(line.remove("headers"))?;
     let max_attempts = match line.remove("max_attempts") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
@@ -362,7 +441,7 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
         body,
         key: string(&mut line, "key")?,
         delay: match string(&mut line, "delay")? {
-            Some(d) => parse_duration(&d).map_err(|m| format!("delay: {m}"))?,
+            Some(d) => parse_delay(&d).map_err(|m| format!("delay: {m}"))?,
             None => Duration::ZERO,
         },
         max_attempts,
@@ -371,6 +450,45 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
         .check(config.max_body_size)
         .map_err(|e| e.to_string())?;
     Ok(message)
+}
+
+/// The `headers` of a JSON line: an object (`{"Name": "value"}`), or, to repeat a name, a list
+/// of `{"name": ..., "value": ...}` objects (the form every JSON output uses).
+fn headers(v: Option<Value>) -> std::result::Result<Vec<(String, String)>, String> {
+    let pair = |name: &str, value: &Value, at: String| match value {
+        Value::String(value) => message::header(name, value).map_err(|e| e.to_string()),
+        _ => Err(format!("{at}: expected a string")),
+    };
+    let mut out = Vec::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in &map {
+                out.push(pair(name, value, format!("headers.{name}"))?);
+            }
+        }
+        Some(Value::Array(list)) => {
+            for (i, item) in list.iter().enumerate() {
+                let fields = item
+                    .as_object()
+                    .filter(|o| o.len() == 2 && o.contains_key("name") && o.contains_key("value"));
+                let Some(Value::String(name)) = fields.and_then(|o| o.get("name")) else {
+                    return Err(format!(
+                        "headers[{i}]: expected {{\"name\": \"...\", \"value\": \"...\"}}"
+                    ));
+                };
+                let value = &fields.expect("checked above")["value"];
+                out.push(pair(name, value, format!("headers[{i}].value"))?);
+            }
+        }
+        Some(_) => {
+            return Err(
+                "headers: expected an object of strings or a list of {\"name\", \"value\"} objects"
+                    .into(),
+            )
+        }
+    }
+    Ok(out)
 }
 
 /// Takes an optional string field out of a JSON line.
@@ -417,7 +535,12 @@ impl Spill {
     fn push(&mut self, e: &Enqueued) -> Result<()> {
         let mut rec = [0u8; 17];
         rec[..16].copy_from_slice(e.uuid.as_bytes());
-        rec[16] = u8::from(e.created);
+        // Bit 0: created; the bits above: the state (a known key's message may be in any).
+        let state = store::State::ALL
+            .iter()
+            .position(|s| *s == e.state)
+            .unwrap_or(0) as u8;
+        rec[16] = u8::from(e.created) | (state << 1);
         self.writer.write_all(&rec).map_err(spill_error)
     }
 
@@ -445,7 +568,9 @@ impl Spill {
             uuid.copy_from_slice(&rec[..16]);
             let e = Enqueued {
                 uuid: Uuid::from_bytes(uuid),
-                created: rec[16] == 1,
+                created: rec[16] & 1 == 1,
+                state: store::State::ALL[usize::from(rec[16] >> 1) % store::State::ALL.len()],
+                same_request: true,
             };
             writeln!(w, "{}", render(&e, json)).map_err(write_err)?;
         }

@@ -1,11 +1,15 @@
 //! Short-lived subcommands. The only modules that print to stdout.
 //!
-//! Each returns the process exit code on success; errors go back to `main`.
+//! Each returns the process exit code on success; errors go back to `main`. Text for people is
+//! escaped (`text::escape`): receiver responses, bodies and keys never reach a terminal raw.
 
+mod bulk;
 mod dlq;
 mod endpoints;
 mod enqueue;
+mod list;
 mod show;
+mod spool;
 mod status;
 mod verify;
 
@@ -13,9 +17,10 @@ pub(crate) use verify::run as verify;
 
 use std::io::{Read, Write};
 
-use crate::cli::{Cli, Command, DlqCommand, EndpointsCommand};
+use crate::cli::{Cli, Command, DlqCommand, EndpointsCommand, FilterArgs};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
+use crate::filter::{self, Filter, StateName, StatusRange};
 
 /// Runs one subcommand.
 ///
@@ -28,35 +33,52 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             // SIGHUP: the same sources again (file, then flags), so flags keep their precedence.
             let reload = || {
                 let config = Config::load(cli)?;
-                let level = crate::logging::level(config.log_level, cli.verbose, cli.quiet);
+                let common = cli.common();
+                let level = crate::logging::level(config.log_level, common.verbose, common.quiet);
                 Ok((config, level))
             };
             crate::daemon::run(config, &reload).map(|()| exit::OK)
         }
-        Command::Status { json } => status::run(config, *json),
-        Command::Show { uuid, json } => show::run(config, uuid, *json, false),
-        Command::Dlq(DlqCommand::List { json }) => dlq::list(config, *json),
-        Command::Dlq(DlqCommand::Show { uuid, json }) => show::run(config, uuid, *json, true),
-        Command::Dlq(DlqCommand::Retry {
-            select,
-            url,
-            headers,
-            remove_headers,
-            data,
-        }) => dlq::retry(
+        Command::Status { json, .. } => status::run(config, *json),
+        Command::Show {
+            uuid,
+            json,
+            body,
+            raw,
+            ..
+        } => show::run(
             config,
-            select,
-            url.clone(),
-            headers,
-            remove_headers,
-            data.as_deref(),
+            uuid,
+            show::Mode {
+                json: *json,
+                body: *body,
+                raw: *raw,
+                dead_only: false,
+            },
         ),
-        Command::Dlq(DlqCommand::Delete { select }) => dlq::delete(config, select),
-        Command::Endpoints(EndpointsCommand::List { json }) => endpoints::list(config, *json),
-        Command::Endpoints(EndpointsCommand::Show { name, json }) => {
+        Command::List(args) => list::run(config, args),
+        Command::Cancel(args) => bulk::cancel(config, args),
+        Command::Replay(args) => bulk::replay(config, args),
+        Command::Dlq(DlqCommand::List { filter, json, .. }) => dlq::list(config, filter, *json),
+        Command::Dlq(DlqCommand::Show { uuid, json, .. }) => show::run(
+            config,
+            uuid,
+            show::Mode {
+                json: *json,
+                body: false,
+                raw: false,
+                dead_only: true,
+            },
+        ),
+        Command::Dlq(DlqCommand::Retry(args)) => bulk::dlq_retry(config, args),
+        Command::Dlq(DlqCommand::Delete(args)) => bulk::dlq_delete(config, args),
+        Command::Endpoints(EndpointsCommand::List { json, .. }) => endpoints::list(config, *json),
+        Command::Endpoints(EndpointsCommand::Show { name, json, .. }) => {
             endpoints::show(config, name, *json)
         }
-        Command::Endpoints(EndpointsCommand::Enable { name }) => endpoints::enable(config, name),
+        Command::Endpoints(EndpointsCommand::Enable { name, .. }) => {
+            endpoints::enable(config, name)
+        }
         Command::Verify(args) => verify(args),
         Command::Completions { shell } => completions(*shell),
     }
@@ -72,16 +94,88 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// Reads a body argument: `DATA` as given, `@FILE` from a file, `@-` from stdin; refuses more than
-/// `max` bytes without reading further.
+/// The filters of the command line, validated (a bad value is a usage error, exit 64). An
+/// endpoint must be known to the config or the database (`check_endpoint`).
 ///
 /// # Errors
-/// `ReadInput` when the file or stdin cannot be read, `InvalidInput` when the body is too large.
+/// `Usage` naming the option.
+pub(crate) fn filter(args: &FilterArgs, now: i64) -> Result<Filter> {
+    let usage = |option: &str, m: String| Error::Usage {
+        message: format!("{option}: {m}"),
+    };
+    let states = args
+        .states
+        .iter()
+        .map(|s| StateName::parse(s).map_err(|m| usage("--state", m)))
+        .collect::<Result<Vec<_>>>()?;
+    let time = |option: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| filter::parse_time(t, now).map_err(|m| usage(option, m)))
+            .transpose()
+    };
+    let non_empty = |option: &str, v: &Option<String>| match v {
+        Some(s) if s.is_empty() => Err(usage(option, "must not be empty".into())),
+        v => Ok(v.clone()),
+    };
+    let f = Filter {
+        states,
+        endpoint: non_empty("--endpoint", &args.endpoint)?,
+        url_prefix: non_empty("--url-prefix", &args.url_prefix)?,
+        key: non_empty("--key", &args.key)?,
+        since: time("--since", &args.since)?,
+        until: time("--until", &args.until)?,
+        status: args
+            .status
+            .as_deref()
+            .map(|s| StatusRange::parse(s).map_err(|m| usage("--status", m)))
+            .transpose()?,
+        error: non_empty("--error", &args.error)?,
+    };
+    if let (Some(since), Some(until)) = (f.since, f.until) {
+        if since >= until {
+            return Err(usage("--since", "must be earlier than --until".to_owned()));
+        }
+    }
+    if f.endpoint.is_some() && f.url_prefix.is_some() {
+        return Err(usage(
+            "--url-prefix",
+            "selects plain-URL messages; it cannot be combined with --endpoint".into(),
+        ));
+    }
+    Ok(f)
+}
+
+/// Refuses a `--endpoint` that neither the config nor the database knows (exit 66).
+///
+/// # Errors
+/// `NoSuchEndpoint`.
+pub(crate) fn check_endpoint(
+    config: &Config,
+    store: &crate::store::Store,
+    f: &Filter,
+) -> Result<()> {
+    if let Some(name) = &f.endpoint {
+        if !config.endpoints.contains_key(name) && store.find_endpoint(name)?.is_none() {
+            return Err(Error::NoSuchEndpoint { name: name.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Reads a body argument: `DATA` as given, `@FILE` from a file, `@-` from stdin; refuses more than
+/// `max` bytes without reading further (a `DATA` argument is a usage error, a file's content bad
+/// input data).
+///
+/// # Errors
+/// `ReadInput` when the file or stdin cannot be read, `Usage`/`InvalidInput` when the body is too
+/// large.
 pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
-    let too_big = || Error::input(format!("body is larger than max_body_size ({max} bytes)"));
+    let too_big = || format!("body is larger than max_body_size ({max} bytes)");
     let Some(source) = arg.strip_prefix('@') else {
         if arg.len() > max {
-            return Err(too_big());
+            return Err(Error::Usage {
+                message: format!("-d: {}", too_big()),
+            });
         }
         return Ok(arg.as_bytes().to_vec());
     };
@@ -92,16 +186,13 @@ pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
     } else {
         std::fs::File::open(source).and_then(|f| f.take(limit).read_to_end(&mut body))
     };
+    let what = if source == "-" { "stdin" } else { source };
     read.map_err(|e| Error::ReadInput {
-        what: if source == "-" {
-            "stdin".into()
-        } else {
-            source.to_owned()
-        },
+        what: what.to_owned(),
         source: e,
     })?;
     if body.len() > max {
-        return Err(too_big());
+        return Err(Error::input(format!("{what}: {}", too_big())));
     }
     Ok(body)
 }
@@ -129,10 +220,29 @@ pub(crate) fn opt_time(ms: Option<i64>) -> serde_json::Value {
     ms.map_or(serde_json::Value::Null, |m| time(m).into())
 }
 
+/// Whether stdout is a terminal (a person reads it).
+pub(crate) fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+}
+
 /// Writes to stdout, mapping a closed pipe to a clean exit and other errors to `Write`.
 pub(crate) fn out(text: impl std::fmt::Display) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match writeln!(stdout, "{text}") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(source) => Err(Error::Write {
+            what: "stdout".into(),
+            source,
+        }),
+    }
+}
+
+/// Writes bytes to stdout as they are (for `show --body`).
+pub(crate) fn out_bytes(bytes: &[u8]) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(source) => Err(Error::Write {

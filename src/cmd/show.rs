@@ -1,140 +1,122 @@
 //! `webhookd show UUID` and `webhookd dlq show UUID`: one message in full with its attempts.
+//!
+//! Everything a receiver sent (response excerpts, errors) and the body are escaped for the
+//! terminal; `--body` prints the body alone, byte for byte when stdout is not a terminal (or with
+//! `--raw`).
 
-use base64::Engine;
-use serde_json::{json, Map, Value};
-
-use super::{opt_time, out, time};
+use super::{out, out_bytes, time};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::store::{parse_uuid, Access, MessageView, State, Store};
+use crate::text::{escape, escape_bytes, escape_multiline};
+use crate::view::MessageJson;
 
 /// Bodies up to this size are shown inline in the human output.
 const INLINE_BODY: usize = 4096;
 
-/// Runs `show` (`dead_only`: `dlq show`, which refuses messages that are not dead).
+/// What `show` prints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mode {
+    pub(crate) json: bool,
+    /// Only the body.
+    pub(crate) body: bool,
+    /// The body unescaped even on a terminal.
+    pub(crate) raw: bool,
+    /// `dlq show`: refuse messages that are not dead.
+    pub(crate) dead_only: bool,
+}
+
+/// Runs `show`.
 ///
 /// # Errors
 /// `NoSuchMessage`, `NotDead` (dlq show), store errors.
-pub(crate) fn run(config: &Config, uuid: &str, json: bool, dead_only: bool) -> Result<u8> {
+pub(crate) fn run(config: &Config, uuid: &str, mode: Mode) -> Result<u8> {
     let id = parse_uuid(uuid)?;
     let store = Store::open(&config.db, Access::Read)?;
-    let mut view = store.view(&id)?;
-    let path = view.endpoint.is_some().then(|| view.url.clone());
-    view.url = super::target_url(config, view.endpoint.as_deref(), &view.url);
-    if dead_only && view.state != State::Dead {
+    let view = store.view(&id)?;
+    if mode.dead_only && view.state != State::Dead {
         return Err(Error::NotDead {
             uuid: uuid.to_owned(),
             state: view.state.as_str().into(),
         });
     }
-    if json {
-        let mut v = to_json(&view);
-        v["endpoint"] = view.endpoint.clone().into();
-        v["path"] = path.into();
-        v["ordering_key"] = view.ordering_key.clone().into();
-        out(v)?;
+    if mode.body {
+        let body = view.body.as_deref().unwrap_or_default();
+        if mode.raw || !super::stdout_is_terminal() {
+            out_bytes(body)?;
+        } else {
+            eprintln!(
+                "webhookd: the body is shown escaped on a terminal; redirect stdout or add --raw for its bytes"
+            );
+            out(escape_bytes(body))?;
+        }
+    } else if mode.json {
+        out(serde_json::to_string(&MessageJson::new(config, &view)).expect("a view serializes"))?;
     } else {
-        out(to_text(&view))?;
+        out(to_text(config, &view))?;
     }
     Ok(exit::OK)
 }
 
-fn to_json(v: &MessageView) -> Value {
-    let headers: Map<String, Value> = v
-        .headers
-        .iter()
-        .map(|(n, val)| (n.clone(), Value::from(val.as_str())))
-        .collect();
-    let attempts: Vec<Value> = v
-        .attempts
-        .iter()
-        .map(|a| {
-            json!({
-                "n": a.n,
-                "at": time(a.at),
-                "duration_ms": a.duration_us as f64 / 1000.0,
-                "status": a.status,
-                "error": a.error,
-                "response_excerpt": String::from_utf8_lossy(&a.response),
-            })
-        })
-        .collect();
-    let mut o = json!({
-        "uuid": v.uuid.to_string(),
-        "state": v.state.as_str(),
-        "method": v.method,
-        "url": v.url,
-        "headers": headers,
-        "body_size": v.body.len(),
-        "key": v.key,
-        "created_at": time(v.created_at),
-        "next_attempt_at": opt_time(v.next_attempt_at),
-        "delivered_at": opt_time(v.delivered_at),
-        "retried_at": opt_time(v.retried_at),
-        "dead_at": opt_time(v.dead_at),
-        "attempts_used": v.attempts_in_budget,
-        "max_attempts": v.max_attempts,
-        "last_error": v.last_error,
-        "attempts": attempts,
-    });
-    match std::str::from_utf8(&v.body) {
-        Ok(text) => o["body"] = text.into(),
-        Err(_) => {
-            o["body_base64"] = base64::engine::general_purpose::STANDARD
-                .encode(&v.body)
-                .into();
-        }
-    }
-    o
-}
-
-fn to_text(v: &MessageView) -> String {
+fn to_text(config: &Config, v: &MessageView) -> String {
     let t = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), time);
+    let url = super::target_url(config, v.endpoint.as_deref(), &v.url);
     let mut s = format!(
-        "uuid:            {}\nstate:           {}\nmethod:          {}\nurl:             {}\n",
+        "uuid:            {}\nstate:           {}{}\nmethod:          {}\nurl:             {}\n",
         v.uuid,
         v.state.as_str(),
+        if v.cancel_requested {
+            " (cancelled when its current attempt ends)"
+        } else {
+            ""
+        },
         v.method,
-        v.url
+        escape(&url)
     );
     if let Some(e) = &v.endpoint {
-        s += &format!("endpoint:        {e}\n");
+        s += &format!("endpoint:        {}\n", escape(e));
     }
     if let Some(k) = &v.ordering_key {
-        s += &format!("ordering key:    {k:?}\n");
+        s += &format!("ordering key:    {}\n", escape(k));
     }
     for (i, (n, val)) in v.headers.iter().enumerate() {
         let label = if i == 0 { "headers:" } else { "" };
-        s += &format!("{label:<17}{n}: {val}\n");
+        s += &format!("{label:<17}{n}: {}\n", escape(val));
     }
-    s += &format!("body:            {} bytes\n", v.body.len());
+    s += &format!("body:            {} bytes\n", v.body_size);
     if let Some(key) = &v.key {
-        s += &format!("key:             {key}\n");
+        s += &format!("key:             {}\n", escape(key));
     }
     s += &format!(
-        "created_at:      {}\nnext_attempt_at: {}\ndelivered_at:    {}\nretried_at:      {}\ndead_at:         {}\n",
+        "created_at:      {}\nnext_attempt_at: {}\ndelivered_at:    {}\n",
         time(v.created_at),
         t(v.next_attempt_at),
         t(v.delivered_at),
-        t(v.retried_at),
-        t(v.dead_at)
     );
-    let budget = v
-        .max_attempts
-        .map_or_else(|| "config".to_owned(), |n| n.to_string());
+    for (label, at) in [
+        ("retried_at", v.retried_at),
+        ("replayed_at", v.replayed_at),
+        ("dead_at", v.dead_at),
+        ("cancelled_at", v.cancelled_at),
+    ] {
+        if at.is_some() || label == "dead_at" {
+            s += &format!("{:<17}{}\n", format!("{label}:"), t(at));
+        }
+    }
     s += &format!(
-        "attempts:        {} ({} of {budget} in the current budget)\n",
-        v.attempts.len(),
-        v.attempts_in_budget
+        "attempts:        {} in the current budget of {} ({} in all)\n",
+        v.attempts_in_budget,
+        crate::view::budget(config, v),
+        v.attempts_total
     );
     if let Some(e) = &v.last_error {
-        s += &format!("last_error:      {e}\n");
+        s += &format!("last_error:      {}\n", escape(e));
     }
     for a in &v.attempts {
         let result = match (a.status, &a.error) {
-            (Some(code), Some(e)) => format!("HTTP {code} ({e})"),
+            (Some(code), Some(e)) => format!("HTTP {code} ({})", escape(e)),
             (Some(code), None) => format!("HTTP {code}"),
-            (None, Some(e)) => e.clone(),
+            (None, Some(e)) => escape(e).into_owned(),
             (None, None) => "-".into(),
         };
         s += &format!(
@@ -144,15 +126,37 @@ fn to_text(v: &MessageView) -> String {
             a.duration_us as f64 / 1000.0
         );
         if !a.response.is_empty() {
-            let text = String::from_utf8_lossy(&a.response[..a.response.len().min(120)]);
-            s += &format!("  {:?}", text.as_ref());
+            let shown = &a.response[..a.response.len().min(200)];
+            s += &format!(
+                "  \"{}\"{}",
+                escape_bytes(shown),
+                if a.response.len() > shown.len() {
+                    format!(" (+{} bytes kept)", a.response.len() - shown.len())
+                } else {
+                    String::new()
+                }
+            );
         }
         s.push('\n');
     }
-    if v.body.len() <= INLINE_BODY {
-        if let Ok(text) = std::str::from_utf8(&v.body) {
-            if !text.is_empty() {
-                s += &format!("\n{text}\n");
+    if let Some(body) = v.body.as_deref().filter(|b| !b.is_empty()) {
+        match std::str::from_utf8(body) {
+            Ok(text) if body.len() <= INLINE_BODY => {
+                s += &format!("\n{}\n", escape_multiline(text));
+            }
+            Ok(_) => {
+                s += &format!(
+                    "\n(body of {} bytes not shown: webhookd show {} --body)\n",
+                    body.len(),
+                    v.uuid
+                );
+            }
+            Err(_) => {
+                s += &format!(
+                    "\n(binary body of {} bytes not shown: webhookd show {} --body > body.bin)\n",
+                    body.len(),
+                    v.uuid
+                );
             }
         }
     }

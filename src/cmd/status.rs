@@ -5,7 +5,7 @@
 
 use super::out;
 use crate::config::Config;
-use crate::error::{exit, Result};
+use crate::error::{exit, Error, Result};
 use crate::store::{self, Access, Counts, DaemonLock, DaemonState, Store};
 
 /// Runs `status`.
@@ -15,11 +15,15 @@ use crate::store::{self, Access, Counts, DaemonLock, DaemonState, Store};
 pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
     let daemon = DaemonLock::probe(&config.db);
     let exists = config.db.exists();
-    let (counts, health) = if exists {
-        let store = Store::open(&config.db, Access::Read)?;
-        (store.counts(store::now_ms())?, store.endpoint_health()?)
-    } else {
-        (Counts::default(), Vec::new())
+    // A missing or empty file is "not created yet": status never creates or writes it.
+    let (counts, health, initialised) = match Store::open(&config.db, Access::Read) {
+        Ok(store) => (
+            store.counts(store::now_ms())?,
+            store.endpoint_health()?,
+            true,
+        ),
+        Err(Error::NoDatabase { .. }) => (Counts::default(), Vec::new(), false),
+        Err(e) => return Err(e),
     };
     // Endpoints by state; endpoints only in the database (no longer configured) are not counted.
     let mut by_state = [0u64; 3];
@@ -37,13 +41,18 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
     if json {
         let v = serde_json::json!({
             "daemon": { "running": running, "pid": pid },
-            "db": { "path": config.db.display().to_string(), "exists": exists },
+            "db": {
+                "path": config.db.display().to_string(),
+                "exists": exists,
+                "initialised": initialised,
+            },
             "queue": {
                 "pending": counts.pending,
                 "scheduled": counts.scheduled,
                 "in_flight": counts.in_flight,
                 "delivered": counts.delivered,
                 "dead": counts.dead,
+                "cancelled": counts.cancelled,
             },
             "endpoints": {
                 "healthy": by_state[0],
@@ -58,14 +67,19 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
             (true, None) => "running".into(),
             (false, _) => "not running".into(),
         };
-        let db = if exists {
-            config.db.display().to_string()
-        } else {
-            format!("{} (not created yet)", config.db.display())
+        let db = match (exists, initialised) {
+            (_, true) => config.db.display().to_string(),
+            (true, false) => format!("{} (empty: not initialised yet)", config.db.display()),
+            (false, _) => format!("{} (not created yet)", config.db.display()),
         };
         let mut text = format!(
-            "daemon:     {daemon}\ndb:         {db}\npending:    {} ({} scheduled)\nin flight:  {}\ndelivered:  {}\ndead:       {}",
-            counts.pending, counts.scheduled, counts.in_flight, counts.delivered, counts.dead
+            "daemon:     {daemon}\ndb:         {db}\npending:    {} ({} scheduled)\nin flight:  {}\ndelivered:  {}\ndead:       {}\ncancelled:  {}",
+            counts.pending,
+            counts.scheduled,
+            counts.in_flight,
+            counts.delivered,
+            counts.dead,
+            counts.cancelled
         );
         if !config.endpoints.is_empty() {
             text.push_str(&format!(

@@ -9,8 +9,10 @@
 //! `breaker_cooldown`, then after twice as long after each failed probe (at most an hour). A
 //! success closes it. An endpoint gets one request at a time until its first success since start
 //! (slow start), and again whenever its last attempt failed; failing endpoints together have at
-//! most a quarter of the workers: receivers that time out cannot take the pool from healthy ones. `410 Gone` disables an endpoint, and so does failing without a success for
-//! `disable_after`; only an operator enables it again. Endpoint 0 stands for plain URLs: no
+//! most a quarter of the workers: receivers that time out cannot take the pool from healthy ones.
+//! `410 Gone` for the endpoint's own URL, or for `GONE_STREAK` messages in a row, disables an
+//! endpoint, and so does failing without a success for `disable_after`; only an operator enables
+//! it again. Endpoint 0 stands for plain URLs: no
 //! limits, no breaker.
 
 use std::collections::BTreeMap;
@@ -29,6 +31,9 @@ pub(crate) const DISABLED: i64 = 2;
 const BURST_SECS: f64 = 0.1;
 /// Health that changed only in counters is saved at most this often.
 const SAVE_EVERY_MS: i64 = 1_000;
+/// `410 Gone` for this many messages in a row (each one dead-lettered) disables an endpoint, as
+/// does one 410 for the endpoint's own URL: a receiver that retired one path is not gone.
+pub(crate) const GONE_STREAK: u32 = 3;
 
 /// The name shown for a health state.
 pub(crate) fn state_name(state: i64) -> &'static str {
@@ -76,6 +81,8 @@ struct Runtime {
     saved_at: i64,
     /// A request succeeded since start (or since its configuration changed).
     proven: bool,
+    /// Consecutive `410 Gone` answers.
+    gone: u32,
 }
 
 impl Runtime {
@@ -98,6 +105,7 @@ impl Runtime {
             state_changed: false,
             saved_at: now,
             proven: false,
+            gone: 0,
         };
         rt.tokens = rt.burst();
         rt
@@ -425,6 +433,7 @@ impl Endpoints {
         let Some(c) = self.config(job.endpoint) else {
             return;
         };
+        job.to_endpoint_url = job.url.is_empty();
         job.url = c.url_for(&job.url);
         let mut headers = c.headers.clone();
         for (name, value) in std::mem::take(&mut job.headers) {
@@ -444,19 +453,23 @@ impl Endpoints {
         })
     }
 
-    /// Whether a reply of endpoint `id` disables it (410 Gone from a named endpoint): the message
-    /// is then held, not dead-lettered.
-    pub(crate) fn is_gone(&self, id: i64, reply: &Reply) -> bool {
-        id != 0 && matches!(reply, Reply::Status { code: 410, .. }) && self.config(id).is_some()
-    }
-
     /// Updates the health of the finished attempt's endpoint; returns what an operator should hear.
+    ///
+    /// `410 Gone` disables the endpoint when it came for the endpoint's own URL (a message without
+    /// a path), or for `GONE_STREAK` messages in a row; each of those messages is dead-lettered
+    /// (the dispatcher's business), never held or sent again.
     pub(crate) fn finished(&mut self, f: &Finished, summary: &str, now: i64) -> Option<Event> {
-        let gone = self.is_gone(f.endpoint, &f.reply);
         let rt = self.by_id.get_mut(&f.endpoint)?;
         rt.in_flight = rt.in_flight.saturating_sub(1);
         let c = rt.config.clone()?;
         rt.dirty = true;
+        let is_410 = matches!(f.reply, Reply::Status { code: 410, .. });
+        rt.gone = if is_410 { rt.gone + 1 } else { 0 };
+        let gone = match (is_410, f.to_endpoint_url, rt.gone >= GONE_STREAK) {
+            (true, true, _) => Some("410 Gone for the endpoint's own URL".to_owned()),
+            (true, false, true) => Some(format!("410 Gone for {} messages in a row", rt.gone)),
+            _ => None,
+        };
         let h = &mut rt.health;
         if matches!(
             f.reply,
@@ -488,8 +501,10 @@ impl Endpoints {
             return None;
         }
         let failures = h.failures;
-        let disable = if gone {
-            Some(format!("{summary} (410 Gone: the receiver asked to stop)"))
+        let disable = if let Some(why) = gone {
+            Some(format!(
+                "{why}: the receiver asked to stop (last: {summary})"
+            ))
         } else if now - since >= store::duration_ms(c.disable_after) {
             Some(format!(
                 "failing without a success for {} (disable_after {})",
@@ -769,19 +784,48 @@ mod tests {
         assert!(eps.health_to_save(40_000, false).is_empty());
     }
 
+    /// Regression test for issue 12 (B.3): a 410 on one path must not take the endpoint down;
+    /// a 410 for its own URL, or several in a row, does.
     #[test]
-    fn gone_and_long_failure_disable_until_enabled() {
+    fn gone_disables_only_for_the_endpoint_url_or_a_streak() {
         let mut eps = setup(endpoint(|_| {}));
+        for i in 1..GONE_STREAK {
+            eps.claimed(&[job()], &[]);
+            assert_eq!(eps.finished(&finished(410), "HTTP 410", i64::from(i)), None);
+        }
         eps.claimed(&[job()], &[]);
-        assert!(matches!(
-            eps.finished(&finished(410), "HTTP 410", 5),
-            Some(Event::Disabled { .. })
-        ));
+        assert_eq!(
+            eps.finished(&finished(200), "", 10),
+            None,
+            "a success ends the streak"
+        );
+        for i in 0..GONE_STREAK {
+            eps.claimed(&[job()], &[]);
+            let ev = eps.finished(&finished(410), "HTTP 410", 20 + i64::from(i));
+            assert_eq!(
+                matches!(ev, Some(Event::Disabled { .. })),
+                i + 1 == GONE_STREAK,
+                "410 number {}",
+                i + 1
+            );
+        }
         assert_eq!(limit(&mut eps, 1_000_000), 0);
         assert_eq!(eps.next_ready(1_000_000), None);
         eps.enable(1, 10);
         assert_eq!(limit(&mut eps, 10), 2);
 
+        let mut eps = setup(endpoint(|_| {}));
+        eps.claimed(&[job()], &[]);
+        let mut own = finished(410);
+        own.to_endpoint_url = true;
+        assert!(matches!(
+            eps.finished(&own, "HTTP 410", 5),
+            Some(Event::Disabled { .. })
+        ));
+    }
+
+    #[test]
+    fn long_failure_disables_until_enabled() {
         let mut eps = setup(endpoint(|e| e.breaker_failures = 1000));
         eps.claimed(&[job()], &[]);
         assert_eq!(eps.finished(&finished(500), "HTTP 500", 0), None);

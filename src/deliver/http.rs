@@ -2,9 +2,15 @@
 //!
 //! One shared `Agent` with keep-alive for all workers. Statuses are values
 //! (`http_status_as_error(false)`), redirects are not followed, and the whole request is bounded by
-//! `http.timeout`. Host names are resolved through a small cache: ureq resolves on every request,
-//! and with a timeout set its default resolver does so on a freshly spawned thread, which costs
-//! about 4x the CPU of the request itself on loopback.
+//! `http.timeout`. Host names are resolved through a small cache (`DNS_TTL`): ureq resolves on
+//! every request, and with a timeout set its default resolver does so on a freshly spawned
+//! thread, which costs about 4x the CPU of the request itself on loopback. A lookup that is not
+//! cached runs on its own thread and is bounded by `http.connect_timeout` (the system resolver
+//! has no timeout of its own that we control).
+//!
+//! Proxies: never taken from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, which
+//! ureq would read by default): a variable in the service's environment must not silently route
+//! every webhook through another host.
 //!
 //! TLS (rustls): receivers are checked against the system's CA certificates (rustls' platform
 //! verifier, which reads /etc/ssl/certs on Linux), so CA updates arrive with the ca-certificates
@@ -16,9 +22,10 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::ToSocketAddrs;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{Request, Uri};
@@ -30,10 +37,13 @@ use super::{Finished, Job, Reply};
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 
-/// Response bytes kept for the attempt record.
+/// Response bytes kept for the record of a successful attempt (a failed one: `http.capture`).
 pub(crate) const EXCERPT_CAP: usize = 1024;
 /// Response bytes read at most; past this the connection is dropped rather than drained.
-const READ_CAP: u64 = 64 * 1024;
+const READ_CAP: u64 = crate::config::MAX_CAPTURE as u64;
+/// Host lookups running at once at most; more fail at once (a resolver that hangs must not
+/// pile up threads).
+const MAX_LOOKUPS: usize = 64;
 /// Per-connection read and write buffer (also the cap on response headers).
 const BUFFER_SIZE: usize = 32 * 1024;
 /// How long a resolved address is reused.
@@ -44,6 +54,8 @@ const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub(crate) struct Http {
     agent: ureq::Agent,
+    /// Bytes of a failed attempt's response to keep.
+    capture: usize,
 }
 
 impl Http {
@@ -61,6 +73,7 @@ impl Http {
             .tls_config(TlsConfig::builder().root_certs(roots).build())
             .http_status_as_error(false)
             .max_redirects(0)
+            .proxy(None)
             .max_redirects_will_error(false)
             .allow_non_standard_methods(true)
             .user_agent(USER_AGENT)
@@ -77,8 +90,9 @@ impl Http {
             agent: ureq::Agent::with_parts(
                 agent_config,
                 DefaultConnector::new(),
-                CachingResolver::default(),
+                CachingResolver::new(config.connect_timeout),
             ),
+            capture: config.capture,
         })
     }
 
@@ -137,6 +151,11 @@ impl Http {
         let retry_after =
             header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
         let location = header("location");
+        let keep = if (200..300).contains(&code) {
+            EXCERPT_CAP.min(self.capture.max(EXCERPT_CAP))
+        } else {
+            self.capture
+        };
         let mut excerpt = Vec::new();
         let mut reader = response.into_body().into_reader().take(READ_CAP);
         let mut buf = [0u8; 8192];
@@ -144,7 +163,7 @@ impl Http {
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let room = EXCERPT_CAP.saturating_sub(excerpt.len());
+                    let room = keep.saturating_sub(excerpt.len());
                     excerpt.extend_from_slice(&buf[..n.min(room)]);
                 }
                 // The status is what counts; a body cut short only shortens the excerpt.
@@ -195,8 +214,12 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     if url.len() > 8192 {
         return bad("longer than 8192 bytes");
     }
+    if url.is_empty() {
+        return bad("empty");
+    }
     let uri: Uri = match url.parse() {
         Ok(u) => u,
+        Err(_) if url.ends_with("://") => return bad("no host"),
         Err(e) => return bad(&e.to_string()),
     };
     match uri.scheme_str() {
@@ -207,6 +230,18 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     match uri.host() {
         None | Some("") => return bad("no host"),
         Some(_) => {}
+    }
+    // `http::Uri` takes any digits as a port: 0 and values above 65535 are refused here, not at
+    // delivery.
+    if let Some(authority) = uri.authority() {
+        let after_host = &authority.as_str()[authority.as_str().rfind(']').unwrap_or(0)..];
+        if let Some((_, port)) = after_host.rsplit_once(':') {
+            match port.parse::<u16>() {
+                Ok(1..) => {}
+                _ if port.is_empty() => return bad("empty port after ':'"),
+                _ => return bad(&format!("port {port} is not in 1..=65535")),
+            }
+        }
     }
     if !url.contains("://") {
         return bad("must be absolute (http://host/... or https://host/...)");
@@ -250,10 +285,59 @@ fn roots_with(ca_file: &Path) -> Result<Vec<Certificate<'static>>> {
     Ok(roots)
 }
 
-/// Resolves host:port with the system resolver and reuses the answer for `DNS_TTL`.
-#[derive(Debug, Default)]
+/// Resolves host:port with the system resolver, bounded by the connect timeout, and reuses the
+/// answer for `DNS_TTL`. An IP literal needs no lookup.
+#[derive(Debug)]
 struct CachingResolver {
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    timeout: Duration,
+    lookups: Arc<AtomicUsize>,
+}
+
+impl CachingResolver {
+    fn new(timeout: Duration) -> CachingResolver {
+        CachingResolver {
+            cache: Mutex::default(),
+            timeout,
+            lookups: Arc::default(),
+        }
+    }
+
+    /// Looks `key` (host:port) up on its own thread, waiting at most the connect timeout.
+    fn lookup(&self, key: &str) -> Result<Vec<SocketAddr>, ureq::Error> {
+        if self.lookups.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS {
+            self.lookups.fetch_sub(1, Ordering::SeqCst);
+            return Err(ureq::Error::Io(std::io::Error::other(format!(
+                "resolve {key}: {MAX_LOOKUPS} host lookups are already waiting for the resolver"
+            ))));
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (name, lookups) = (key.to_owned(), Arc::clone(&self.lookups));
+        let spawned = std::thread::Builder::new()
+            .name("webhookd-dns".into())
+            .spawn(move || {
+                crate::faults::before_resolve();
+                let r = name
+                    .to_socket_addrs()
+                    .map(|addrs| addrs.take(16).collect::<Vec<_>>());
+                lookups.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            self.lookups.fetch_sub(1, Ordering::SeqCst);
+            return Err(ureq::Error::Io(e));
+        }
+        match rx.recv_timeout(self.timeout) {
+            Ok(r) => r.map_err(ureq::Error::Io),
+            Err(_) => Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "resolve {key}: no answer from the resolver within http.connect_timeout ({})",
+                    crate::text::duration(self.timeout)
+                ),
+            ))),
+        }
+    }
 }
 
 impl Resolver for CachingResolver {
@@ -268,13 +352,17 @@ impl Resolver for CachingResolver {
         };
         let key =
             DefaultResolver::host_and_port(scheme, authority).ok_or(ureq::Error::HostNotFound)?;
-        if let Some((at, addrs)) = self.cache.lock().unwrap().get(&key) {
+        let mut addrs = self.empty();
+        if let Ok(literal) = key.parse::<SocketAddr>() {
+            addrs.push(literal);
+            return Ok(addrs);
+        }
+        if let Some((at, cached)) = self.cache.lock().unwrap().get(&key) {
             if at.elapsed() < DNS_TTL {
-                return Ok(addrs.clone());
+                return Ok(cached.clone());
             }
         }
-        let mut addrs = self.empty();
-        for addr in key.to_socket_addrs()?.take(16) {
+        for addr in self.lookup(&key)? {
             addrs.push(addr);
         }
         if addrs.is_empty() {
@@ -311,6 +399,9 @@ mod tests {
             "http://",
             "http:///path",
             "http://exa mple.com/",
+            "http://127.0.0.1:99999/x",
+            "http://127.0.0.1:0/x",
+            "http://127.0.0.1:/x",
             "https://example.com/\r\nX: y",
             "mailto:a@b",
         ] {

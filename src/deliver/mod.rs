@@ -38,6 +38,8 @@ pub(crate) struct Job {
     pub(crate) keys: Option<Arc<Vec<Key>>>,
     /// The endpoint's own request timeout.
     pub(crate) timeout: Option<Duration>,
+    /// An endpoint's message without a path: it goes to the endpoint's own URL.
+    pub(crate) to_endpoint_url: bool,
 }
 
 /// What the receiver (or the network) answered.
@@ -74,6 +76,9 @@ pub(crate) struct Finished {
     pub(crate) max_attempts: Option<u32>,
     pub(crate) endpoint: i64,
     pub(crate) lane: Option<String>,
+    pub(crate) to_endpoint_url: bool,
+    /// The URL attempted (moved from the job once the attempt is over; for log lines).
+    pub(crate) url: String,
     pub(crate) started: SystemTime,
     pub(crate) duration: Duration,
     pub(crate) reply: Reply,
@@ -89,6 +94,8 @@ impl Finished {
             max_attempts: job.max_attempts,
             endpoint: job.endpoint,
             lane: job.lane.clone(),
+            to_endpoint_url: job.to_endpoint_url,
+            url: String::new(),
             started,
             duration,
             reply,
@@ -115,9 +122,11 @@ pub(crate) fn classify(reply: &Reply) -> Verdict {
     }
 }
 
-/// One line describing a failed attempt, stored as the message's last error.
+/// One line describing a failed attempt, stored as the message's last error and logged. What the
+/// receiver sent is untrusted: control characters (terminal escape sequences) are escaped here,
+/// so no log line, table or alert ever carries them raw.
 pub(crate) fn summarize(reply: &Reply) -> String {
-    match reply {
+    let text = match reply {
         Reply::Status {
             code,
             location: Some(loc),
@@ -135,7 +144,8 @@ pub(crate) fn summarize(reply: &Reply) -> String {
             }
         }
         Reply::Transport(e) => e.clone(),
-    }
+    };
+    crate::text::escape(&text).into_owned()
 }
 
 #[cfg(test)]
@@ -206,5 +216,12 @@ mod tests {
             summarize(&Reply::Transport("io: refused".into())),
             "io: refused"
         );
+        let hostile = Reply::Status {
+            code: 500,
+            retry_after: None,
+            location: None,
+            excerpt: b"\x1b[31mRED\x1b[0m".to_vec(),
+        };
+        assert_eq!(summarize(&hostile), "HTTP 500: \\e[31mRED\\e[0m");
     }
 }

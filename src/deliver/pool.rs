@@ -13,17 +13,16 @@
 //! already running finish with the old one. Workers end when the job channel is closed and empty.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::http::Http;
 use super::{Finished, Job, Reply};
 use crate::error::{Error, Result};
-use crate::store;
 
 /// How often an idle worker checks whether it should retire.
 const RETIRE_CHECK: Duration = Duration::from_millis(500);
@@ -39,12 +38,15 @@ pub(crate) struct Pool {
     done: Sender<Finished>,
     /// How many workers still have to retire; each retiring worker takes one.
     retire: Arc<AtomicUsize>,
+    /// The monotonic clock's origin for `busy_since` (an NTP step of the wall clock must neither
+    /// hide a stuck worker nor make a busy one look stuck).
+    epoch: Instant,
 }
 
 struct Worker {
     handle: JoinHandle<()>,
-    /// Start of the current attempt in ms since the epoch; 0 while idle.
-    busy_since: Arc<AtomicI64>,
+    /// Start of the current attempt in µs since the pool's epoch, plus one; 0 while idle.
+    busy_since: Arc<AtomicU64>,
 }
 
 /// Reported by [`Pool::stuck`].
@@ -72,6 +74,7 @@ impl Pool {
             jobs: jobs.clone(),
             done: done.clone(),
             retire: Arc::new(AtomicUsize::new(0)),
+            epoch: Instant::now(),
         };
         pool.resize(n)?;
         Ok(pool)
@@ -94,17 +97,18 @@ impl Pool {
                 continue;
             }
             let name = format!("webhookd-worker-{}", self.next_id);
-            let busy_since = Arc::new(AtomicI64::new(0));
-            let (http, jobs, done, retire, busy) = (
+            let busy_since = Arc::new(AtomicU64::new(0));
+            let (http, jobs, done, retire, busy, epoch) = (
                 Arc::clone(&self.http),
                 self.jobs.clone(),
                 self.done.clone(),
                 Arc::clone(&self.retire),
                 Arc::clone(&busy_since),
+                self.epoch,
             );
             let handle = thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || work(&http, &jobs, &retire, &done, &busy))
+                .spawn(move || work(&http, &jobs, &retire, &done, &busy, epoch))
                 .map_err(|source| Error::Spawn { name, source })?;
             self.workers.push(Worker { handle, busy_since });
             self.next_id += 1;
@@ -120,14 +124,14 @@ impl Pool {
 
     /// The worker that has been on one attempt the longest, if that is longer than `limit`.
     pub(crate) fn stuck(&self, limit: Duration) -> Option<Stuck> {
-        let now = store::now_ms();
+        let now = micros_since(self.epoch);
         self.workers
             .iter()
             .filter(|w| !w.handle.is_finished())
             .filter_map(|w| {
                 let since = w.busy_since.load(Ordering::Relaxed);
-                let busy = u64::try_from(now - since).ok().filter(|_| since > 0)?;
-                Some((w, Duration::from_millis(busy)))
+                let busy = now.checked_sub(since.checked_sub(1)?)?;
+                Some((w, Duration::from_micros(busy)))
             })
             .filter(|(_, busy)| *busy > limit)
             .max_by_key(|(_, busy)| *busy)
@@ -172,12 +176,18 @@ fn take_one(n: &AtomicUsize) -> bool {
         .is_ok()
 }
 
+/// Microseconds on the monotonic clock since `epoch`.
+fn micros_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 fn work(
     http: &RwLock<Arc<Http>>,
     jobs: &Receiver<Job>,
     retire: &AtomicUsize,
     done: &Sender<Finished>,
-    busy_since: &AtomicI64,
+    busy_since: &AtomicU64,
+    epoch: Instant,
 ) {
     loop {
         if retire.load(Ordering::Relaxed) > 0 && take_one(retire) {
@@ -188,9 +198,9 @@ fn work(
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return, // closed and empty: shutting down
         };
-        busy_since.store(store::now_ms(), Ordering::Relaxed);
+        busy_since.store(micros_since(epoch) + 1, Ordering::Relaxed);
         let client = Arc::clone(&http.read().unwrap_or_else(PoisonError::into_inner));
-        let finished = match catch_unwind(AssertUnwindSafe(|| {
+        let mut finished = match catch_unwind(AssertUnwindSafe(|| {
             crate::faults::before_attempt(&job.url);
             client.attempt(&job)
         })) {
@@ -214,6 +224,7 @@ fn work(
             }
         };
         busy_since.store(0, Ordering::Relaxed);
+        finished.url = job.url;
         if done.send(finished).is_err() {
             return; // dispatcher gone: the process is exiting
         }

@@ -20,7 +20,8 @@ const ENABLE: &str = "UPDATE endpoints SET enable_requested = 1, state = 0, fail
 /// state.
 const LANES: &str = "SELECT l.lane, l.n, h.uuid, h.state FROM
        (SELECT lane, count(*) AS n, min(seq) AS head FROM messages
-        WHERE state IN (0, 1, 3, 4) AND endpoint = ?1 AND lane IS NOT NULL GROUP BY lane) l
+        WHERE state IN (0, 1, 3, 4) AND endpoint = CAST(?1 AS INTEGER) AND lane IS NOT NULL
+        GROUP BY lane) l
      JOIN messages h ON h.seq = l.head ORDER BY l.lane";
 
 /// An endpoint's row, as `webhookd endpoints` shows it.

@@ -3,7 +3,7 @@
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
-use super::queue::{DEAD, DELIVERED, IN_FLIGHT, PENDING};
+use super::queue::{CANCELLED, DEAD, DELIVERED, IN_FLIGHT, PENDING, WAITING};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::message;
@@ -12,17 +12,28 @@ const TOTALS: &str = "SELECT state, n FROM counts";
 const IN_FLIGHT_COUNT: &str = "SELECT count(*) FROM messages WHERE state = 1";
 const SCHEDULED: &str = "SELECT count(*) FROM messages WHERE state = 0
      AND endpoint IN (SELECT 0 UNION ALL SELECT id FROM endpoints) AND due_at > ?1";
-const VIEW: &str = "SELECT m.seq, m.state, m.idem_key, m.due_at, m.created_at, m.attempts,
-        m.attempts_total, m.max_attempts, m.delivered_at, m.retried_at, m.dead_at, m.last_error,
-        p.method, p.url, p.headers, p.body, e.name, m.lane
-     FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
-     WHERE m.uuid = ?1";
+/// One message without its body (?2 = 1 adds it) and attempts.
+macro_rules! view_sql {
+    ($by:literal) => {
+        concat!(
+            "SELECT m.seq, m.state, m.idem_key, m.due_at, m.created_at, m.attempts,
+                m.attempts_total, m.max_attempts, m.delivered_at, m.retried_at, m.dead_at,
+                m.last_error, p.method, p.url, p.headers, iif(?2, p.body, NULL), e.name, m.lane,
+                m.uuid, m.cancel_requested, m.cancelled_at, m.replayed_at, length(p.body),
+                (SELECT a.status FROM attempts a WHERE a.seq = m.seq AND a.n = m.attempts_total)
+             FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
+             WHERE ",
+            $by
+        )
+    };
+}
+/// By uuid (?1). `CAST`: with a join, SQLite's constant propagation reads a bare parameter's
+/// value and then recompiles the statement whenever it changes (every row of a `list` page).
+const VIEW_BY_UUID: &str = view_sql!("m.uuid = CAST(?1 AS BLOB)");
+/// By seq (?1).
+const VIEW_BY_SEQ: &str = view_sql!("m.seq = CAST(?1 AS INTEGER)");
 const ATTEMPTS: &str =
     "SELECT n, at, duration_us, status, error, response FROM attempts WHERE seq = ?1 ORDER BY n";
-const DEAD_LIST: &str = "SELECT m.uuid, p.url, m.attempts_total, m.last_error, m.dead_at, e.name
-     FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
-     WHERE m.state = 3 ORDER BY m.due_at, m.seq";
-
 /// A message's state, as shown to operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -32,15 +43,28 @@ pub(crate) enum State {
     Dead,
     /// Behind an earlier message of its ordered lane.
     Waiting,
+    /// Cancelled by an operator.
+    Cancelled,
 }
 
 impl State {
+    pub(crate) const ALL: [State; 6] = [
+        State::Pending,
+        State::InFlight,
+        State::Delivered,
+        State::Dead,
+        State::Waiting,
+        State::Cancelled,
+    ];
+
     pub(super) fn from_db(v: i64) -> State {
         match v {
             PENDING => State::Pending,
             IN_FLIGHT => State::InFlight,
             DELIVERED => State::Delivered,
             DEAD => State::Dead,
+            WAITING => State::Waiting,
+            CANCELLED => State::Cancelled,
             _ => State::Waiting,
         }
     }
@@ -52,6 +76,7 @@ impl State {
             State::Delivered => "delivered",
             State::Dead => "dead",
             State::Waiting => "waiting",
+            State::Cancelled => "cancelled",
         }
     }
 }
@@ -64,6 +89,7 @@ pub(crate) struct Counts {
     pub(crate) in_flight: u64,
     pub(crate) delivered: u64,
     pub(crate) dead: u64,
+    pub(crate) cancelled: u64,
 }
 
 /// One recorded HTTP attempt.
@@ -80,6 +106,7 @@ pub(crate) struct Attempt {
 /// Everything stored about one message.
 #[derive(Debug, Clone)]
 pub(crate) struct MessageView {
+    pub(crate) seq: i64,
     pub(crate) uuid: Uuid,
     pub(crate) state: State,
     pub(crate) key: Option<String>,
@@ -90,30 +117,28 @@ pub(crate) struct MessageView {
     /// The ordering key of its lane, if it is ordered.
     pub(crate) ordering_key: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+    /// Only when asked for ([`Store::view`]); `body_size` always.
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) body_size: u64,
     pub(crate) created_at: i64,
     /// Only for pending messages.
     pub(crate) next_attempt_at: Option<i64>,
     pub(crate) delivered_at: Option<i64>,
     pub(crate) retried_at: Option<i64>,
     pub(crate) dead_at: Option<i64>,
-    /// Attempts in the current budget (reset by `dlq retry`).
+    pub(crate) cancelled_at: Option<i64>,
+    pub(crate) replayed_at: Option<i64>,
+    /// In flight and to be cancelled when its attempt ends.
+    pub(crate) cancel_requested: bool,
+    /// Attempts in the current budget (reset by `dlq retry` and `replay`).
     pub(crate) attempts_in_budget: u32,
+    /// Attempts over the message's life.
+    pub(crate) attempts_total: u32,
     pub(crate) max_attempts: Option<u32>,
+    pub(crate) last_status: Option<u16>,
     pub(crate) last_error: Option<String>,
+    /// Only from [`Store::view`].
     pub(crate) attempts: Vec<Attempt>,
-}
-
-/// One line of `dlq list`.
-#[derive(Debug, Clone)]
-pub(crate) struct DeadSummary {
-    pub(crate) uuid: Uuid,
-    /// The URL, or for a named endpoint the path appended to its URL.
-    pub(crate) url: String,
-    pub(crate) endpoint: Option<String>,
-    pub(crate) attempts: u32,
-    pub(crate) last_error: Option<String>,
-    pub(crate) dead_at: Option<i64>,
 }
 
 /// Parses an operator-given uuid; a malformed one is an unknown one.
@@ -122,6 +147,18 @@ pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
 }
 
 impl Store {
+    /// Starts a read transaction that lasts as long as this connection: what a command reads
+    /// next (a page of `list`, then each message of it) comes from one consistent snapshot, and
+    /// the file is locked once instead of at each statement.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn snapshot(&self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| self.err("begin read", e))
+    }
+
     /// Messages per state: the trigger-kept `counts` (pending and in flight together, delivered,
     /// dead) and the in-flight rows of the state index, which are at most the daemon's claim
     /// capacity. Constant time in the queue's size. `scheduled` is left 0.
@@ -144,6 +181,7 @@ impl Store {
                 State::InFlight | State::Waiting => {}
                 State::Delivered => c.delivered = n,
                 State::Dead => c.dead = n,
+                State::Cancelled => c.cancelled = n,
             }
         }
         let in_flight: i64 = self
@@ -172,57 +210,21 @@ impl Store {
         Ok(c)
     }
 
-    /// Everything about the message `uuid`, with its attempts in order.
+    /// Everything about the message `uuid`, with its body and attempts in order.
     ///
     /// # Errors
     /// `NoSuchMessage`, `Db`/`Busy`.
     pub(crate) fn view(&self, uuid: &Uuid) -> Result<MessageView> {
-        let e = |op| move |source| self.err(op, source);
-        let row = self
-            .conn
-            .query_row(VIEW, [uuid.as_bytes()], |r| {
-                let state = State::from_db(r.get(1)?);
-                let due_at: i64 = r.get(3)?;
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    MessageView {
-                        uuid: *uuid,
-                        state,
-                        key: r.get(2)?,
-                        next_attempt_at: matches!(state, State::Pending).then_some(due_at),
-                        created_at: r.get(4)?,
-                        attempts_in_budget: r.get(5)?,
-                        max_attempts: r.get(7)?,
-                        delivered_at: r.get(8)?,
-                        retried_at: r.get(9)?,
-                        dead_at: r.get(10)?,
-                        last_error: r.get(11)?,
-                        method: r.get(12)?,
-                        url: r.get(13)?,
-                        headers: message::decode_headers(&r.get::<_, String>(14)?),
-                        body: r.get(15)?,
-                        endpoint: r.get(16)?,
-                        ordering_key: r.get::<_, Option<String>>(17)?.map(|l| {
-                            l.split_once('\u{1f}')
-                                .map_or(l.clone(), |(_, k)| k.to_owned())
-                        }),
-                        attempts: Vec::new(),
-                    },
-                ))
-            })
-            .optional()
-            .map_err(e("read message"))?;
-        let Some((seq, mut view)) = row else {
+        let Some(mut view) = self.read_view(VIEW_BY_UUID, uuid.as_bytes().to_vec().into(), true)?
+        else {
             return Err(Error::NoSuchMessage {
                 uuid: uuid.to_string(),
             });
         };
-        let mut stmt = self
-            .conn
-            .prepare_cached(ATTEMPTS)
-            .map_err(e("read attempts"))?;
+        let e = |source| self.err("read attempts", source);
+        let mut stmt = self.conn.prepare_cached(ATTEMPTS).map_err(e)?;
         view.attempts = stmt
-            .query_map([seq], |r| {
+            .query_map([view.seq], |r| {
                 Ok(Attempt {
                     n: r.get(0)?,
                     at: r.get(1)?,
@@ -233,35 +235,121 @@ impl Store {
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(e("read attempts"))?;
+            .map_err(e)?;
         Ok(view)
     }
 
-    /// Calls `f` for every dead message, oldest death first, without loading them all.
+    /// The message `seq` without its body and attempts (what `list` shows); `None` if it is gone.
     ///
     /// # Errors
-    /// `Db`/`Busy`, or what `f` returns.
-    pub(crate) fn for_each_dead(&self, mut f: impl FnMut(DeadSummary) -> Result<()>) -> Result<()> {
+    /// `Db`/`Busy`.
+    pub(crate) fn summary(&self, seq: i64) -> Result<Option<MessageView>> {
+        self.read_view(VIEW_BY_SEQ, seq.into(), false)
+    }
+
+    fn read_view(
+        &self,
+        sql: &str,
+        by: rusqlite::types::Value,
+        body: bool,
+    ) -> Result<Option<MessageView>> {
         let mut stmt = self
             .conn
-            .prepare_cached(DEAD_LIST)
-            .map_err(|e| self.err("list dead messages", e))?;
-        let mut rows = stmt
-            .query(params![])
-            .map_err(|e| self.err("list dead messages", e))?;
-        while let Some(r) = rows.next().map_err(|e| self.err("list dead messages", e))? {
-            let read = || -> rusqlite::Result<DeadSummary> {
-                Ok(DeadSummary {
-                    uuid: Uuid::from_bytes(r.get(0)?),
-                    url: r.get(1)?,
-                    attempts: r.get(2)?,
-                    last_error: r.get(3)?,
-                    dead_at: r.get(4)?,
-                    endpoint: r.get(5)?,
-                })
-            };
-            f(read().map_err(|e| self.err("list dead messages", e))?)?;
+            .prepare_cached(sql)
+            .map_err(|e| self.err("read message", e))?;
+        stmt.query_row(params![by, body], |r| {
+            let state = State::from_db(r.get(1)?);
+            let due_at: i64 = r.get(3)?;
+            Ok(MessageView {
+                seq: r.get(0)?,
+                uuid: Uuid::from_bytes(r.get(18)?),
+                state,
+                key: r.get(2)?,
+                next_attempt_at: matches!(state, State::Pending).then_some(due_at),
+                created_at: r.get(4)?,
+                attempts_in_budget: r.get(5)?,
+                attempts_total: r.get(6)?,
+                max_attempts: r.get(7)?,
+                delivered_at: r.get(8)?,
+                retried_at: r.get(9)?,
+                dead_at: r.get(10)?,
+                last_error: r.get(11)?,
+                method: r.get(12)?,
+                url: r.get(13)?,
+                headers: message::decode_headers(&r.get::<_, String>(14)?),
+                body: r.get(15)?,
+                endpoint: r.get(16)?,
+                ordering_key: r.get::<_, Option<String>>(17)?.map(|l| {
+                    l.split_once('\u{1f}')
+                        .map_or(l.clone(), |(_, k)| k.to_owned())
+                }),
+                cancel_requested: r.get(19)?,
+                cancelled_at: r.get(20)?,
+                replayed_at: r.get(21)?,
+                body_size: u64::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
+                last_status: r.get(23)?,
+                attempts: Vec::new(),
+            })
+        })
+        .optional()
+        .map_err(|e| self.err("read message", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::queue::tests::test_store;
+
+    /// Reading one message after another reuses the compiled statement (a join with a bare
+    /// parameter was recompiled at every row).
+    #[test]
+    fn views_are_not_recompiled_row_after_row() -> Result<()> {
+        let (_d, mut s) = test_store();
+        let mut ins = s.inserter()?;
+        let mut uuids = Vec::new();
+        for _ in 0..4 {
+            uuids.push(
+                ins.insert(&crate::store::queue::tests::msg("http://127.0.0.1:1/"), 0)?
+                    .uuid,
+            );
+        }
+        ins.commit()?;
+        for (i, u) in uuids.iter().enumerate() {
+            s.summary(i as i64 + 1)?;
+            s.view(u)?;
+        }
+        for sql in [VIEW_BY_SEQ, VIEW_BY_UUID] {
+            let stmt = s.conn.prepare_cached(sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
         }
         Ok(())
+    }
+
+    /// Reading one message is an index lookup, never a scan of the table.
+    #[test]
+    fn message_views_are_lookups() {
+        let (_d, s) = test_store();
+        for sql in [VIEW_BY_UUID, VIEW_BY_SEQ, ATTEMPTS] {
+            let mut stmt = s
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let n = stmt.parameter_count();
+            let args: Vec<rusqlite::types::Value> = (0..n).map(|_| 1i64.into()).collect();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                plan.iter().all(|p| !p.starts_with("SCAN")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }

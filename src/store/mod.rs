@@ -18,9 +18,10 @@
 //! kernel drops the lock when the process dies, even by SIGKILL, so `status` never trusts a stale
 //! pid: it asks for the lock, and only a held lock means "running".
 
-mod dlq;
+mod bulk;
 mod endpoints;
 mod inspect;
+mod list;
 mod queue;
 mod schema;
 
@@ -33,9 +34,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 
-pub(crate) use dlq::RetryEdit;
+pub(crate) use bulk::{Action, RetryEdit};
 pub(crate) use endpoints::{EndpointRow, Lane};
-pub(crate) use inspect::{parse_uuid, Counts, MessageView, State};
+pub(crate) use inspect::{parse_uuid, Attempt, Counts, MessageView, State};
 pub(crate) use queue::{Claim, Claimed, Cycle, Enqueued, Health, Outcome, OutcomeKind};
 
 /// How a statement waits for another process's write lock: SQLite's own busy timeout sleeps 1, 2,
@@ -98,11 +99,15 @@ pub(crate) enum Access {
     /// A CLI command that writes (enqueue, dlq retry/delete): creates the file if missing,
     /// `synchronous=FULL`.
     Write,
-    /// A CLI command that only reads: the file must exist.
+    /// A CLI command that only reads: the file must exist and be a webhookd database of the
+    /// current schema; nothing is created, migrated or written (`query_only`).
     Read,
     /// The daemon: creates the file if missing, `synchronous=NORMAL` (see the module doc).
     Daemon,
 }
+
+/// How long opening a database keeps trying while another process creates or migrates it.
+const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 
 /// An open database.
 pub(crate) struct Store {
@@ -112,16 +117,33 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens (and for `Write`/`Daemon` creates) the database at `path`, refuses files that are not
-    /// webhookd databases without modifying them, and migrates the schema.
+    /// webhookd databases without modifying them, and migrates the schema (`Read` never does).
+    ///
+    /// Several processes may open a database that does not exist yet at the same moment (a
+    /// deploy, a cron burst): one creates and migrates it, the others wait for that and retry.
     ///
     /// # Errors
-    /// `NoDatabase` (Read, missing), `NotOurDb`, `NewerSchema`, `DbPermission`, `OpenDb`, `Db`.
+    /// `NoDatabase` (Read: missing or empty), `OldSchema` (Read), `NotOurDb`, `NewerSchema`,
+    /// `DbPermission`, `OpenDb`, `Db`, `Busy` after `OPEN_PATIENCE`.
     pub(crate) fn open(path: &Path, access: Access) -> Result<Store> {
+        let deadline = std::time::Instant::now() + OPEN_PATIENCE;
+        loop {
+            match Store::try_open(path, access) {
+                Err(Error::Busy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2 + fastrand::u64(0..8)));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn try_open(path: &Path, access: Access) -> Result<Store> {
         let exists = path.exists();
         if !exists {
             if access == Access::Read {
                 return Err(Error::NoDatabase {
                     path: path.to_path_buf(),
+                    empty: false,
                 });
             }
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -133,15 +155,19 @@ impl Store {
         } else {
             check_header(path)?;
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | if exists {
-                OpenFlags::empty()
-            } else {
-                OpenFlags::SQLITE_OPEN_CREATE
-            };
-        let conn =
-            Connection::open_with_flags(path, flags).map_err(|source| open_error(path, source))?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if access != Access::Read {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = match Connection::open_with_flags(path, flags) {
+            // A reader without write permission still reads.
+            Err(_) if access == Access::Read => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            c => c,
+        }
+        .map_err(|source| open_error(path, source))?;
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
@@ -152,15 +178,7 @@ impl Store {
             .map_err(|e| store.err("set busy handler", e))?;
         // Identify before changing anything: setting WAL mode would rewrite the header of another
         // application's database.
-        schema::check_identity(&store)?;
-        // The daemon checkpoints from its own thread (see `checkpoint`), so its connections never
-        // checkpoint inline; CLI connections keep a large threshold as a safety net for when no
-        // daemon runs, and skip the checkpoint SQLite otherwise does when the last connection
-        // closes (two extra fsyncs in every `enqueue`)...
-        let (sync, autocheckpoint) = match access {
-            Access::Daemon => ("NORMAL", 0),
-            Access::Write | Access::Read => ("FULL", CLI_AUTOCHECKPOINT_PAGES),
-        };
+        let identity = schema::check_identity(&store)?;
         // Only while a daemon runs: it keeps the WAL index alive and checkpoints. Without one, the
         // last connection must checkpoint as it closes, or every later open would replay (scan) a
         // WAL that keeps growing.
@@ -175,10 +193,53 @@ impl Store {
                 )
                 .map_err(|e| store.err("set no checkpoint on close", e))?;
         }
+        if access == Access::Read {
+            match identity {
+                schema::Identity::Empty => {
+                    return Err(Error::NoDatabase {
+                        path: path.to_path_buf(),
+                        empty: true,
+                    })
+                }
+                schema::Identity::Ours { version } if version < schema::SCHEMA_VERSION => {
+                    return Err(Error::OldSchema {
+                        path: path.to_path_buf(),
+                        found: version,
+                        supported: schema::SCHEMA_VERSION,
+                    })
+                }
+                schema::Identity::Ours { .. } => {}
+            }
+            store
+                .conn
+                .execute_batch("PRAGMA query_only=ON; PRAGMA temp_store=MEMORY;")
+                .map_err(|e| store.err("set pragmas", e))?;
+            return Ok(store);
+        }
+        // The daemon checkpoints from its own thread (see `checkpoint`), so its connections never
+        // checkpoint inline; CLI connections keep a large threshold as a safety net for when no
+        // daemon runs, and skip the checkpoint SQLite otherwise does when the last connection
+        // closes (two extra fsyncs in every `enqueue`)...
+        let (sync, autocheckpoint) = match access {
+            Access::Daemon => ("NORMAL", 0),
+            Access::Write | Access::Read => ("FULL", CLI_AUTOCHECKPOINT_PAGES),
+        };
+        // Switching to WAL takes an exclusive lock: only the process that creates the file does
+        // it (others racing with it get `Busy` and try again).
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| store.err("read journal mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            store
+                .conn
+                .execute_batch("PRAGMA journal_mode=WAL;")
+                .map_err(|e| store.err("set WAL mode", e))?;
+        }
         store
             .conn
             .execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; \
+                "PRAGMA synchronous={sync}; PRAGMA temp_store=MEMORY; \
                  PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint={autocheckpoint}; \
                  PRAGMA journal_size_limit={WAL_SIZE_LIMIT};"
             ))

@@ -24,6 +24,8 @@ pub(super) const DELIVERED: i64 = 2;
 pub(super) const DEAD: i64 = 3;
 /// Waiting behind an earlier message of its ordered lane.
 pub(super) const WAITING: i64 = 4;
+/// Cancelled by an operator; kept like a delivered message until retention purges it.
+pub(super) const CANCELLED: i64 = 5;
 
 // Writes use `OR FAIL` (and the attempt record `OR IGNORE`) instead of the default `OR ABORT`:
 // every statement here runs inside a transaction that is rolled back as a whole on any error, so
@@ -36,7 +38,8 @@ const INSERT_MESSAGE: &str = "INSERT OR FAIL INTO messages
      ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 const INSERT_PAYLOAD: &str =
     "INSERT OR FAIL INTO payloads (seq, method, url, headers, body) VALUES (?1, ?2, ?3, ?4, ?5)";
-const SELECT_BY_KEY: &str = "SELECT uuid FROM messages WHERE idem_key = ?1";
+const SELECT_BY_KEY: &str = "SELECT m.uuid, m.state, m.endpoint, p.method, p.url, p.headers,
+     p.body FROM messages m JOIN payloads p USING (seq) WHERE m.idem_key = CAST(?1 AS TEXT)";
 /// `LIMIT CAST(?2 AS INTEGER)`, not `LIMIT ?2`: SQLite's planner reads a bare variable's value in
 /// LIMIT and then recompiles the statement whenever a new value is bound, which was every claim
 /// (and each recompile freed and reallocated its program: musl's allocator turned that into
@@ -52,17 +55,30 @@ const INSERT_ATTEMPT: &str =
 const MARK_DELIVERED: &str =
     "UPDATE OR FAIL messages SET state = 2, due_at = ?2, delivered_at = ?2,
      attempts = attempts + 1, attempts_total = ?3, last_error = NULL WHERE seq = ?1 AND state = 1";
-const MARK_RETRY: &str = "UPDATE OR FAIL messages SET state = 0, due_at = ?2,
-     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1";
-const MARK_DEAD: &str = "UPDATE OR FAIL messages SET state = 3, due_at = ?2, dead_at = ?2,
-     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1";
+/// A failed attempt: pending again at ?2, or cancelled (at ?5) when an operator asked for that
+/// while it was in flight. Returns the new state and the lane.
+const MARK_RETRY: &str = "UPDATE OR FAIL messages SET
+     state = iif(cancel_requested, 5, 0), due_at = iif(cancel_requested, ?5, ?2),
+     cancelled_at = iif(cancel_requested, ?5, NULL),
+     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1
+     RETURNING state";
+const MARK_DEAD: &str =
+    "UPDATE OR FAIL messages SET state = iif(cancel_requested, 5, 3), due_at = ?2,
+     dead_at = iif(cancel_requested, NULL, ?2), cancelled_at = iif(cancel_requested, ?2, NULL),
+     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1
+     RETURNING state";
 const RELEASE: &str =
-    "UPDATE OR FAIL messages SET state = 0, due_at = ?2 WHERE seq = ?1 AND state = 1";
+    "UPDATE OR FAIL messages SET state = iif(cancel_requested, 5, 0), due_at = ?2,
+     cancelled_at = iif(cancel_requested, ?2, NULL) WHERE seq = ?1 AND state = 1
+     RETURNING state, lane";
+/// Messages left in flight by a daemon that died: the cancelled ones first (their lanes move on).
+const CANCEL_IN_FLIGHT: &str = "UPDATE messages SET state = 5, due_at = ?1, cancelled_at = ?1
+     WHERE state = 1 AND cancel_requested RETURNING lane";
 const REQUEUE_IN_FLIGHT: &str = "UPDATE messages SET state = 0, due_at = ?1 WHERE state = 1";
 const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = ?1";
 /// The state index is per endpoint: `IN` makes one range scan per endpoint (0 is plain URLs).
 const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN
-     (SELECT seq FROM messages WHERE state = 2
+     (SELECT seq FROM messages WHERE state IN (2, 5)
         AND endpoint IN (SELECT 0 UNION ALL SELECT id FROM endpoints)
         AND due_at < ?1 LIMIT CAST(?2 AS INTEGER))
      RETURNING seq";
@@ -71,10 +87,19 @@ const INSERT_ENDPOINT: &str = "INSERT OR IGNORE INTO endpoints (name) VALUES (?1
 /// Whether a new message of `lane` must wait: the lane has a message pending, in flight or
 /// waiting, or (when dead messages block, ?2) a dead one.
 const LANE_BUSY: &str = "SELECT EXISTS (SELECT 1 FROM messages WHERE lane = ?1 AND state != 2
-     AND (state != 3 OR ?2))";
+     AND state != 5 AND (state != 3 OR ?2))";
 /// After a lane's head is delivered (or dead and skipped), its next message becomes pending.
+/// (`CAST`: a bare parameter here made SQLite recompile the statement at each execution.)
 const PROMOTE: &str = "UPDATE OR FAIL messages SET state = 0 WHERE seq =
-     (SELECT seq FROM messages WHERE lane = ?1 AND state != 2 AND state = 4 ORDER BY seq LIMIT 1)";
+     (SELECT seq FROM messages WHERE lane = CAST(?1 AS TEXT) AND state != 2 AND state = 4
+      ORDER BY seq LIMIT 1)";
+/// After a lane's message left it other than by delivery (deleted, cancelled), its next waiting
+/// message goes, unless the lane still has one pending, in flight or dead.
+pub(super) const PROMOTE_IF_FREE: &str = "UPDATE OR FAIL messages SET state = 0 WHERE seq =
+     (SELECT seq FROM messages WHERE lane = CAST(?1 AS TEXT) AND state != 2 AND state = 4
+      ORDER BY seq LIMIT 1)
+     AND NOT EXISTS (SELECT 1 FROM messages WHERE lane = CAST(?1 AS TEXT) AND state != 2
+      AND state IN (0, 1, 3))";
 const SAVE_HEALTH: &str = "UPDATE OR FAIL endpoints SET state = ?2, failures = ?3,
      failing_since = ?4, last_success_at = ?5, last_error = ?6, last_error_at = ?7,
      changed_at = ?8, reason = ?9 WHERE id = ?1";
@@ -89,6 +114,11 @@ pub(crate) struct Enqueued {
     pub(crate) uuid: Uuid,
     /// False when the idempotency key was known and the first message's uuid is returned.
     pub(crate) created: bool,
+    /// The message's state now (the first message's, for a known key).
+    pub(crate) state: super::State,
+    /// For a known key: whether the first message is the same request (method, destination,
+    /// headers, body). A different one was not stored.
+    pub(crate) same_request: bool,
 }
 
 /// How an attempt ended, as decided by the dispatcher.
@@ -113,8 +143,12 @@ pub(crate) struct Outcome {
     /// Stored as the message's last error when it failed.
     pub(crate) summary: String,
     pub(crate) kind: OutcomeKind,
-    /// The message's ordered lane, whose next message becomes pending when this is set.
-    pub(crate) promote: Option<String>,
+    /// The message's ordered lane, if any.
+    pub(crate) lane: Option<String>,
+    /// Whether the lane's next message becomes pending (this one was delivered, or died in a
+    /// lane that skips dead messages). A message cancelled at the end of its attempt always
+    /// lets its lane go on.
+    pub(crate) promote: bool,
 }
 
 /// Claim up to `limit` due messages of one endpoint (0: plain URLs).
@@ -156,6 +190,9 @@ pub(crate) struct Cycle<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
     pub(crate) jobs: Vec<Job>,
+    /// Messages (seq) whose attempt or release ended in `cancelled`: an operator cancelled them
+    /// while they were in flight.
+    pub(crate) cancelled: Vec<i64>,
     /// For each claim that got fewer than its limit (all due ones): the endpoint's next due time.
     pub(crate) next_due: Vec<(i64, Option<i64>)>,
     /// Endpoints to enable.
@@ -193,10 +230,32 @@ impl Store {
     ///
     /// # Errors
     /// `Db`/`Busy`.
+    /// Those an operator cancelled meanwhile become cancelled instead. Returns how many were
+    /// requeued.
     pub(crate) fn requeue_in_flight(&mut self, now: i64) -> Result<usize> {
-        self.conn
+        let path = &self.path;
+        let e = |op| move |source| wrap(path, op, source);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e("begin requeue"))?;
+        let lanes: Vec<Option<String>> = tx
+            .prepare(CANCEL_IN_FLIGHT)
+            .and_then(|mut s| {
+                s.query_map([now], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(e("cancel in-flight messages"))?;
+        for lane in lanes.iter().flatten() {
+            tx.prepare_cached(PROMOTE_IF_FREE)
+                .and_then(|mut s| s.execute([lane]))
+                .map_err(e("promote lane"))?;
+        }
+        let n = tx
             .execute(REQUEUE_IN_FLIGHT, [now])
-            .map_err(|e| self.err("requeue in-flight messages", e))
+            .map_err(e("requeue in-flight messages"))?;
+        tx.commit().map_err(e("commit requeue"))?;
+        Ok(n)
     }
 
     /// One unit of the dispatcher's work, in one transaction: records `outcomes` (promoting the
@@ -212,13 +271,25 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e("begin"))?;
+        let mut out = Claimed::default();
         if !c.outcomes.is_empty() {
-            record(&tx, c.outcomes, now).map_err(e("record outcome"))?;
+            record(&tx, c.outcomes, now, &mut out.cancelled).map_err(e("record outcome"))?;
         }
         if !c.released.is_empty() {
             let mut release = tx.prepare_cached(RELEASE).map_err(e("prepare"))?;
             for seq in c.released {
-                release.execute(params![seq, now]).map_err(e("release"))?;
+                let row: Option<(i64, Option<String>)> = release
+                    .query_row(params![seq, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(e("release"))?;
+                if let Some((CANCELLED, lane)) = row {
+                    out.cancelled.push(*seq);
+                    if let Some(lane) = lane {
+                        tx.prepare_cached(PROMOTE_IF_FREE)
+                            .and_then(|mut s| s.execute([lane]))
+                            .map_err(e("promote lane"))?;
+                    }
+                }
             }
         }
         if !c.health.is_empty() {
@@ -238,7 +309,6 @@ impl Store {
                 .map_err(e("save endpoint health"))?;
             }
         }
-        let mut out = Claimed::default();
         if c.take_enables {
             let mut take = tx.prepare_cached(TAKE_ENABLES).map_err(e("prepare"))?;
             out.enabled = take
@@ -282,7 +352,8 @@ impl Store {
             .map_err(|e| self.err("read data_version", e))
     }
 
-    /// Deletes up to `limit` messages delivered before `before`, with their payloads and attempts.
+    /// Deletes up to `limit` messages delivered (or cancelled) before `before`, with their
+    /// payloads and attempts.
     ///
     /// # Errors
     /// `Db`/`Busy`.
@@ -324,7 +395,12 @@ pub(super) fn delete_details(tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Re
     Ok(())
 }
 
-fn record(tx: &Transaction<'_>, outcomes: &[Outcome], now: i64) -> rusqlite::Result<()> {
+fn record(
+    tx: &Transaction<'_>,
+    outcomes: &[Outcome],
+    now: i64,
+    cancelled: &mut Vec<i64>,
+) -> rusqlite::Result<()> {
     let mut attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
     let mut delivered = tx.prepare_cached(MARK_DELIVERED)?;
     let mut retry = tx.prepare_cached(MARK_RETRY)?;
@@ -340,13 +416,28 @@ fn record(tx: &Transaction<'_>, outcomes: &[Outcome], now: i64) -> rusqlite::Res
             o.error,
             response
         ])?;
-        match o.kind {
-            OutcomeKind::Delivered => delivered.execute(params![o.seq, now, o.n]),
-            OutcomeKind::Retry { due_at } => retry.execute(params![o.seq, due_at, o.n, o.summary]),
-            OutcomeKind::Dead => dead.execute(params![o.seq, now, o.n, o.summary]),
-        }?;
-        if let Some(lane) = &o.promote {
-            tx.prepare_cached(PROMOTE)?.execute([lane])?;
+        let state: Option<i64> = match o.kind {
+            OutcomeKind::Delivered => {
+                delivered.execute(params![o.seq, now, o.n])?;
+                Some(DELIVERED)
+            }
+            OutcomeKind::Retry { due_at } => retry
+                .query_row(params![o.seq, due_at, o.n, o.summary, now], |r| r.get(0))
+                .optional()?,
+            OutcomeKind::Dead => dead
+                .query_row(params![o.seq, now, o.n, o.summary], |r| r.get(0))
+                .optional()?,
+        };
+        let was_cancelled = state == Some(CANCELLED);
+        if was_cancelled {
+            cancelled.push(o.seq);
+        }
+        if let Some(lane) = &o.lane {
+            if was_cancelled {
+                tx.prepare_cached(PROMOTE_IF_FREE)?.execute([lane])?;
+            } else if o.promote {
+                tx.prepare_cached(PROMOTE)?.execute([lane])?;
+            }
         }
     }
     Ok(())
@@ -400,6 +491,8 @@ impl Inserter<'_> {
         let path = self.store_path;
         let e = |op| move |source| wrap(path, op, source);
         let uuid = Uuid::now_v7();
+        // `created_at` is the time in the uuid, so that filters on it are uuid ranges.
+        let created = crate::filter::uuid_ms(&uuid);
         let due = now.saturating_add(super::duration_ms(m.delay));
         let endpoint = match &m.endpoint {
             None => 0,
@@ -428,7 +521,7 @@ impl Inserter<'_> {
                     uuid.as_bytes(),
                     m.key,
                     due,
-                    now,
+                    created,
                     m.max_attempts,
                     state,
                     endpoint,
@@ -437,19 +530,40 @@ impl Inserter<'_> {
             })
             .map_err(e("insert message"))?;
         if inserted == 0 {
-            let first: [u8; 16] = self
+            type First = ([u8; 16], i64, i64, String, String, String, Vec<u8>);
+            let first: First = self
                 .tx
                 .prepare_cached(SELECT_BY_KEY)
-                .and_then(|mut s| s.query_row([&m.key], |r| r.get(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row([&m.key], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                    .optional()
+                })
                 .map_err(e("look up idempotency key"))?
                 .ok_or_else(|| Error::Db {
                     path: path.to_path_buf(),
                     op: "look up idempotency key",
                     source: rusqlite::Error::QueryReturnedNoRows,
                 })?;
+            let (uuid, state, first_endpoint, method, url, headers, body) = first;
             return Ok(Enqueued {
-                uuid: Uuid::from_bytes(first),
+                uuid: Uuid::from_bytes(uuid),
                 created: false,
+                state: super::State::from_db(state),
+                same_request: first_endpoint == endpoint
+                    && method == m.method
+                    && url == m.url
+                    && message::decode_headers(&headers) == m.headers
+                    && body == m.body,
             });
         }
         let seq = self.tx.last_insert_rowid();
@@ -468,6 +582,8 @@ impl Inserter<'_> {
         Ok(Enqueued {
             uuid,
             created: true,
+            state: super::State::from_db(state),
+            same_request: true,
         })
     }
 
@@ -596,7 +712,8 @@ pub(super) mod tests {
             response: b"oops".to_vec(),
             summary: "HTTP 500".into(),
             kind,
-            promote: None,
+            lane: None,
+            promote: false,
         }
     }
 
@@ -799,7 +916,8 @@ pub(super) mod tests {
             vec![uuids[0]]
         );
         let mut done = outcome(&first[0], OutcomeKind::Delivered);
-        done.promote = Some("k".into());
+        done.lane = Some("k".into());
+        done.promote = true;
         let second = cyc(&mut s, &[done], &[], 10, 1)?;
         assert_eq!(
             second.iter().map(|j| j.uuid).collect::<Vec<_>>(),
@@ -819,7 +937,7 @@ pub(super) mod tests {
         ins.commit()?;
         assert!(cyc(&mut s, &[], &[], 10, 3)?.is_empty());
         // Deleting the dead head lets the lane go on.
-        s.delete_dead(Some(&[uuids[1]]))?;
+        s.act_on(crate::store::Action::Delete, &[uuids[1]], 4)?;
         let third = cyc(&mut s, &[], &[], 10, 4)?;
         assert_eq!(
             third.iter().map(|j| j.uuid).collect::<Vec<_>>(),
@@ -828,21 +946,61 @@ pub(super) mod tests {
         Ok(())
     }
 
-    /// Claims of different sizes reuse the compiled statement (no SQLITE_STMTSTATUS_REPREPARE).
+    /// Claims of different sizes, and every statement of an enqueue and a cycle, reuse their
+    /// compiled statements (no SQLITE_STMTSTATUS_REPREPARE): a recompile per execution is
+    /// planner work on the hot path (and, in the static build, allocator churn).
     #[test]
     fn claims_of_any_size_are_not_recompiled() -> Result<()> {
         let (_d, mut s) = test_store();
         let mut ins = s.inserter()?;
-        for _ in 0..20 {
-            ins.insert(&msg("http://127.0.0.1:1/"), 0)?;
+        for i in 0..20 {
+            let m = Message {
+                lane: (i % 2 == 0).then(|| format!("lane{}", i % 4)),
+                key: Some(format!("k{i}")),
+                ..msg("http://127.0.0.1:1/")
+            };
+            ins.insert(&m, 0)?;
         }
         ins.commit()?;
-        for n in [1, 3, 2, 5, 4] {
-            assert_eq!(cyc(&mut s, &[], &[], n, 0)?.len(), n);
+        let mut total = 0;
+        for (i, n) in [1, 3, 2, 5, 4].into_iter().enumerate() {
+            let jobs = cyc(&mut s, &[], &[], n, 0)?;
+            total += jobs.len();
+            let outs: Vec<Outcome> = jobs
+                .iter()
+                .enumerate()
+                .map(|(j, job)| {
+                    let kind = match (i + j) % 3 {
+                        0 => OutcomeKind::Delivered,
+                        1 => OutcomeKind::Retry { due_at: 1_000 },
+                        _ => OutcomeKind::Dead,
+                    };
+                    let mut o = outcome(job, kind);
+                    o.lane = job.lane.clone();
+                    o.promote = o.lane.is_some();
+                    o
+                })
+                .collect();
+            cyc(&mut s, &outs, &[], 0, 1)?;
         }
+        assert!(total > 0);
         assert_eq!(s.purge_delivered(1, 7)?, 0);
         assert_eq!(s.purge_delivered(1, 9)?, 0);
-        for sql in [CLAIM, PURGE_DELIVERED] {
+        for sql in [
+            CLAIM,
+            PURGE_DELIVERED,
+            SELECT_PAYLOAD,
+            INSERT_MESSAGE,
+            INSERT_PAYLOAD,
+            LANE_BUSY,
+            INSERT_ATTEMPT,
+            MARK_DELIVERED,
+            MARK_RETRY,
+            MARK_DEAD,
+            PROMOTE,
+            PROMOTE_IF_FREE,
+            NEXT_DUE,
+        ] {
             let stmt = s
                 .conn
                 .prepare_cached(sql)

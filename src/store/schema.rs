@@ -131,40 +131,86 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UPDATE counts SET n = n - 1 WHERE state = (OLD.state IN (2, 3)) * OLD.state;
         UPDATE counts SET n = n + 1 WHERE state = (NEW.state IN (2, 3)) * NEW.state;
     END;",
+    // 5: operator control of every message. State 5 is cancelled (kept like delivered ones until
+    // retention purges it; `due_at` is when it was cancelled); `cancel_requested` marks an
+    // in-flight message to be cancelled when its attempt ends; `replayed_at` records a replay.
+    // Two partial indexes serve `list` newest first (the UUIDv7 order) for the states an operator
+    // looks for (pending, dead, waiting, cancelled): in-flight rows are few (the daemon's claim
+    // capacity) and delivered ones are the bulk, so neither is indexed here; a claim only
+    // removes an entry and a delivery touches none.
+    "ALTER TABLE messages ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN cancelled_at INTEGER;
+    ALTER TABLE messages ADD COLUMN replayed_at INTEGER;
+    CREATE INDEX messages_live ON messages(state, uuid) WHERE state NOT IN (1, 2);
+    CREATE INDEX messages_live_endpoint ON messages(endpoint, state, uuid)
+        WHERE state NOT IN (1, 2) AND endpoint != 0;
+    INSERT INTO counts (state, n) VALUES (5, 0);
+    DROP TRIGGER counts_insert;
+    DROP TRIGGER counts_delete;
+    DROP TRIGGER counts_update;
+    CREATE TRIGGER counts_insert AFTER INSERT ON messages BEGIN
+        UPDATE counts SET n = n + 1 WHERE state = (NEW.state IN (2, 3, 5)) * NEW.state;
+    END;
+    CREATE TRIGGER counts_delete AFTER DELETE ON messages BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = (OLD.state IN (2, 3, 5)) * OLD.state;
+    END;
+    CREATE TRIGGER counts_update AFTER UPDATE OF state ON messages
+        WHEN OLD.state != NEW.state AND (OLD.state IN (2, 3, 5) OR NEW.state IN (2, 3, 5)) BEGIN
+        UPDATE counts SET n = n - 1 WHERE state = (OLD.state IN (2, 3, 5)) * OLD.state;
+        UPDATE counts SET n = n + 1 WHERE state = (NEW.state IN (2, 3, 5)) * NEW.state;
+    END;",
 ];
 
 /// The schema version this binary writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// Refuses databases that belong to another application, reading only.
+/// What a database file holds, as far as webhookd is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Identity {
+    /// A new, empty database (no tables, no application id).
+    Empty,
+    /// A webhookd database at this schema version (at most `SCHEMA_VERSION`).
+    Ours { version: i64 },
+}
+
+/// Refuses databases that belong to another application, reading only. The three values are
+/// read in one read transaction: a process creating the database meanwhile is seen either not at
+/// all or complete.
 ///
 /// # Errors
-/// `NotOurDb`, `NewerSchema`, or `Db` when the file cannot be read (e.g. it is not SQLite).
-pub(super) fn check_identity(store: &Store) -> Result<()> {
+/// `NotOurDb`, `NewerSchema`, `Busy`, or `Db` when the file cannot be read (e.g. it is not SQLite).
+pub(super) fn check_identity(store: &Store) -> Result<Identity> {
     let not_ours = |reason: &str| Error::NotOurDb {
         path: store.path.clone(),
         reason: reason.into(),
     };
-    let app_id: i64 = store
-        .conn
-        .query_row("PRAGMA application_id", [], |r| r.get(0))
-        .map_err(|e| match e.sqlite_error_code() {
+    let read = || -> rusqlite::Result<(i64, i64, i64)> {
+        store.conn.execute_batch("BEGIN DEFERRED")?;
+        let values = store.conn.query_row(
+            "SELECT (SELECT application_id FROM pragma_application_id),
+                    (SELECT count(*) FROM sqlite_schema),
+                    (SELECT user_version FROM pragma_user_version)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        );
+        store.conn.execute_batch("COMMIT")?;
+        values
+    };
+    let (app_id, tables, version) = read().map_err(|e| {
+        let _ = store.conn.execute_batch("ROLLBACK");
+        match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase) => not_ours("not an SQLite database"),
-            _ => store.err("read application_id", e),
-        })?;
-    let tables: i64 = store
-        .conn
-        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
-        .map_err(|e| store.err("read schema", e))?;
+            _ => store.err("read the schema", e),
+        }
+    })?;
     if app_id == 0 && tables == 0 {
-        return Ok(()); // new, empty database
+        return Ok(Identity::Empty);
     }
     if app_id != APPLICATION_ID {
         return Err(not_ours(&format!(
             "SQLite application_id is {app_id:#x}, not webhookd's"
         )));
     }
-    let version = user_version(store)?;
     if version > SCHEMA_VERSION {
         return Err(Error::NewerSchema {
             path: store.path.clone(),
@@ -172,7 +218,7 @@ pub(super) fn check_identity(store: &Store) -> Result<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    Ok(())
+    Ok(Identity::Ours { version })
 }
 
 fn user_version(store: &Store) -> Result<i64> {

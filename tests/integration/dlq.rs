@@ -78,7 +78,7 @@ fn retry_without_edits_resends_with_fresh_budget() {
     assert_eq!(rx.count(), 3);
     flip.store(true, std::sync::atomic::Ordering::SeqCst);
     let out = env.ok(&["dlq", "retry", &uuid]);
-    assert!(out.contains(&uuid));
+    assert_eq!(out.trim(), "retried 1 of 1 matching messages");
     wait_until(Duration::from_secs(10), "delivered after retry", || {
         env.state(&uuid) == "delivered"
     });
@@ -158,8 +158,27 @@ fn retry_all_and_delete_all() {
     });
 
     let more: Vec<String> = (0..2).map(|_| dead_message(&env, &rx, &[])).collect();
-    let out = env.ok(&["dlq", "delete", "--all"]);
-    assert_eq!(out.lines().count(), 2);
+    // Not a terminal: a bulk delete needs --yes, and without it changes nothing.
+    let (code, err) = env.fail(&["dlq", "delete", "--all"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--yes") && err.contains("2 messages"), "{err}");
+    assert_eq!(env.queue("dead"), 2);
+    let out = env.ok(&["dlq", "delete", "--all", "--yes", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["matched"].as_u64(), v["changed"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let mut deleted: Vec<&str> = v["uuids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    deleted.sort_unstable();
+    let mut want: Vec<&str> = more.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(deleted, want);
     assert_eq!(env.queue("dead"), 0);
     for u in &more {
         let (code, err) = env.fail(&["show", u]);
@@ -176,20 +195,32 @@ fn delete_one_and_unknown_uuids_change_nothing() {
     let a = dead_message(&env, &rx, &[]);
     let b = dead_message(&env, &rx, &[]);
     let unknown = "01234567-89ab-7def-8123-456789abcdef";
+    let before = (env.show(&a), env.show(&b));
     for args in [
         vec!["dlq", "delete", &a, unknown],
         vec!["dlq", "retry", &a, unknown],
+        vec!["dlq", "retry", &a, unknown, "-d", "changed"],
         vec!["dlq", "show", unknown],
         vec!["show", unknown],
         vec!["show", "not-a-uuid"],
     ] {
         let (code, err) = env.fail(&args);
-        assert_ne!(code, 0);
-        let wanted = args.last().unwrap();
+        assert_eq!(code, 66, "{args:?}: {err}");
+        let wanted = if args.contains(&"not-a-uuid") {
+            "not-a-uuid"
+        } else {
+            unknown
+        };
         assert!(err.contains(wanted), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
-    assert_eq!(env.state(&a), "dead", "all-or-nothing: a untouched");
+    // All or nothing: neither message changed in any way (state, budget, body, history).
+    assert_eq!(
+        (env.show(&a), env.show(&b)),
+        before,
+        "a named uuid was unknown: nothing changes"
+    );
+    assert_eq!(env.queue("dead"), 2);
     env.ok(&["dlq", "delete", &a]);
     assert_eq!(env.state(&a), "missing");
     assert_eq!(env.state(&b), "dead");

@@ -325,8 +325,10 @@ fn breaker_opens_waits_without_spending_attempts_probes_and_recovers_with_alerts
     assert!(d.log_text().contains("endpoint flaky opened"));
 }
 
+/// A 410 for the endpoint's own URL dead-letters that message and disables the endpoint: later
+/// messages are held until an operator enables it.
 #[test]
-fn gone_disables_the_endpoint_holds_messages_until_enabled() {
+fn gone_for_the_endpoint_url_disables_it_and_holds_later_messages_until_enabled() {
     let (healthy, rx) = switchable(410);
     let alerts = Receiver::ok();
     let env = TestEnv::with_config(
@@ -353,18 +355,92 @@ fn gone_disables_the_endpoint_holds_messages_until_enabled() {
     let second = env.enqueue(&["--endpoint", "old"]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rx.count(), 1, "nothing sent while disabled");
-    assert_eq!(env.state(&first), "pending", "held, not dead");
-    assert_eq!(env.state(&second), "pending");
-    wait_until(Duration::from_secs(5), "alert", || alerts.count() >= 1);
-    let alert: serde_json::Value = serde_json::from_slice(&alerts.requests()[0].body).unwrap();
-    assert_eq!(alert["event"], "endpoint_disabled");
-    assert_eq!(alert["endpoint"], "old");
+    let v = env.show(&first);
+    assert_eq!(
+        (v["state"].as_str(), v["attempts_total"].as_u64()),
+        (Some("dead"), Some(1)),
+        "410: dead at once, one attempt"
+    );
+    assert_eq!(env.state(&second), "pending", "held");
+    wait_until(Duration::from_secs(5), "alerts", || alerts.count() >= 2);
+    let events: Vec<String> = alerts
+        .requests()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        events.contains(&"endpoint_disabled".to_owned()),
+        "{events:?}"
+    );
+    assert!(events.contains(&"dead_letter".to_owned()), "{events:?}");
     healthy.store(true, Ordering::SeqCst);
     let out = env.ok(&["endpoints", "enable", "old"]);
     assert!(out.contains("enabled (was disabled)"), "{out}");
-    wait_until(Duration::from_secs(10), "both delivered", || {
-        env.state(&first) == "delivered" && env.state(&second) == "delivered"
+    wait_until(Duration::from_secs(10), "the held one delivered", || {
+        env.state(&second) == "delivered"
     });
+    env.ok(&["dlq", "retry", &first]);
+    wait_until(
+        Duration::from_secs(10),
+        "the dead one delivered after dlq retry",
+        || env.state(&first) == "delivered",
+    );
+}
+
+/// Regression test for issue 12, B.3: a 410 on one path dead-letters that message after one
+/// attempt (never more than its budget), and the endpoint keeps delivering its other paths; only
+/// several 410s in a row (different messages) disable it.
+#[test]
+fn r12_a_410_on_one_path_dead_letters_that_message_only() {
+    let rx = Receiver::start(|req, _| {
+        if req.path.starts_with("/s410") {
+            Reply::Status(410)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let env = TestEnv::with_config(
+        "gone-path",
+        &format!(
+            "{FAST}\n[endpoints.billing]\nurl = \"{}\"\nmax_attempts = 4\n",
+            rx.url("")
+        ),
+    );
+    let _d = env.daemon();
+    let gone = env.enqueue(&["--endpoint", "billing", "--path", "/s410"]);
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&gone) == "dead"
+    });
+    let ok = env.enqueue(&["--endpoint", "billing", "--path", "/fine"]);
+    wait_until(Duration::from_secs(10), "the other path delivered", || {
+        env.state(&ok) == "delivered"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        rx.requests().iter().filter(|r| r.path == "/s410").count(),
+        1,
+        "one attempt, never more"
+    );
+    assert_eq!(env.show(&gone)["attempts_total"], 1);
+    assert_eq!(endpoint_state(&env, "billing")["state"], "healthy");
+    // Three different messages answered 410 in a row: now the endpoint is gone.
+    let more: Vec<String> = (1..=3)
+        .map(|i| env.enqueue(&["--endpoint", "billing", "--path", &format!("/s410/{i}")]))
+        .collect();
+    wait_until(
+        Duration::from_secs(10),
+        "disabled after 410s in a row",
+        || endpoint_state(&env, "billing")["state"] == "disabled",
+    );
+    for u in &more {
+        assert_eq!(env.state(u), "dead");
+        assert_eq!(env.show(u)["attempts_total"], 1);
+    }
 }
 
 #[test]
@@ -396,7 +472,10 @@ fn a_hanging_endpoint_does_not_slow_the_others() {
     });
     // Slow start: no success yet, so one request at a time; it never answers.
     assert_eq!(hang.count(), 1, "the hanging endpoint holds one worker");
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // 400 deliveries on loopback take well under a second with three free workers; had the
+    // hanging endpoint taken the pool (or most of it), they would take far longer or never end.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "400 messages took {took:?}");
     assert_eq!(endpoint_state(&env, "hang")["in_flight"], 1);
 }
 
@@ -520,24 +599,40 @@ fn endpoint_input_errors_are_clear_and_store_nothing() {
         "ep-input",
         &format!("{FAST}\n[endpoints.a]\nurl = \"http://127.0.0.1:9/\"\n"),
     );
+    // Issue 12, B.8: an unknown endpoint is "not found" (66) everywhere.
     let (code, err) = env.fail(&["enqueue", "--endpoint", "nope"]);
-    assert_eq!(code, 65);
-    assert!(
-        err.contains("unknown endpoint \"nope\" (configured: a)"),
-        "{err}"
-    );
+    assert_eq!(code, 66);
+    assert!(err.contains("no endpoint named \"nope\""), "{err}");
     let (code, err) = env.fail(&["enqueue", "--endpoint", "a", "--path", "v2"]);
-    assert_eq!(code, 65);
+    assert_eq!(code, 64);
     assert!(err.contains("must start with '/'"), "{err}");
+    // Issue 12, B.8: without a database nothing is known of any endpoint's health: say so
+    // (no "healthy"), and create nothing.
+    for args in [&["endpoints", "list"][..], &["endpoints", "show", "a"]] {
+        let (code, err) = env.fail(args);
+        assert_eq!(code, 66, "{err}");
+        assert!(err.contains("does not exist"), "{err}");
+    }
+    assert!(!env.db.exists(), "a read-only command created the database");
     let (code, err) = env.fail(&["enqueue", "http://x/", "--path", "/v2"]);
-    assert_eq!(code, 65);
+    assert_eq!(code, 64);
     assert!(
         err.contains("a path can only be given with an endpoint"),
         "{err}"
     );
+    let lines = "{\"endpoint\":\"nope\"}\n";
+    let out = env.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "a JSON line's problem is bad data"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("line 1: unknown endpoint \"nope\" (configured: a)"));
+    env.ok(&["enqueue", "--endpoint", "a", "--delay", "1h"]);
     let (code, err) = env.fail(&["endpoints", "show", "zzz"]);
     assert_eq!(code, 66, "{err}");
-    assert_eq!(env.queue("pending"), 0);
+    assert_eq!(env.queue("pending"), 1);
     let list: serde_json::Value =
         serde_json::from_str(&env.ok(&["endpoints", "list", "--json"])).unwrap();
     assert_eq!(list[0]["name"], "a");

@@ -12,45 +12,76 @@ fn refused(env: &TestEnv, args: &[&str], needle: &str) -> i32 {
     code
 }
 
+/// A bad argument is a command-line error (64), whatever it describes; a body file too large is
+/// bad data (65); a file that does not exist is 66 (README, "Exit codes").
 #[test]
 fn bad_enqueue_arguments_are_refused_and_store_nothing() {
     let env = TestEnv::with_config("bad-input", "max_body_size = 100\n");
     let ok = "http://127.0.0.1:9/hook";
-    for (args, needle) in [
-        (vec!["enqueue", "example.com/hook"], "invalid URL"),
-        (vec!["enqueue", "ftp://example.com/"], "scheme"),
-        (vec!["enqueue", "/relative"], "invalid URL"),
-        (vec!["enqueue", "http://exa mple.com/"], "invalid URL"),
-        (vec!["enqueue", ok, "-H", "NoColon"], "Name: value"),
+    for (args, needle, want) in [
+        (vec!["enqueue", "example.com/hook"], "invalid URL", 64),
+        (vec!["enqueue", "ftp://example.com/"], "scheme", 64),
+        (vec!["enqueue", "/relative"], "invalid URL", 64),
+        (vec!["enqueue", "http://exa mple.com/"], "invalid URL", 64),
+        // Issue 12, B.9: refused at enqueue, not at delivery.
+        (
+            vec!["enqueue", "http://127.0.0.1:99999/x"],
+            "port 99999",
+            64,
+        ),
+        (vec!["enqueue", "http://127.0.0.1:0/x"], "port 0", 64),
+        (vec!["enqueue", "http://"], "no host", 64),
+        (vec!["enqueue", ok, "-H", "NoColon"], "Name: value", 64),
         (
             vec!["enqueue", ok, "-H", "Bad Name: x"],
             "invalid header name",
+            64,
         ),
         (
             vec!["enqueue", ok, "-H", "X-Evil: a\r\nInjected: 1"],
             "CR, LF",
+            64,
         ),
-        (vec!["enqueue", ok, "-H", "X-Evil: a\nb"], "CR, LF"),
+        (vec!["enqueue", ok, "-H", "X-Evil: a\nb"], "CR, LF", 64),
         (
             vec!["enqueue", ok, "-H", "Content-Length: 3"],
             "Content-Length",
+            64,
         ),
-        (vec!["enqueue", ok, "-X", "PO ST"], "invalid HTTP method"),
-        (vec!["enqueue", ok, "-X", ""], "invalid HTTP method"),
-        (vec!["enqueue", ok, "--delay", "soon"], "--delay"),
-        (vec!["enqueue", ok, "--max-attempts", "0"], "max attempts"),
+        (
+            vec!["enqueue", ok, "-X", "PO ST"],
+            "invalid HTTP method",
+            64,
+        ),
+        (vec!["enqueue", ok, "-X", ""], "invalid HTTP method", 64),
+        (vec!["enqueue", ok, "--delay", "soon"], "--delay", 64),
+        (vec!["enqueue", ok, "--delay", "5"], "--delay", 64),
+        // Issue 12, B.8: our own message, not the parser's "use '-- -5'".
+        (vec!["enqueue", ok, "--delay", "-5s"], "negative", 64),
+        (
+            vec!["enqueue", ok, "--max-attempts", "0"],
+            "max attempts",
+            64,
+        ),
+        (
+            vec!["enqueue", ok, "--max-attempts", "many"],
+            "--max-attempts",
+            64,
+        ),
         (
             vec!["enqueue", ok, "-d", "@/nonexistent/file"],
             "/nonexistent/file",
+            66,
         ),
+        (vec!["enqueue", "--endpoint", "nosuch"], "nosuch", 66),
     ] {
         let code = refused(&env, &args, needle);
-        assert!(code == 65 || code == 66, "{args:?} exit {code}");
+        assert_eq!(code, want, "{args:?}");
     }
     let big = "x".repeat(101);
     assert_eq!(
         refused(&env, &["enqueue", ok, "-d", &big], "max_body_size"),
-        65
+        64
     );
     let path = file(&env, "big", &[b'x'; 101]);
     assert_eq!(
@@ -61,6 +92,10 @@ fn bad_enqueue_arguments_are_refused_and_store_nothing() {
         ),
         65
     );
+    // The parser's own refusals are command-line errors too: one code for them all.
+    let (code, err) = env.fail(&["enqueue", ok, "--bogus"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--bogus"), "{err}");
     env.enqueue(&[ok, "-d", &"x".repeat(100)]);
 }
 
@@ -73,23 +108,31 @@ fn jsonl_stores_all_in_order() {
         "",
         r#"{"url":"http://127.0.0.1:9/c","key":"k","delay":"10m","max_attempts":2}"#,
         r#"{"url":"http://127.0.0.1:9/c","key":"k"}"#,
+        r#"{"url":"http://127.0.0.1:9/d","headers":[{"name":"X-A","value":"1"},{"name":"X-A","value":"2"}]}"#,
     ];
     let path = file(&env, "in.jsonl", lines.join("\n").as_bytes());
     let out = env.ok(&["enqueue", "--jsonl", &path]);
     let uuids: Vec<&str> = out.lines().collect();
-    assert_eq!(uuids.len(), 4);
+    assert_eq!(uuids.len(), 5);
     assert_eq!(uuids[2], uuids[3], "same key, same uuid");
     assert_eq!(env.show(uuids[0])["url"], "http://127.0.0.1:9/a");
     let b = env.show(uuids[1]);
+    assert_eq!(b["method"], "PUT");
     assert_eq!(
-        (b["method"].as_str(), b["headers"]["X-A"].as_str()),
-        (Some("PUT"), Some("1"))
+        b["headers"],
+        serde_json::json!([{"name": "X-A", "value": "1"}])
+    );
+    // Issue 12, B.6: a repeated header survives the JSON round trip, in order.
+    let d = env.show(uuids[4]);
+    assert_eq!(
+        d["headers"],
+        serde_json::json!([{"name": "X-A", "value": "1"}, {"name": "X-A", "value": "2"}])
     );
     assert_eq!(b["body_base64"], "AAEC/w==");
     let c = env.show(uuids[2]);
     assert_eq!(c["max_attempts"], 2);
     assert!(c["next_attempt_at"].is_string());
-    assert_eq!(env.queue("pending"), 3);
+    assert_eq!(env.queue("pending"), 4);
     assert_eq!(env.queue("scheduled"), 1);
 }
 
@@ -307,6 +350,33 @@ fn jsonl_stream_commits_as_it_goes_and_stops_at_a_bad_line() {
     assert!(ok.status.success());
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["state"], "pending");
+
+    // As it goes (issue 12, B.18): a line's uuid is printed, and the message is stored, while the
+    // producer has not finished (its stdin is still open).
+    use std::io::{BufRead, Write};
+    let mut child = env
+        .cmd(&["enqueue", "--jsonl", "-", "--stream"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{good}").unwrap();
+    stdin.flush().unwrap();
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(
+        env.state(first.trim()),
+        "pending",
+        "stored before the input ended"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the producer is still open"
+    );
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]
@@ -321,7 +391,7 @@ fn completions_need_no_config() {
     let fish = env.ok(&["completions", "fish"]);
     assert!(fish.contains("complete -c webhookd"), "{fish}");
     let (code, err) = env.fail(&["completions", "tcsh"]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 64, "{err}");
 }
 
 #[test]

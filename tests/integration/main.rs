@@ -13,6 +13,10 @@ mod endpoints;
 mod input;
 /// Daemon life: status, one daemon per DB, SIGTERM drain, sd-notify, crash safety, retention.
 mod lifecycle;
+/// An operator's control of every message: list, cancel, bulk DLQ actions, replay, capture.
+mod operator;
+/// Regressions of issue 12 (a new user's findings), named `r12_*` after their item.
+mod regressions;
 /// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
 mod retries;
 /// Under a supervisor: watchdog pings and their stop when wedged, STATUS=, SIGHUP reload, worker

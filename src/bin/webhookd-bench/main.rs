@@ -5,6 +5,7 @@
 //! [--dir DIR] [--out FILE]`. Prints a table and writes JSON. `--quick` is the CI smoke run: small
 //! counts, and it fails (exit 1) only on correctness (a message not received), never on timings.
 
+mod operator;
 mod receiver;
 
 use std::io::{BufRead, BufReader, Write};
@@ -60,7 +61,7 @@ fn main() {
             "drain 10ms receiver, 16 workers",
             Behaviour {
                 delay: Duration::from_millis(10),
-                fail_every: 0,
+                ..Behaviour::default()
             },
             16,
         );
@@ -68,15 +69,15 @@ fn main() {
             "drain 10ms receiver, 128 workers",
             Behaviour {
                 delay: Duration::from_millis(10),
-                fail_every: 0,
+                ..Behaviour::default()
             },
             128,
         );
         b.drain(
             "drain 1 in 10 fails",
             Behaviour {
-                delay: Duration::ZERO,
                 fail_every: 10,
+                ..Behaviour::default()
             },
             16,
         );
@@ -86,15 +87,15 @@ fn main() {
         b.endpoints(
             "100 endpoints, 10 failing (500)",
             Some(Behaviour {
-                delay: Duration::ZERO,
                 fail_every: 1,
+                ..Behaviour::default()
             }),
         );
         b.endpoints(
             "100 endpoints, 10 hanging (1s timeout)",
             Some(Behaviour {
                 delay: Duration::from_secs(30),
-                fail_every: 0,
+                ..Behaviour::default()
             }),
         );
     }
@@ -105,6 +106,9 @@ fn main() {
     if b.wants("scale") {
         b.scale();
         b.scale_delivered();
+    }
+    if b.wants("bulk") {
+        b.bulk_retry_gap();
     }
     b.report(started.elapsed());
     if !b.failures.is_empty() {
@@ -130,7 +134,7 @@ fn parse_args() -> Args {
             "--dir" => args.dir = it.next().map(PathBuf::from).expect("--dir DIR"),
             "--out" => args.out = it.next().map(PathBuf::from).expect("--out FILE"),
             "-h" | "--help" => {
-                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale] [--dir DIR] [--out FILE]");
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,bulk] [--dir DIR] [--out FILE]");
                 std::process::exit(0);
             }
             other => {
@@ -312,8 +316,13 @@ impl Bench {
         self.run_daemon(name, w, n, || rx.unique() - before)
     }
 
+    /// How long a scenario may take before it counts as failed: 30 minutes, 2 in the smoke run.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(if self.args.quick { 120 } else { 1800 })
+    }
+
     /// Times a daemon on `w`'s (already filled) database from spawn until `received()` reaches
-    /// `n`; records a failure (and returns None) if it does not within 30 minutes.
+    /// `n`; records a failure (and returns None) if it does not within `patience`.
     fn run_daemon(
         &mut self,
         name: &str,
@@ -324,7 +333,7 @@ impl Bench {
         settle_disk();
         let t = Instant::now();
         let mut d = w.daemon();
-        let ok = wait(Duration::from_secs(1800), || received() >= n);
+        let ok = wait(self.patience(), || received() >= n);
         let wall = t.elapsed();
         let (cpu, rss_kib) = d.usage();
         d.stop();
@@ -333,6 +342,15 @@ impl Bench {
             return None;
         }
         Some(Drained { wall, cpu, rss_kib })
+    }
+
+    /// Fails the run if a message reached `rx` twice: nothing crashes in a benchmark, so at least
+    /// once must be exactly once here.
+    fn no_duplicates(&mut self, name: &str, rx: &Receiver) {
+        let dups = rx.duplicates();
+        if dups > 0 {
+            self.fail(format!("{name}: {dups} messages delivered twice"));
+        }
     }
 
     /// The rows of a timed drain of `n` messages: deliveries/s (as `metric`, with `rate_target`),
@@ -358,6 +376,7 @@ impl Bench {
         let Some(d) = self.timed_drain(name, &w, &rx, n) else {
             return;
         };
+        self.no_duplicates(name, &rx);
         let target = if behaviour == Behaviour::default() {
             ">= 12000"
         } else {
@@ -400,6 +419,7 @@ impl Bench {
         let Some(d) = self.run_daemon(name, &w, healthy, || good.unique()) else {
             return;
         };
+        self.no_duplicates(name, &good);
         self.drain_rows(
             name,
             &format!("{healthy} msgs to healthy ones"),
@@ -482,6 +502,7 @@ impl Bench {
             self.fail(format!("{name}: {} of {n} received", rx.unique() - before));
             return;
         }
+        self.no_duplicates(name, rx);
         let mut lat = rx.take_latencies();
         lat.sort_unstable();
         let ms = |us: u64| us as f64 / 1000.0;
@@ -540,6 +561,7 @@ impl Bench {
         let n = self.n(200_000, 5_000);
         let rx = Receiver::start(Behaviour::default());
         let w = Work::new(&self.args.dir, "scale-delivered", 16);
+        w.add_endpoint("bench", "http://127.0.0.1:9/later");
         let name = format!("scale: fill by delivering {deep}, 16 B bodies");
         let Some(d) = self.timed_drain_of(&name, &w, &rx, deep, 16) else {
             return;
@@ -560,6 +582,7 @@ impl Bench {
         let secs = if self.args.quick { 1 } else { 5 };
         let name = format!("scale: claim latency, {deep} delivered retained, 1000/s ({secs} s)");
         self.latency_on(&w, &rx, 1000, secs, &name, ("<= 2", "<= 10"));
+        self.list_latency(&w, deep);
     }
 
     fn report(&self, elapsed: Duration) {
@@ -685,6 +708,13 @@ impl Work {
         let mut c = Command::new(webhookd());
         c.arg("--config").arg(&self.config);
         c
+    }
+
+    /// Adds `[endpoints.NAME]` to the config.
+    fn add_endpoint(&self, name: &str, url: &str) {
+        let mut config = std::fs::read_to_string(&self.config).unwrap();
+        config.push_str(&format!("[endpoints.{name}]\nurl = \"{url}\"\n"));
+        std::fs::write(&self.config, config).unwrap();
     }
 
     /// Streams `n` generated lines into `enqueue --jsonl -`; returns the number of uuids printed.

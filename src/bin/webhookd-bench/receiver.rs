@@ -16,13 +16,20 @@ pub struct Behaviour {
     pub delay: Duration,
     /// Every n-th request (n > 0) is answered 500.
     pub fail_every: u64,
+    /// Record when every request arrives (else only the timestamped ones).
+    pub arrivals: bool,
 }
 
 #[derive(Default)]
 pub struct Shared {
     pub requests: AtomicU64,
     pub ids: Mutex<HashSet<u128>>,
+    /// Successful requests for a `webhook-id` already received: a message delivered twice.
+    pub duplicates: AtomicU64,
     pub latencies_us: Mutex<Vec<u64>>,
+    /// When each timestamped (`"t":`) request arrived (each request, with
+    /// `Behaviour::arrivals`).
+    pub arrivals: Mutex<Vec<std::time::Instant>>,
 }
 
 pub struct Receiver {
@@ -64,6 +71,14 @@ impl Receiver {
 
     pub fn take_latencies(&self) -> Vec<u64> {
         std::mem::take(&mut *self.shared.latencies_us.lock().unwrap())
+    }
+
+    pub fn take_arrivals(&self) -> Vec<std::time::Instant> {
+        std::mem::take(&mut *self.shared.arrivals.lock().unwrap())
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.shared.duplicates.load(Ordering::Relaxed)
     }
 }
 
@@ -113,12 +128,20 @@ fn serve(conn: TcpStream, shared: &Shared, b: Behaviour) {
             .unwrap()
             .as_nanos() as u64;
         let n = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(t) = sent_at(&body) {
+        let stamped = sent_at(&body);
+        if let Some(t) = stamped {
             shared
                 .latencies_us
                 .lock()
                 .unwrap()
                 .push(now.saturating_sub(t) / 1000);
+        }
+        if stamped.is_some() || b.arrivals {
+            shared
+                .arrivals
+                .lock()
+                .unwrap()
+                .push(std::time::Instant::now());
         }
         if !b.delay.is_zero() {
             thread::sleep(b.delay);
@@ -126,7 +149,9 @@ fn serve(conn: TcpStream, shared: &Shared, b: Behaviour) {
         let fail = b.fail_every > 0 && n.is_multiple_of(b.fail_every);
         if !fail {
             if let Some(id) = id {
-                shared.ids.lock().unwrap().insert(id);
+                if !shared.ids.lock().unwrap().insert(id) {
+                    shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         let resp: &[u8] = if fail {

@@ -83,10 +83,14 @@ impl TestEnv {
         std::fs::write(&self.config, text).unwrap();
     }
 
-    /// The binary with `--config` set, run in the test directory.
+    /// The binary with `--config` set (but for the commands that take none), run in the test
+    /// directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.arg("--config").arg(&self.config).args(args);
+        if !matches!(args.first(), Some(&"verify") | Some(&"completions")) {
+            c.arg("--config").arg(&self.config);
+        }
+        c.args(args);
         c.current_dir(&self.dir);
         c.env_remove("WEBHOOKD_DB")
             .env_remove("WEBHOOKD_CONFIG")
@@ -169,9 +173,18 @@ impl TestEnv {
         serde_json::from_str(&self.ok(&["show", uuid, "--json"])).unwrap()
     }
 
+    /// The message's state, or "missing" when `show` says it does not exist (exit 66). Any
+    /// other failure fails the test: a crash must not pass for "missing" (issue 12, B.18).
+    #[track_caller]
     pub fn state(&self, uuid: &str) -> String {
         let out = self.run(&["show", uuid, "--json"]);
         if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                (out.status.code(), err.contains("no message with uuid")),
+                (Some(66), true),
+                "show {uuid} failed other than by a missing message: {err}"
+            );
             return "missing".into();
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -383,6 +396,46 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// Runs the binary with `args` (and `--config`) on a pseudo-terminal, as an operator's shell
+/// would (Python's `pty`): stdin and stdout are the terminal, `answer` is typed on it. Returns the
+/// exit code, what the terminal showed (stdout) and stderr.
+pub fn run_on_tty(env: &TestEnv, args: &[&str], answer: &str) -> (i32, String, String) {
+    let script = r#"
+import os, pty, select, subprocess, sys
+master, slave = pty.openpty()
+p = subprocess.Popen(sys.argv[2:], stdin=slave, stdout=slave, stderr=subprocess.PIPE)
+os.close(slave)
+os.write(master, (sys.argv[1] + "\n").encode())
+out = b""
+while True:
+    r, _, _ = select.select([master], [], [], 0.2)
+    if r:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    elif p.poll() is not None:
+        break
+err = p.stderr.read()
+p.wait(timeout=20)
+sys.stdout.buffer.write(out)
+sys.stderr.buffer.write(err)
+sys.exit(p.returncode)
+"#;
+    let mut c = Command::new("python3");
+    c.arg("-c").arg(script).arg(answer).arg(bin());
+    c.arg("--config").arg(&env.config).args(args);
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Writes `bytes` to a file in the test dir and returns its path.

@@ -1,0 +1,432 @@
+//! The command-line contract, as clap derive types. Doc comments are the `--help` text; examples
+//! are written out in full and never wrapped (every line can be copied into a shell).
+//!
+//! Only parsing lives here: values are validated into a `Config` (config.rs), a `Message` or a
+//! `Filter` by the handlers. The global options (`--config`, `--db`, `-v`, `-q`) work before or
+//! after the subcommand, and only on the subcommands they apply to (`verify` and `completions`
+//! need no config and have none).
+
+mod queue;
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+pub(crate) use queue::{
+    BulkArgs, CancelArgs, DlqCommand, DlqDeleteArgs, DlqRetryArgs, FilterArgs, ListArgs,
+    ReplayArgs, Selection,
+};
+
+const AFTER_HELP: &str = "\
+Examples:
+  webhookd run
+  webhookd enqueue https://example.com/hook -H 'Content-Type: application/json' -d '{\"id\":1}'
+  webhookd enqueue --jsonl events.jsonl
+  webhookd status
+  webhookd list --state dead --since 2h
+  webhookd dlq retry --endpoint billing --status 5xx
+
+Environment: WEBHOOKD_CONFIG and WEBHOOKD_DB stand for --config and --db (the options win).
+
+Exit codes: 0 ok, 1 verify: signature does not match, 3 status: daemon not running,
+64 command line (an unknown option, a missing or invalid argument), 65 bad data (a --jsonl
+line, a body file, a message in a state the action does not take, a database of another
+format), 66 not found (uuid, endpoint, file, database), 73 cannot create, 74 I/O error,
+75 temporary failure (busy, already running), 77 permission denied, 78 configuration error.";
+
+/// Reliable outbound webhook delivery with an embedded SQLite queue.
+#[derive(Debug, Parser)]
+#[command(
+    name = "webhookd",
+    version = env!("WEBHOOKD_VERSION"),
+    after_help = AFTER_HELP,
+    subcommand_help_heading = "Commands"
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) common: Common,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The options every command that uses a config and a database takes.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
+pub(crate) struct Common {
+    /// Config file (TOML; env WEBHOOKD_CONFIG). A named file that does not exist is an error.
+    /// Without it /etc/webhookd/webhookd.toml is read if it exists, else built-in defaults apply.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Database file (env WEBHOOKD_DB); overrides the config's `db`.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// More log output (repeat for more: -v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+impl Common {
+    /// These options given before the subcommand, completed by those given after it.
+    fn merged(&self, after: &Common) -> Common {
+        Common {
+            config: after.config.clone().or_else(|| self.config.clone()),
+            db: after.db.clone().or_else(|| self.db.clone()),
+            verbose: self.verbose.saturating_add(after.verbose),
+            quiet: self.quiet.saturating_add(after.quiet),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.config.is_some() || self.db.is_some() || self.verbose > 0 || self.quiet > 0
+    }
+}
+
+impl Cli {
+    /// The global options in force: before and after the subcommand.
+    pub(crate) fn common(&self) -> Common {
+        match self.command.common() {
+            Some(after) => self.common.merged(after),
+            None => self.common.clone(),
+        }
+    }
+
+    /// Global options given to a command that takes none (`verify`, `completions`).
+    pub(crate) fn misplaced_options(&self) -> Option<&'static str> {
+        (self.command.common().is_none() && self.common.is_set())
+            .then_some("--config, --db, -v and -q do not apply to this command")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Store a message durably and print its uuid.
+    #[command(after_help = "\
+Examples:
+  webhookd enqueue https://example.com/hook -H 'Content-Type: application/json' -d '{\"event\":\"paid\"}'
+  webhookd enqueue https://example.com/hook -d @payload.bin --key order-42 --delay 90s
+  webhookd enqueue --endpoint billing --path /v2/invoice -d '{\"id\":42}'
+  webhookd enqueue --jsonl events.jsonl
+  my-producer | webhookd enqueue --jsonl - --stream
+
+JSON lines: one object per line with `url` or `endpoint` (with an optional `path`), and
+optionally `method`, `headers` (an object, or a list of {\"name\", \"value\"} objects that keeps
+repeated names), `body` (text) or `body_base64`, `key`, `delay` (e.g. \"90s\"), `max_attempts`
+and `ordering_key`. Without --stream all lines are stored or none.")]
+    Enqueue(EnqueueArgs),
+
+    /// Run the delivery daemon in the foreground, logging to stderr.
+    #[command(after_help = "\
+Examples:
+  webhookd run
+  webhookd run --workers 32 --db /var/lib/webhookd/webhookd.db
+
+SIGTERM or SIGINT: stop claiming, let requests in flight finish (at most shutdown_timeout),
+record them, exit 0. SIGHUP: re-read the config file and apply workers, retry, http, retention,
+shutdown_timeout, log_level, alert_url and endpoints.")]
+    Run {
+        /// Number of delivery worker threads (overrides the config's `workers`).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
+        #[command(flatten)]
+        common: Common,
+    },
+
+    /// Show whether a daemon runs on this database, and the queue counts.
+    #[command(after_help = "\
+Examples:
+  webhookd status
+  webhookd status --json | jq .queue.dead
+
+Exit status 0 if a daemon is running on the database, 3 if not.")]
+    Status {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+
+    /// Show one message with its attempts.
+    #[command(after_help = "\
+Examples:
+  webhookd show 0190c6c8-0000-7000-8000-000000000000
+  webhookd show 0190c6c8-0000-7000-8000-000000000000 --json | jq '.attempts[-1]'
+  webhookd show 0190c6c8-0000-7000-8000-000000000000 --body > body.bin
+
+The uuid is the one enqueue printed, or one from webhookd list.")]
+    Show {
+        /// The message's uuid.
+        uuid: String,
+        /// Print one JSON object.
+        #[arg(long, conflicts_with = "body")]
+        json: bool,
+        /// Print only the body, byte for byte when stdout is not a terminal (on a terminal it is
+        /// escaped unless --raw).
+        #[arg(long)]
+        body: bool,
+        /// With --body: write the body unescaped even to a terminal.
+        #[arg(long, requires = "body")]
+        raw: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+
+    /// List messages in any state, newest first, with filters.
+    #[command(after_help = "\
+Examples:
+  webhookd list
+  webhookd list --state dead --endpoint billing --since 2h
+  webhookd list --state pending --state scheduled --limit 20
+  webhookd list --status 5xx --json | jq -r '.messages[].uuid'
+  webhookd list --cursor 0190c6c8-0000-7000-8000-000000000000
+
+Without --state: every state but delivered. A page ends with the cursor of the next one.")]
+    List(ListArgs),
+
+    /// Cancel messages that are pending, scheduled or waiting (in flight: when the attempt ends).
+    #[command(after_help = "\
+Examples:
+  webhookd cancel 0190c6c8-0000-7000-8000-000000000000
+  webhookd cancel --endpoint billing --state scheduled --dry-run
+  webhookd cancel --url-prefix https://old.example.com/ --yes
+
+With filters it asks for confirmation on a terminal; otherwise it needs --yes.")]
+    Cancel(CancelArgs),
+
+    /// Send delivered (or dead) messages again, with the same uuid and webhook-id.
+    #[command(after_help = "\
+Examples:
+  webhookd replay --endpoint billing --since 2026-11-30T22:00:00Z --until 2026-12-01T02:00:00Z
+  webhookd replay --key order-42
+  webhookd replay --state dead --status 5xx --since 1h --dry-run
+
+At least one filter is required. Receivers that drop duplicates by webhook-id drop replays too.")]
+    Replay(ReplayArgs),
+
+    /// Inspect, edit and re-send dead messages (the dead-letter queue).
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  webhookd dlq list
+  webhookd dlq show 0190c6c8-0000-7000-8000-000000000000
+  webhookd dlq retry 0190c6c8-0000-7000-8000-000000000000 --url https://example.com/new-hook
+  webhookd dlq retry --endpoint billing --since 2h --status 5xx
+  webhookd dlq delete --all --yes"
+    )]
+    Dlq(DlqCommand),
+
+    /// Named endpoints: their health, queue and policy; enable a disabled one.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  webhookd endpoints list
+  webhookd endpoints show billing --json | jq .health
+  webhookd endpoints enable billing"
+    )]
+    Endpoints(EndpointsCommand),
+
+    /// Check a Standard Webhooks signature, as a receiver would (exit 0 valid, 1 not).
+    #[command(after_help = "\
+Examples:
+  webhookd verify --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw --id msg_p5jXN8AQM9LWM0D4loKWxJek --timestamp 1614265330 --signature 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' -d '{\"test\": 2432232314}' --tolerance 0
+  webhookd verify --secret-file billing.secret --id \"$ID\" --timestamp \"$TS\" --signature \"$SIG\" -d @body.json
+
+Exit status 0 when one of the signatures was made with one of the secrets (and the timestamp is
+within the tolerance), 1 when not.")]
+    Verify(VerifyArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "\
+Examples:
+  webhookd completions bash > ~/.local/share/bash-completion/completions/webhookd
+  webhookd completions zsh > ~/.zfunc/_webhookd
+
+The .deb installs them for bash, zsh and fish.")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+impl Command {
+    /// The global options given after the subcommand, for commands that take them.
+    fn common(&self) -> Option<&Common> {
+        match self {
+            Command::Enqueue(a) => Some(&a.common),
+            Command::Run { common, .. }
+            | Command::Status { common, .. }
+            | Command::Show { common, .. } => Some(common),
+            Command::List(a) => Some(&a.common),
+            Command::Cancel(a) => Some(&a.common),
+            Command::Replay(a) => Some(&a.common),
+            Command::Dlq(d) => Some(d.common()),
+            Command::Endpoints(e) => Some(e.common()),
+            Command::Verify(_) | Command::Completions { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    /// Absolute http:// or https:// URL to deliver to.
+    #[arg(
+        value_name = "URL",
+        required_unless_present_any = ["jsonl", "endpoint"],
+        conflicts_with_all = ["jsonl", "endpoint"]
+    )]
+    pub(crate) url: Option<String>,
+
+    /// Deliver to the named endpoint of the config ([endpoints.NAME]) instead of a URL: its URL,
+    /// headers, signing secret and delivery policy apply when the message is sent.
+    #[arg(short = 'e', long, value_name = "NAME", conflicts_with = "jsonl")]
+    pub(crate) endpoint: Option<String>,
+
+    /// With --endpoint: a path (and query) appended to the endpoint's URL, e.g. /v2/invoice.
+    #[arg(long, value_name = "PATH", requires = "endpoint")]
+    pub(crate) path: Option<String>,
+
+    /// Deliver one at a time, in enqueue order, with the other messages of the same key (and
+    /// endpoint). See ORDERING in webhookd(8).
+    #[arg(long, value_name = "KEY", conflicts_with = "jsonl")]
+    pub(crate) ordering_key: Option<String>,
+
+    /// HTTP method.
+    #[arg(short = 'X', long, value_name = "METHOD", default_value = "POST")]
+    pub(crate) method: String,
+
+    /// Request header 'Name: value' (repeatable; a name may repeat).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub(crate) headers: Vec<String>,
+
+    /// Body: DATA as given, @FILE to read a file, @- to read stdin. Sent byte-for-byte.
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "DATA",
+        allow_hyphen_values = true
+    )]
+    pub(crate) data: Option<String>,
+
+    /// Idempotency key: enqueueing the same key again stores nothing and prints the first uuid.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) key: Option<String>,
+
+    /// First attempt not before now + DURATION (e.g. 90s, 10m).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub(crate) delay: Option<String>,
+
+    /// Total attempts for this message (overrides the config's retry.max_attempts).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub(crate) max_attempts: Option<String>,
+
+    /// Read messages as JSON lines from FILE, or - for stdin. All are stored or none.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["headers", "data", "key", "delay", "max_attempts"])]
+    pub(crate) jsonl: Option<String>,
+
+    /// With --jsonl: commit as lines arrive (in small groups) and print each uuid once its group
+    /// is durable, for long-running producers. A bad line stops the stream; lines before it stay.
+    #[arg(long, requires = "jsonl")]
+    pub(crate) stream: bool,
+
+    /// Print a JSON object (per message) instead of the bare uuid.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EndpointsCommand {
+    /// List endpoints (configured, or with messages in the database) with their health.
+    #[command(after_help = "\
+Examples:
+  webhookd endpoints list
+  webhookd endpoints list --json | jq -r '.[] | select(.state != \"healthy\") | .name'")]
+    List {
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+
+    /// Show one endpoint: policy, health, queue and ordered lanes (never its secrets).
+    #[command(after_help = "\
+Examples:
+  webhookd endpoints show billing
+  webhookd endpoints show billing --json | jq .lanes")]
+    Show {
+        /// The endpoint's name.
+        name: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+
+    /// Enable an endpoint that was disabled (or open): its held messages are delivered again.
+    #[command(after_help = "\
+Examples:
+  webhookd endpoints enable billing")]
+    Enable {
+        /// The endpoint's name.
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+impl EndpointsCommand {
+    fn common(&self) -> &Common {
+        match self {
+            EndpointsCommand::List { common, .. }
+            | EndpointsCommand::Show { common, .. }
+            | EndpointsCommand::Enable { common, .. } => common,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("secret_source").required(true).multiple(true).args(["secrets", "secret_file"])))]
+pub(crate) struct VerifyArgs {
+    /// A signing secret (whsec_...; repeatable: valid if any matches).
+    #[arg(long = "secret", value_name = "SECRET")]
+    pub(crate) secrets: Vec<String>,
+    /// A file with one or more secrets, separated by whitespace (instead of or beside --secret).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// The webhook-id header.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: String,
+    /// The webhook-timestamp header (Unix seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timestamp: u64,
+    /// The webhook-signature header (one or more space-separated v1,<base64>).
+    #[arg(long, value_name = "SIGNATURE")]
+    pub(crate) signature: String,
+    /// The body exactly as received: DATA, @FILE, or @- for stdin.
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "DATA",
+        allow_hyphen_values = true
+    )]
+    pub(crate) data: String,
+    /// Largest accepted distance between the timestamp and now (0: do not check).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub(crate) tolerance: String,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,366 @@
+//! The bulk commands: `cancel`, `replay`, `dlq retry`, `dlq delete`. Named uuids are acted on
+//! all or none; filters in batches of `BATCH` messages, each its own short transaction, so the
+//! daemon keeps delivering meanwhile (`store::bulk`). Every run says how many messages matched and
+//! how many changed; `--dry-run` only counts. Destructive actions on filters ask first (or need
+//! `--yes` when stdin is not a terminal); progress goes to stderr when it is a terminal.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use uuid::Uuid;
+
+use super::{out, read_body};
+use crate::cli::{BulkArgs, CancelArgs, DlqDeleteArgs, DlqRetryArgs, ReplayArgs, Selection};
+use crate::config::Config;
+use crate::error::{exit, Error, Result};
+use crate::filter::{Filter, StateName};
+use crate::message::parse_header;
+use crate::store::{self, parse_uuid, Access, Action, RetryEdit, Store};
+use crate::view::BulkJson;
+
+/// Messages per transaction: small enough that the daemon's next turn waits a few milliseconds
+/// at most (measured in BENCHMARKS.md: the longest gap between deliveries during a bulk retry).
+const BATCH: usize = 500;
+
+/// What a bulk command does, and to what.
+struct Plan<'a> {
+    name: &'static str,
+    past: &'static str,
+    action: Action<'a>,
+    /// Asks for confirmation when acting on filters.
+    destructive: bool,
+    /// New deliveries follow: wake the daemon after each batch.
+    wakes: bool,
+}
+
+enum Target {
+    Uuids(Vec<Uuid>),
+    Filter(Filter, Vec<StateName>),
+}
+
+/// `cancel UUID... | FILTERS`.
+///
+/// # Errors
+/// `Usage`, `NoSuchMessage`, `WrongState`, store errors.
+pub(crate) fn cancel(config: &Config, args: &CancelArgs) -> Result<u8> {
+    let target = if args.uuids.is_empty() {
+        if !args.filter.is_given() {
+            return Err(usage(
+                "name messages by uuid, or select them with filters (e.g. --endpoint, --since)",
+            ));
+        }
+        let f = super::filter(&args.filter, store::now_ms())?;
+        let states = f
+            .states_within(
+                &[StateName::Pending, StateName::Waiting, StateName::InFlight],
+                &[
+                    StateName::Pending,
+                    StateName::Scheduled,
+                    StateName::Waiting,
+                    StateName::InFlight,
+                ],
+            )
+            .map_err(|message| Error::Usage { message })?;
+        Target::Filter(f, states)
+    } else {
+        Target::Uuids(uuids(&args.uuids)?)
+    };
+    let plan = Plan {
+        name: "cancel",
+        past: "cancelled",
+        action: Action::Cancel,
+        destructive: true,
+        wakes: false,
+    };
+    run(config, &plan, target, &args.bulk, args.yes)
+}
+
+/// `replay FILTERS`.
+///
+/// # Errors
+/// `Usage` (no filter), store errors.
+pub(crate) fn replay(config: &Config, args: &ReplayArgs) -> Result<u8> {
+    if !args.filter.is_given() {
+        return Err(usage(
+            "replay needs at least one filter (e.g. --endpoint, --since, --key, --state)",
+        ));
+    }
+    let f = super::filter(&args.filter, store::now_ms())?;
+    let states = f
+        .states_within(
+            &[StateName::Delivered, StateName::Dead],
+            &[StateName::Delivered, StateName::Dead, StateName::Cancelled],
+        )
+        .map_err(|message| Error::Usage { message })?;
+    let plan = Plan {
+        name: "replay",
+        past: "replayed",
+        action: Action::Replay,
+        destructive: false,
+        wakes: true,
+    };
+    run(config, &plan, Target::Filter(f, states), &args.bulk, true)
+}
+
+/// `dlq retry (UUID... | --all | FILTERS) [edits]`.
+///
+/// # Errors
+/// `Usage` for a bad edit, `NoSuchMessage`/`NotDead` (nothing changes), store errors.
+pub(crate) fn dlq_retry(config: &Config, args: &DlqRetryArgs) -> Result<u8> {
+    if let Some(u) = &args.url {
+        crate::deliver::http::check_url(u).map_err(|m| usage(&format!("--url: {m}")))?;
+    }
+    let edit = RetryEdit {
+        url: args.url.clone(),
+        set_headers: args
+            .headers
+            .iter()
+            .map(|h| parse_header(h).map_err(|e| usage(&format!("-H: {e}"))))
+            .collect::<Result<_>>()?,
+        remove_headers: args.remove_headers.clone(),
+        body: args
+            .data
+            .as_deref()
+            .map(|d| read_body(d, config.max_body_size))
+            .transpose()?,
+    };
+    let target = dead_target(&args.select)?;
+    let plan = Plan {
+        name: "retry",
+        past: "retried",
+        action: Action::Retry(&edit),
+        destructive: false,
+        wakes: true,
+    };
+    run(config, &plan, target, &args.bulk, true)
+}
+
+/// `dlq delete (UUID... | --all | FILTERS)`.
+///
+/// # Errors
+/// `NoSuchMessage`/`NotDead` (nothing changes), `Usage`, store errors.
+pub(crate) fn dlq_delete(config: &Config, args: &DlqDeleteArgs) -> Result<u8> {
+    let target = dead_target(&args.select)?;
+    let plan = Plan {
+        name: "delete",
+        past: "deleted",
+        action: Action::Delete,
+        destructive: true,
+        wakes: false,
+    };
+    run(config, &plan, target, &args.bulk, args.yes)
+}
+
+fn dead_target(select: &Selection) -> Result<Target> {
+    if !select.uuids.is_empty() {
+        return Ok(Target::Uuids(uuids(&select.uuids)?));
+    }
+    if !select.all && !select.filter.is_given() {
+        return Err(usage(
+            "name dead messages by uuid, or use --all, or select them with filters",
+        ));
+    }
+    let f = super::filter(&select.filter, store::now_ms())?;
+    let states = f
+        .states_within(&[StateName::Dead], &[StateName::Dead])
+        .map_err(|message| Error::Usage { message })?;
+    Ok(Target::Filter(f, states))
+}
+
+fn uuids(args: &[String]) -> Result<Vec<Uuid>> {
+    args.iter().map(|u| parse_uuid(u)).collect()
+}
+
+fn usage(message: &str) -> Error {
+    Error::Usage {
+        message: message.to_owned(),
+    }
+}
+
+fn run(config: &Config, plan: &Plan<'_>, target: Target, bulk: &BulkArgs, yes: bool) -> Result<u8> {
+    let report = match target {
+        Target::Uuids(uuids) => on_uuids(config, plan, &uuids, bulk.dry_run)?,
+        Target::Filter(f, states) => on_filter(config, plan, &f, &states, bulk.dry_run, yes)?,
+    };
+    if bulk.json {
+        out(serde_json::to_string(&report).expect("a report serializes"))?;
+    } else {
+        out(human(plan, &report))?;
+    }
+    Ok(exit::OK)
+}
+
+fn human(plan: &Plan<'_>, r: &BulkJson) -> String {
+    if r.dry_run {
+        return format!(
+            "dry run: {} messages match; {} would be {}",
+            r.matched, r.changed, plan.past
+        );
+    }
+    let mut text = format!(
+        "{} {} of {} matching messages",
+        plan.past, r.changed, r.matched
+    );
+    if r.cancel_requested > 0 {
+        text.push_str(&format!(
+            "; {} in flight will be cancelled when their attempt ends",
+            r.cancel_requested
+        ));
+    }
+    text
+}
+
+fn on_uuids(config: &Config, plan: &Plan<'_>, uuids: &[Uuid], dry_run: bool) -> Result<BulkJson> {
+    let mut report = BulkJson {
+        action: plan.name,
+        dry_run,
+        matched: uuids.len() as u64,
+        changed: 0,
+        cancel_requested: 0,
+        uuids: Vec::new(),
+    };
+    if dry_run {
+        let store = Store::open(&config.db, Access::Read)?;
+        for u in uuids {
+            store.view(u)?; // exists
+        }
+        report.changed = report.matched;
+        report.uuids = uuids.iter().map(Uuid::to_string).collect();
+        return Ok(report);
+    }
+    let mut store = Store::open(&config.db, Access::Write)?;
+    let done = store.act_on(plan.action, uuids, store::now_ms())?;
+    drop(store);
+    if plan.wakes {
+        crate::daemon::wake(&config.db);
+    }
+    report.changed = done.changed.len() as u64;
+    report.cancel_requested = done.later.len() as u64;
+    report.uuids = done
+        .changed
+        .iter()
+        .chain(&done.later)
+        .map(Uuid::to_string)
+        .collect();
+    Ok(report)
+}
+
+fn on_filter(
+    config: &Config,
+    plan: &Plan<'_>,
+    f: &Filter,
+    states: &[StateName],
+    dry_run: bool,
+    yes: bool,
+) -> Result<BulkJson> {
+    let now = store::now_ms();
+    let access = if dry_run { Access::Read } else { Access::Write };
+    let mut store = Store::open(&config.db, access)?;
+    super::check_endpoint(config, &store, f)?;
+    let q = store.query(f, states, now)?;
+    let mut report = BulkJson {
+        action: plan.name,
+        dry_run,
+        matched: 0,
+        changed: 0,
+        cancel_requested: 0,
+        uuids: Vec::new(),
+    };
+    if let Action::Retry(edit) = plan.action {
+        if edit.url.is_some() {
+            if let Some(u) = store.selects_endpoint_messages(&q)? {
+                return Err(Error::input(format!(
+                    "--url: message {u} goes to a named endpoint (change the endpoint's url instead); narrow the selection, e.g. with --url-prefix"
+                )));
+            }
+        }
+    }
+    let interactive = std::io::stderr().is_terminal();
+    let confirm = plan.destructive && !yes;
+    if dry_run || confirm || interactive {
+        let mut cursor = None;
+        loop {
+            let page = store.find(&q, cursor, BATCH)?;
+            report.matched += page.len() as u64;
+            if dry_run {
+                report.uuids.extend(page.iter().map(|p| p.uuid.to_string()));
+            }
+            match page.last() {
+                Some(last) if page.len() == BATCH => cursor = Some(last.uuid),
+                _ => break,
+            }
+        }
+    }
+    if dry_run {
+        report.changed = report.matched;
+        return Ok(report);
+    }
+    if confirm {
+        ask(plan, report.matched)?;
+    }
+    let counted = report.matched;
+    report.matched = 0;
+    let progress = if interactive && counted > 0 {
+        let bar = ProgressBar::with_draw_target(Some(counted), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})")
+                .expect("a valid template"),
+        );
+        bar.set_message(plan.past);
+        Some(bar)
+    } else {
+        None
+    };
+    let mut cursor = None;
+    loop {
+        let (found, done) = store.act_batch(plan.action, &q, cursor, BATCH, store::now_ms())?;
+        report.matched += found.len() as u64;
+        report.changed += done.changed.len() as u64;
+        report.cancel_requested += done.later.len() as u64;
+        report
+            .uuids
+            .extend(done.changed.iter().chain(&done.later).map(Uuid::to_string));
+        if plan.wakes && !done.changed.is_empty() {
+            crate::daemon::wake(&config.db);
+        }
+        if let Some(bar) = &progress {
+            bar.inc(found.len() as u64);
+        }
+        match found.last() {
+            Some(last) if found.len() == BATCH => cursor = Some(last.uuid),
+            _ => break,
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(report)
+}
+
+/// Asks on the terminal; without one, refuses (the caller needs `--yes`).
+fn ask(plan: &Plan<'_>, matched: u64) -> Result<()> {
+    if matched == 0 {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(&format!(
+            "{} would change {matched} messages: add --yes to confirm (stdin is not a terminal to ask on); --dry-run lists them",
+            plan.name
+        )));
+    }
+    eprint!("{} {matched} messages? [y/N] ", plan.name);
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| Error::ReadInput {
+            what: "stdin".into(),
+            source,
+        })?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(Error::Aborted {
+            what: plan.name.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,182 @@
+//! The JSON views of messages that every `--json` output prints (`show`, `list`, the bulk
+//! commands): one `Serialize` shape each, so two commands can never describe a message
+//! differently. Times are RFC 3339 UTC with milliseconds; headers are an ordered list of
+//! name/value pairs (a name may repeat).
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::store::{Attempt, MessageView};
+
+/// One header.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+/// One attempt.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AttemptJson {
+    pub(crate) n: u32,
+    pub(crate) at: String,
+    pub(crate) duration_ms: f64,
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<String>,
+    /// The first bytes of the response body (lossy UTF-8).
+    pub(crate) response_excerpt: String,
+}
+
+/// A message; `list` leaves out the body and the attempts.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct MessageJson {
+    pub(crate) uuid: String,
+    pub(crate) state: &'static str,
+    pub(crate) method: String,
+    /// Where it goes: its URL, or its endpoint's URL with its path.
+    pub(crate) url: String,
+    pub(crate) endpoint: Option<String>,
+    /// For an endpoint's message: the path appended to the endpoint's URL.
+    pub(crate) path: Option<String>,
+    pub(crate) ordering_key: Option<String>,
+    pub(crate) headers: Vec<Header>,
+    pub(crate) body_size: u64,
+    pub(crate) key: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) next_attempt_at: Option<String>,
+    pub(crate) delivered_at: Option<String>,
+    pub(crate) retried_at: Option<String>,
+    pub(crate) replayed_at: Option<String>,
+    pub(crate) dead_at: Option<String>,
+    pub(crate) cancelled_at: Option<String>,
+    /// In flight, and cancelled when this attempt ends.
+    pub(crate) cancel_requested: bool,
+    /// Attempts in the current budget (`dlq retry` and `replay` start a new one).
+    pub(crate) attempts_used: u32,
+    /// The budget in force: the message's own, its endpoint's, or `retry.max_attempts`.
+    pub(crate) max_attempts: u32,
+    /// Attempts over the message's life.
+    pub(crate) attempts_total: u32,
+    pub(crate) last_status: Option<u16>,
+    pub(crate) last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) body_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) attempts: Option<Vec<AttemptJson>>,
+}
+
+/// The attempt budget of a message: its own, else its endpoint's, else the config's.
+pub(crate) fn budget(config: &Config, v: &MessageView) -> u32 {
+    v.max_attempts
+        .or_else(|| {
+            v.endpoint
+                .as_ref()
+                .and_then(|e| config.endpoints.get(e))
+                .and_then(|e| e.max_attempts)
+        })
+        .unwrap_or(config.retry.max_attempts)
+}
+
+/// An RFC 3339 UTC time with milliseconds, from stored Unix milliseconds.
+pub(crate) fn time(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn opt_time(ms: Option<i64>) -> Option<String> {
+    ms.map(time)
+}
+
+/// The headers as name/value pairs.
+pub(crate) fn headers(h: &[(String, String)]) -> Vec<Header> {
+    h.iter()
+        .map(|(name, value)| Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+impl MessageJson {
+    /// The view of `v`: with its body and attempts when the store read them.
+    pub(crate) fn new(config: &Config, v: &MessageView) -> MessageJson {
+        let (body, body_base64) = match &v.body {
+            None => (None, None),
+            Some(b) => match std::str::from_utf8(b) {
+                Ok(text) => (Some(text.to_owned()), None),
+                Err(_) => (
+                    None,
+                    Some(base64::engine::general_purpose::STANDARD.encode(b)),
+                ),
+            },
+        };
+        MessageJson {
+            uuid: v.uuid.to_string(),
+            state: v.state.as_str(),
+            method: v.method.clone(),
+            url: crate::cmd::target_url(config, v.endpoint.as_deref(), &v.url),
+            endpoint: v.endpoint.clone(),
+            path: v.endpoint.is_some().then(|| v.url.clone()),
+            ordering_key: v.ordering_key.clone(),
+            headers: headers(&v.headers),
+            body_size: v.body_size,
+            key: v.key.clone(),
+            created_at: time(v.created_at),
+            next_attempt_at: opt_time(v.next_attempt_at),
+            delivered_at: opt_time(v.delivered_at),
+            retried_at: opt_time(v.retried_at),
+            replayed_at: opt_time(v.replayed_at),
+            dead_at: opt_time(v.dead_at),
+            cancelled_at: opt_time(v.cancelled_at),
+            cancel_requested: v.cancel_requested,
+            attempts_used: v.attempts_in_budget,
+            max_attempts: budget(config, v),
+            attempts_total: v.attempts_total,
+            last_status: v.last_status,
+            last_error: v.last_error.clone(),
+            body,
+            body_base64,
+            attempts: v
+                .body
+                .is_some()
+                .then(|| v.attempts.iter().map(attempt).collect()),
+        }
+    }
+}
+
+fn attempt(a: &Attempt) -> AttemptJson {
+    AttemptJson {
+        n: a.n,
+        at: time(a.at),
+        duration_ms: a.duration_us as f64 / 1000.0,
+        status: a.status,
+        error: a.error.clone(),
+        response_excerpt: String::from_utf8_lossy(&a.response).into_owned(),
+    }
+}
+
+/// A page of `list`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Page {
+    pub(crate) messages: Vec<MessageJson>,
+    /// Pass as `--cursor` for the next page; null on the last one.
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// What a bulk command did (or, with `--dry-run`, would do).
+#[derive(Debug, Serialize)]
+pub(crate) struct BulkJson {
+    pub(crate) action: &'static str,
+    pub(crate) dry_run: bool,
+    /// Messages the selection matched.
+    pub(crate) matched: u64,
+    /// Messages changed (with `--dry-run`: that would change).
+    pub(crate) changed: u64,
+    /// In-flight messages to be cancelled when their attempt ends (cancel only).
+    pub(crate) cancel_requested: u64,
+    pub(crate) uuids: Vec<String>,
+}

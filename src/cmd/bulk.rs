@@ -21,6 +21,11 @@ use crate::view::BulkJson;
 /// Messages per transaction: small enough that the daemon's next turn waits a few milliseconds
 /// at most (measured in BENCHMARKS.md: the longest gap between deliveries during a bulk retry).
 const BATCH: usize = 500;
+/// The pause after each batch. SQLite's write lock is not fair: a writer that commits and begins
+/// again within microseconds can keep a waiting daemon out for many batches in a row (measured:
+/// 129 ms without a pause). A millisecond lets the daemon's busy handler, which retries every
+/// 50 µs, take its turn.
+const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What a bulk command does, and to what.
 struct Plan<'a> {
@@ -330,6 +335,7 @@ fn on_filter(
             Some(last) if found.len() == BATCH => cursor = Some(last.uuid),
             _ => break,
         }
+        std::thread::sleep(BATCH_PAUSE);
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();

@@ -346,7 +346,7 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
     let (name, mut reader) = open_input(input)?;
     // First read and check every line, without the database: a producer that pauses holds no
     // lock, and a bad line fails before anything was written.
-    let mut spool = Spool::create("enqueue")?;
+    let mut spool = Spool::new("enqueue");
     let mut lines = Vec::new();
     let mut line = String::new();
     let mut line_no = 0u64;
@@ -359,7 +359,7 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
         if message.key.is_some() {
             lines.push((spool.len(), line_no));
         }
-        spool.push(&message)?;
+        spool.push(message)?;
     }
     let mut uuids = Spill::create()?;
     let mut store = Store::open(&config.db, Access::Write)?;

@@ -1,6 +1,8 @@
-//! An unlinked temporary file of validated messages (for `enqueue --jsonl`): the input is read and
-//! checked into it first, so the database's write lock is held only for the inserts, never while
-//! a producer is slow to send its lines; and a million lines take no more memory than ten.
+//! Validated messages kept aside (for `enqueue --jsonl`): the input is read and checked into the
+//! spool first, so the database's write lock is held only for the inserts, never while a producer
+//! is slow to send its lines. The first `IN_MEMORY` bytes stay in memory; past that the spool
+//! moves to an unlinked temporary file, so a million lines take no more memory than a few
+//! thousand.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -11,24 +13,40 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 use crate::message::Message;
 
+/// Messages (bodies, headers, URLs) kept in memory before the spool moves to a file: writing and
+/// reading back a file costs a batch of a million 1 KiB messages about a fifth of its speed.
+const IN_MEMORY: usize = 16 << 20;
+
 /// Messages written, then read back in the same order.
 pub(crate) struct Spool {
-    writer: BufWriter<File>,
+    memory: Vec<Message>,
+    memory_bytes: usize,
+    file: Option<BufWriter<File>>,
+    what: String,
     len: u64,
 }
 
-/// Reads a [`Spool`] back.
+/// Reads a [`Spool`] back: the messages kept in memory, then those in the file.
 pub(crate) struct Replay {
-    reader: BufReader<File>,
+    memory: std::vec::IntoIter<Message>,
+    reader: Option<BufReader<File>>,
     left: u64,
 }
 
 impl Spool {
-    /// An empty spool in the temporary directory, already unlinked.
-    ///
-    /// # Errors
-    /// `Write` naming the file.
-    pub(crate) fn create(what: &str) -> Result<Spool> {
+    /// An empty spool; `what` names its file if it needs one.
+    pub(crate) fn new(what: &str) -> Spool {
+        Spool {
+            memory: Vec::new(),
+            memory_bytes: 0,
+            file: None,
+            what: what.to_owned(),
+            len: 0,
+        }
+    }
+
+    /// A file in the temporary directory, already unlinked.
+    fn create_file(what: &str) -> Result<BufWriter<File>> {
         let path = std::env::temp_dir().join(format!(
             "webhookd-{what}-{}-{}",
             std::process::id(),
@@ -45,18 +63,31 @@ impl Spool {
             .open(&path)
             .map_err(io)?;
         std::fs::remove_file(&path).map_err(io)?;
-        Ok(Spool {
-            writer: BufWriter::with_capacity(256 * 1024, file),
-            len: 0,
-        })
+        Ok(BufWriter::with_capacity(256 * 1024, file))
     }
 
     /// Appends one message.
     ///
     /// # Errors
     /// `Write`.
-    pub(crate) fn push(&mut self, m: &Message) -> Result<()> {
-        let w = &mut self.writer;
+    pub(crate) fn push(&mut self, m: Message) -> Result<()> {
+        self.len += 1;
+        if self.file.is_none() {
+            let size = m.body.len()
+                + m.url.len()
+                + m.headers
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len())
+                    .sum::<usize>()
+                + 128;
+            if self.memory_bytes + size <= IN_MEMORY {
+                self.memory_bytes += size;
+                self.memory.push(m);
+                return Ok(());
+            }
+            self.file = Some(Spool::create_file(&self.what)?);
+        }
+        let w = self.file.as_mut().expect("created above");
         let r = (|| -> std::io::Result<()> {
             put_str(w, &m.method)?;
             put_str(w, &m.url)?;
@@ -77,9 +108,7 @@ impl Spool {
             put_opt(w, m.lane.as_deref())?;
             w.write_all(&[u8::from(m.lane_dead_blocks)])
         })();
-        r.map_err(spool_error)?;
-        self.len += 1;
-        Ok(())
+        r.map_err(spool_error)
     }
 
     /// Messages pushed so far.
@@ -92,14 +121,21 @@ impl Spool {
     /// # Errors
     /// `Write`.
     pub(crate) fn replay(self) -> Result<Replay> {
-        let mut file = self
-            .writer
-            .into_inner()
-            .map_err(|e| spool_error(e.into_error()))?;
-        file.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+        let in_file = self.len - self.memory.len() as u64;
+        let reader = match self.file {
+            None => None,
+            Some(writer) => {
+                let mut file = writer
+                    .into_inner()
+                    .map_err(|e| spool_error(e.into_error()))?;
+                file.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+                Some(BufReader::with_capacity(256 * 1024, file))
+            }
+        };
         Ok(Replay {
-            reader: BufReader::with_capacity(256 * 1024, file),
-            left: self.len,
+            memory: self.memory.into_iter(),
+            reader,
+            left: in_file,
         })
     }
 }
@@ -108,11 +144,14 @@ impl Iterator for Replay {
     type Item = Result<Message>;
 
     fn next(&mut self) -> Option<Result<Message>> {
+        if let Some(m) = self.memory.next() {
+            return Some(Ok(m));
+        }
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        let r = &mut self.reader;
+        let r = self.reader.as_mut()?;
         let m = (|| -> std::io::Result<Message> {
             let method = get_str(r)?;
             let url = get_str(r)?;
@@ -219,12 +258,20 @@ mod tests {
             lane_dead_blocks: true,
         };
         let b = Message::default();
-        let mut spool = Spool::create("test")?;
-        spool.push(&a)?;
-        spool.push(&b)?;
-        assert_eq!(spool.len(), 2);
+        let mut spool = Spool::new("test");
+        spool.push(a.clone())?;
+        spool.push(b.clone())?;
+        assert!(spool.file.is_none(), "small: in memory");
+        let big = Message {
+            body: vec![7; IN_MEMORY],
+            ..Message::default()
+        };
+        spool.push(big.clone())?;
+        spool.push(a.clone())?;
+        assert!(spool.file.is_some(), "past IN_MEMORY: a file");
+        assert_eq!(spool.len(), 4);
         let back: Vec<Message> = spool.replay()?.collect::<Result<_>>()?;
-        assert_eq!(back, vec![a, b]);
+        assert_eq!(back, vec![a.clone(), b, big, a]);
         Ok(())
     }
 }

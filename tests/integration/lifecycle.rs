@@ -178,7 +178,7 @@ fn sd_notify_ready_and_stopping() {
 }
 
 #[test]
-fn delivered_messages_are_purged_after_retention() {
+fn delivered_and_cancelled_messages_are_purged_after_retention() {
     let env = TestEnv::with_config(
         "retention",
         &format!("retention = \"1s\"\n{}", crate::util::FAST),
@@ -193,11 +193,18 @@ fn delivered_messages_are_purged_after_retention() {
     let _d = env.daemon();
     let ok = env.enqueue(&[&rx.url("/ok")]);
     let dead = env.enqueue(&[&rx.url("/dead")]);
+    let cancelled = env.enqueue(&[&rx.url("/later"), "--delay", "1h"]);
+    env.ok(&["cancel", &cancelled]);
+    assert_eq!(
+        env.state(&cancelled),
+        "cancelled",
+        "kept, like a delivered one"
+    );
     wait_until(Duration::from_secs(5), "delivered", || {
         env.state(&ok) == "delivered"
     });
     wait_until(Duration::from_secs(10), "purged", || {
-        env.state(&ok) == "missing"
+        env.state(&ok) == "missing" && env.state(&cancelled) == "missing"
     });
     assert_eq!(env.state(&dead), "dead", "dead messages stay until deleted");
 }

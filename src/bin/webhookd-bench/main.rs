@@ -105,6 +105,8 @@ fn main() {
     }
     if b.wants("scale") {
         b.scale();
+    }
+    if b.wants("scale") || b.wants("scale-delivered") {
         b.scale_delivered();
     }
     if b.wants("bulk") {
@@ -134,7 +136,7 @@ fn parse_args() -> Args {
             "--dir" => args.dir = it.next().map(PathBuf::from).expect("--dir DIR"),
             "--out" => args.out = it.next().map(PathBuf::from).expect("--out FILE"),
             "-h" | "--help" => {
-                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,bulk] [--dir DIR] [--out FILE]");
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk] [--dir DIR] [--out FILE]");
                 std::process::exit(0);
             }
             other => {
@@ -800,10 +802,11 @@ impl Work {
                 break;
             }
         }
-        Daemon {
-            child,
-            ready_ms: t.elapsed().as_secs_f64() * 1000.0,
-        }
+        let ready_ms = t.elapsed().as_secs_f64() * 1000.0;
+        // Keep reading: the daemon sends STATUS= every few seconds, and a socket nobody reads
+        // fills up and blocks its sender (a closed one only makes it log a warning each time).
+        std::thread::spawn(move || while sock.recv(&mut buf).is_ok() {});
+        Daemon { child, ready_ms }
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use log::LevelFilter;
 use serde::Deserialize;
 
+use crate::check;
 use crate::cli::Cli;
 use crate::endpoint::{Endpoint, EndpointSection};
 use crate::error::{Error, Result};
@@ -51,7 +52,6 @@ const DEFAULT_CAPTURE: usize = 4 * 1024;
 pub(crate) const MAX_CAPTURE: usize = 64 * 1024;
 
 const MAX_WORKERS: usize = 1024;
-const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 
 /// Retry policy: how often and how long to try a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,12 +223,13 @@ impl Config {
         };
         let duration = |key: &str, value: &Option<String>, default: Duration| match value {
             None => Ok(default),
-            Some(s) => parse_duration(s).map_err(|m| bad(key, m)),
+            Some(s) => check::duration(key, s).map_err(|e| bad(key, e.reason)),
         };
         let retry = RetryPolicy {
             max_attempts: match file.retry.max_attempts {
                 None => DEFAULT_MAX_ATTEMPTS,
-                Some(n) => check_max_attempts(n).map_err(|m| bad("retry.max_attempts", m))?,
+                Some(n) => check::max_attempts("retry.max_attempts", n)
+                    .map_err(|e| bad("retry.max_attempts", e.reason))?,
             },
             base_delay: duration(
                 "retry.base_delay",
@@ -303,7 +304,7 @@ impl Config {
             (None, None) => None,
             (None, Some(_)) => return Err(bad("alert_format", "set without alert_url".into())),
             (Some(url), format) => {
-                crate::deliver::http::check_url(&url).map_err(|m| bad("alert_url", m))?;
+                check::url("alert_url", &url).map_err(|e| bad("alert_url", e.reason))?;
                 let format = match format {
                     None | Some("slack") => AlertFormat::Slack,
                     Some("json") => AlertFormat::Json,
@@ -323,7 +324,7 @@ impl Config {
         let mut endpoints = BTreeMap::new();
         for (name, section) in file.endpoints {
             let e = crate::endpoint::from_section(&name, section, &config_dir, secrets_required)
-                .map_err(|(key, message)| bad(&key, message))?;
+                .map_err(|e| bad(&e.field, e.reason))?;
             endpoints.insert(name, Arc::new(e));
         }
         Ok(Config {
@@ -378,20 +379,6 @@ fn check_workers(w: usize) -> Result<usize, String> {
     } else {
         Err(format!("{w} is out of range 1..={MAX_WORKERS}"))
     }
-}
-
-/// Validates a per-message or configured attempt budget.
-pub(crate) fn check_max_attempts(n: u32) -> Result<u32, String> {
-    if (1..=MAX_ATTEMPTS_LIMIT).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("{n} is out of range 1..={MAX_ATTEMPTS_LIMIT}"))
-    }
-}
-
-/// Parses "100ms", "5s", "10m", "6h", "7d" (and combinations such as "1h 30m").
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 fn parse_level(s: &str) -> Result<LevelFilter, String> {
@@ -557,19 +544,6 @@ connect_timeout = "5s"
         assert_eq!(c.retry.max_attempts, 15);
         assert_eq!(c.retry.max_delay, Duration::from_secs(21600));
         assert_eq!(c.http.connect_timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn every_documented_duration_form_parses() {
-        for (s, d) in [
-            ("100ms", Duration::from_millis(100)),
-            ("5s", Duration::from_secs(5)),
-            ("10m", Duration::from_secs(600)),
-            ("6h", Duration::from_secs(21600)),
-            ("7d", Duration::from_secs(7 * 86400)),
-        ] {
-            assert_eq!(parse_duration(s).unwrap(), d, "{s}");
-        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::deliver::http::Http;
 use crate::deliver::pool::Pool;
 use crate::deliver::{backoff, classify, summarize, Finished, Job, Reply, Verdict};
 use crate::error::{Error, Result};
-use crate::store::{self, Access, Claim, Claimed, Cycle, DaemonLock, Outcome, OutcomeKind, Store};
+use crate::store::{Access, Claim, Claimed, Cycle, DaemonLock, Outcome, OutcomeKind, Store};
 
 /// How often the database is checked for commits by writers that did not send a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -124,7 +124,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let http = Http::new(&config.http, config.workers)?;
     let mut store = Store::open(&config.db, Access::Daemon)?;
     let _lock = DaemonLock::acquire(&config.db)?;
-    let requeued = store.requeue_in_flight(store::now_ms())?;
+    let requeued = store.requeue_in_flight(crate::time::now_ms())?;
     if requeued > 0 {
         log::warn!("{requeued} messages were in flight when the previous daemon stopped; attempting them again");
     }
@@ -133,7 +133,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         store.endpoint_health()?,
         &config.endpoints,
         config.workers,
-        store::now_ms(),
+        crate::time::now_ms(),
     );
     warn_unconfigured(&store, &endpoints);
     let alerter = Alerter::start(config.alerts.clone(), &config.http)?;
@@ -281,7 +281,7 @@ impl Dispatcher {
                 last_poll = Instant::now();
                 self.poll_version();
             }
-            let now = store::now_ms();
+            let now = crate::time::now_ms();
             self.turn(jobs, now);
             if Instant::now() >= next_purge {
                 let backlog = self.purge(now);
@@ -434,7 +434,7 @@ impl Dispatcher {
                         rows,
                         &new.endpoints,
                         new.workers,
-                        store::now_ms(),
+                        crate::time::now_ms(),
                     );
                     if !names.is_empty() {
                         changed.push(format!("endpoints {}", names.join(", ")));
@@ -482,7 +482,7 @@ impl Dispatcher {
     /// How long the loop may block: until the next poll or the next due message, whichever is
     /// first; outcomes and wake-ups interrupt it.
     fn sleep_time(&self, last_poll: Instant) -> Duration {
-        let now = store::now_ms();
+        let now = crate::time::now_ms();
         let room = self.in_flight < self.capacity;
         if !self.finished.is_empty() || room && self.endpoints.ready(now) {
             return Duration::ZERO;
@@ -690,7 +690,7 @@ impl Dispatcher {
 
     /// Purges one batch of delivered messages past retention; true if more may remain.
     fn purge(&mut self, now: i64) -> bool {
-        let before = now.saturating_sub(store::duration_ms(self.config.retention));
+        let before = now.saturating_sub(crate::time::duration_ms(self.config.retention));
         match self.store.purge_delivered(before, PURGE_BATCH) {
             Ok(0) => false,
             Ok(n) => {
@@ -734,7 +734,7 @@ impl Dispatcher {
         loop {
             self.finished.extend(done.try_iter());
             if !self.finished.is_empty() || !released.is_empty() {
-                match self.record(&released, &[], true, store::now_ms()) {
+                match self.record(&released, &[], true, crate::time::now_ms()) {
                     Ok(_) => released.clear(),
                     Err(e) => {
                         log::error!("{e}");
@@ -754,7 +754,7 @@ impl Dispatcher {
                 // Abandoned: their messages go back to pending now, so that nothing depends on
                 // the next start to find them (an answer that still comes is not recorded: the
                 // receiver may see the message twice, it is never lost).
-                let requeued = self.store.requeue_in_flight(store::now_ms());
+                let requeued = self.store.requeue_in_flight(crate::time::now_ms());
                 log::error!(
                     "{} requests still in flight after shutdown_timeout ({}): abandoned, their messages are pending again{}",
                     self.in_flight,
@@ -819,7 +819,7 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
         Verdict::Retry { after } => {
             let delay = backoff::next_delay(policy, made, after, fastrand::f64());
             OutcomeKind::Retry {
-                due_at: now.saturating_add(store::duration_ms(delay)),
+                due_at: now.saturating_add(crate::time::duration_ms(delay)),
             }
         }
     };
@@ -834,7 +834,7 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
     Outcome {
         seq: f.seq,
         n: f.attempts_total + 1,
-        at: store::to_ms(f.started),
+        at: crate::time::to_ms(f.started),
         duration_us: i64::try_from(f.duration.as_micros()).unwrap_or(i64::MAX),
         status,
         error,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{check_max_attempts, parse_duration};
+use crate::check::{self, Invalid, Rate};
 use crate::sign::Key;
 
 /// Consecutive failures that open an endpoint's circuit breaker.
@@ -23,7 +23,6 @@ pub(crate) const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(3600);
 /// An endpoint failing without a success for this long is disabled.
 pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
-const MAX_NAME_LEN: usize = 64;
 
 /// What a message that dead-letters does to its ordered lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,38 +31,6 @@ pub(crate) enum OnDead {
     Block,
     /// The next message of the lane goes.
     Skip,
-}
-
-/// A token-bucket rate: `per_sec` requests a second on average.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Rate {
-    pub(crate) per_sec: f64,
-    pub(crate) text: String,
-}
-
-impl Rate {
-    /// Parses `N/s`, `N/m` or `N/h` (N may have a fraction).
-    ///
-    /// # Errors
-    /// A message naming the problem.
-    pub(crate) fn parse(s: &str) -> Result<Rate, String> {
-        let bad = || format!("invalid rate {s:?}: expected N/s, N/m or N/h, e.g. \"50/s\"");
-        let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-        let n: f64 = n.trim().parse().map_err(|_| bad())?;
-        let secs = match unit.trim() {
-            "s" | "sec" | "second" => 1.0,
-            "m" | "min" | "minute" => 60.0,
-            "h" | "hour" => 3600.0,
-            _ => return Err(bad()),
-        };
-        if !(n.is_finite() && n > 0.0) {
-            return Err(format!("invalid rate {s:?}: must be more than 0"));
-        }
-        Ok(Rate {
-            per_sec: n / secs,
-            text: s.trim().to_owned(),
-        })
-    }
 }
 
 /// One named endpoint, validated.
@@ -157,82 +124,47 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-/// Checks an endpoint name: 1 to 64 letters, digits, `-`, `_` or `.`.
-///
-/// # Errors
-/// A message naming the problem.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > MAX_NAME_LEN
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        return Err(format!(
-            "invalid endpoint name {name:?}: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'"
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a path to append to an endpoint's URL: it starts with `/` (a query may follow).
-///
-/// # Errors
-/// A message naming the problem.
-pub(crate) fn check_path(path: &str) -> Result<(), String> {
-    if !path.starts_with('/') {
-        return Err(format!("invalid path {path:?}: must start with '/'"));
-    }
-    Ok(())
-}
-
 /// Validates one `[endpoints.NAME]`; `config_dir` is where relative secret files are found when
 /// there is no `$CREDENTIALS_DIRECTORY`. Without `files_required`, a file that cannot be read is
 /// noted in `unreadable` instead of failing.
 ///
 /// # Errors
-/// `(key, message)` for the first bad value.
+/// `Invalid` naming the key (`endpoints.NAME.key`) of the first bad value.
 pub(crate) fn from_section(
     name: &str,
     s: EndpointSection,
     config_dir: &Path,
     files_required: bool,
-) -> Result<Endpoint, (String, String)> {
+) -> Result<Endpoint, Invalid> {
+    let key = |k: &str| format!("endpoints.{name}.{k}");
     let mut unreadable = Vec::new();
-    let mut read = |k: &str, file: &Path| -> Result<Option<String>, (String, String)> {
+    let mut read = |k: &str, file: &Path| -> Result<Option<String>, Invalid> {
         match read_secret_file(file, config_dir) {
             Ok(text) => Ok(Some(text)),
-            Err(m) if files_required => Err((format!("endpoints.{name}.{k}"), m)),
+            Err(m) if files_required => Err(Invalid::new(key(k), m)),
             Err(m) => {
                 unreadable.push(m);
                 Ok(None)
             }
         }
     };
-    let key = |k: &str| format!("endpoints.{name}.{k}");
-    let err = |k: &str| {
-        let k = key(k);
-        move |m: String| (k, m)
-    };
-    check_name(name).map_err(err("name"))?;
-    crate::deliver::http::check_url(&s.url).map_err(err("url"))?;
+    check::endpoint_name(&key("name"), name)?;
+    check::url(&key("url"), &s.url)?;
     if s.url.contains('?') || s.url.contains('#') {
-        return Err((
+        return Err(Invalid::new(
             key("url"),
-            "must not have a query or fragment (messages append their path to it)".into(),
+            "must not have a query or fragment (messages append their path to it)",
         ));
     }
     let mut headers = Vec::new();
     for (n, v) in &s.headers {
-        headers.push(crate::message::header(n, v).map_err(|e| (key("headers"), e.to_string()))?);
+        headers.push(check::header(&key("headers"), n, v)?);
     }
     for (n, file) in &s.header_files {
         let Some(value) = read("header_files", file)? else {
             continue;
         };
-        headers.push(
-            crate::message::header(n, &value).map_err(|e| (key("header_files"), e.to_string()))?,
-        );
+        headers.push(check::header(&key("header_files"), n, &value)?);
     }
     let mut secrets: Vec<String> = match s.secret {
         None => Vec::new(),
@@ -244,21 +176,21 @@ pub(crate) fn from_section(
             secrets.extend(text.split_whitespace().map(str::to_owned));
         }
     }
+    let secret_key = key(if s.secret_file.is_some() {
+        "secret_file"
+    } else {
+        "secret"
+    });
     let keys = secrets
         .iter()
         .map(|s| Key::parse(s))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(err(if s.secret_file.is_some() {
-            "secret_file"
-        } else {
-            "secret"
-        }))?;
+        .map_err(|reason| Invalid::new(secret_key, reason))?;
     let duration = |k: &str, v: &Option<String>, default: Duration| match v {
         None => Ok(default),
-        Some(text) => match parse_duration(text) {
-            Ok(d) if d.is_zero() => Err((key(k), "must be greater than 0".into())),
-            Ok(d) => Ok(d),
-            Err(m) => Err((key(k), m)),
+        Some(text) => match check::duration(&key(k), text) {
+            Ok(d) if d.is_zero() => Err(Invalid::new(key(k), "must be greater than 0")),
+            d => d,
         },
     };
     let timeout = match &s.timeout {
@@ -267,22 +199,21 @@ pub(crate) fn from_section(
     };
     let max_attempts = match s.max_attempts {
         None => None,
-        Some(n) => Some(check_max_attempts(n).map_err(err("max_attempts"))?),
+        Some(n) => Some(check::max_attempts(&key("max_attempts"), n)?),
     };
     if s.concurrency == Some(0) {
-        return Err((key("concurrency"), "must be at least 1".into()));
+        return Err(Invalid::new(key("concurrency"), "must be at least 1"));
     }
     let rate = s
         .rate
         .as_deref()
-        .map(Rate::parse)
-        .transpose()
-        .map_err(err("rate"))?;
+        .map(|r| Rate::parse(&key("rate"), r))
+        .transpose()?;
     let on_dead = match s.on_dead.as_deref() {
         None | Some("block") => OnDead::Block,
         Some("skip") => OnDead::Skip,
         Some(other) => {
-            return Err((
+            return Err(Invalid::new(
                 key("on_dead"),
                 format!("{other:?} is not one of \"block\", \"skip\""),
             ))
@@ -290,7 +221,7 @@ pub(crate) fn from_section(
     };
     let breaker_failures = s.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
     if breaker_failures == 0 {
-        return Err((key("breaker_failures"), "must be at least 1".into()));
+        return Err(Invalid::new(key("breaker_failures"), "must be at least 1"));
     }
     Ok(Endpoint {
         name: name.to_owned(),
@@ -342,16 +273,6 @@ mod tests {
     }
 
     #[test]
-    fn rates() {
-        assert_eq!(Rate::parse("50/s").unwrap().per_sec, 50.0);
-        assert_eq!(Rate::parse("120/m").unwrap().per_sec, 2.0);
-        assert_eq!(Rate::parse(" 36 / h ").unwrap().per_sec, 0.01);
-        for bad in ["50", "0/s", "-1/s", "x/s", "5/d", "inf/s"] {
-            assert!(Rate::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn urls_with_paths() {
         let e = from_section(
             "b",
@@ -400,8 +321,8 @@ header_files = { Authorization = "auth" }"#,
             true,
         )
         .unwrap_err();
-        assert_eq!(missing.0, "endpoints.b.secret_file");
-        assert!(missing.1.contains("nope"), "{}", missing.1);
+        assert_eq!(missing.field, "endpoints.b.secret_file");
+        assert!(missing.reason.contains("nope"), "{}", missing.reason);
         // Commands other than the daemon do without files they cannot read.
         let lenient = from_section(
             "b",
@@ -431,7 +352,7 @@ header_files = { Authorization = "auth" }"#,
             ("url = \"http://h/\"\ntimeout = \"0s\"", "timeout"),
         ] {
             let e = from_section("b", section(text), Path::new("."), true).unwrap_err();
-            assert_eq!(e.0, format!("endpoints.b.{k}"), "{text}: {}", e.1);
+            assert_eq!(e.field, format!("endpoints.b.{k}"), "{text}: {}", e.reason);
         }
         assert!(from_section(
             "bad name",

@@ -28,7 +28,7 @@ pub(crate) mod exit {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     #[error("config {}: {source}", .path.display())]
     ReadConfig {
         path: PathBuf,
@@ -133,7 +133,7 @@ pub(crate) enum Error {
 
 impl Error {
     /// The process exit code for this error (see README.md, "Exit codes").
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             Error::ReadConfig { .. } | Error::InvalidConfig { .. } | Error::CaFile { .. } => {
                 exit::CONFIG

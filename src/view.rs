@@ -80,12 +80,7 @@ pub(crate) fn budget(config: &Config, v: &MessageView) -> u32 {
         .unwrap_or(config.retry.max_attempts)
 }
 
-/// An RFC 3339 UTC time with milliseconds, from stored Unix milliseconds.
-pub(crate) fn time(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
+use crate::time::rfc3339 as time;
 
 fn opt_time(ms: Option<i64>) -> Option<String> {
     ms.map(time)

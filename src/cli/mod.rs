@@ -42,7 +42,7 @@ format), 66 not found (uuid, endpoint, file, database), 73 cannot create, 74 I/O
     after_help = AFTER_HELP,
     subcommand_help_heading = "Commands"
 )]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(flatten)]
     pub(crate) common: Common,
 

@@ -14,8 +14,8 @@ use crate::cli::{BulkArgs, CancelArgs, DlqDeleteArgs, DlqRetryArgs, ReplayArgs, 
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::{Filter, StateName};
-use crate::message::parse_header;
-use crate::store::{self, parse_uuid, Access, Action, RetryEdit, Store};
+use crate::check;
+use crate::store::{parse_uuid, Access, Action, RetryEdit, Store};
 use crate::view::BulkJson;
 
 /// Messages per transaction: small enough that the daemon's next turn waits a few milliseconds
@@ -54,7 +54,7 @@ pub(crate) fn cancel(config: &Config, args: &CancelArgs) -> Result<u8> {
                 "name messages by uuid, or select them with filters (e.g. --endpoint, --since)",
             ));
         }
-        let f = super::filter(&args.filter, store::now_ms())?;
+        let f = super::filter(&args.filter, crate::time::now_ms())?;
         let states = f
             .states_within(
                 &[StateName::Pending, StateName::Waiting, StateName::InFlight],
@@ -90,7 +90,7 @@ pub(crate) fn replay(config: &Config, args: &ReplayArgs) -> Result<u8> {
             "replay needs at least one filter (e.g. --endpoint, --since, --key, --state)",
         ));
     }
-    let f = super::filter(&args.filter, store::now_ms())?;
+    let f = super::filter(&args.filter, crate::time::now_ms())?;
     let states = f
         .states_within(
             &[StateName::Delivered, StateName::Dead],
@@ -113,14 +113,14 @@ pub(crate) fn replay(config: &Config, args: &ReplayArgs) -> Result<u8> {
 /// `Usage` for a bad edit, `NoSuchMessage`/`NotDead` (nothing changes), store errors.
 pub(crate) fn dlq_retry(config: &Config, args: &DlqRetryArgs) -> Result<u8> {
     if let Some(u) = &args.url {
-        crate::deliver::http::check_url(u).map_err(|m| usage(&format!("--url: {m}")))?;
+        check::url("--url", u).map_err(|e| usage(&e.to_string()))?;
     }
     let edit = RetryEdit {
         url: args.url.clone(),
         set_headers: args
             .headers
             .iter()
-            .map(|h| parse_header(h).map_err(|e| usage(&format!("-H: {e}"))))
+            .map(|h| check::header_arg("-H", h).map_err(|e| usage(&e.to_string())))
             .collect::<Result<_>>()?,
         remove_headers: args.remove_headers.clone(),
         body: args
@@ -165,7 +165,7 @@ fn dead_target(select: &Selection) -> Result<Target> {
             "name dead messages by uuid, or use --all, or select them with filters",
         ));
     }
-    let f = super::filter(&select.filter, store::now_ms())?;
+    let f = super::filter(&select.filter, crate::time::now_ms())?;
     let states = f
         .states_within(&[StateName::Dead], &[StateName::Dead])
         .map_err(|message| Error::Usage { message })?;
@@ -234,7 +234,7 @@ fn on_uuids(config: &Config, plan: &Plan<'_>, uuids: &[Uuid], dry_run: bool) -> 
         return Ok(report);
     }
     let mut store = Store::open(&config.db, Access::Write)?;
-    let done = store.act_on(plan.action, uuids, store::now_ms())?;
+    let done = store.act_on(plan.action, uuids, crate::time::now_ms())?;
     drop(store);
     if plan.wakes {
         crate::daemon::wake(&config.db);
@@ -258,7 +258,7 @@ fn on_filter(
     dry_run: bool,
     yes: bool,
 ) -> Result<BulkJson> {
-    let now = store::now_ms();
+    let now = crate::time::now_ms();
     let access = if dry_run { Access::Read } else { Access::Write };
     let mut store = Store::open(&config.db, access)?;
     super::check_endpoint(config, &store, f)?;
@@ -318,7 +318,7 @@ fn on_filter(
     };
     let mut cursor = None;
     loop {
-        let (found, done) = store.act_batch(plan.action, &q, cursor, BATCH, store::now_ms())?;
+        let (found, done) = store.act_batch(plan.action, &q, cursor, BATCH, crate::time::now_ms())?;
         report.matched += found.len() as u64;
         report.changed += done.changed.len() as u64;
         report.cancel_requested += done.later.len() as u64;

@@ -8,7 +8,7 @@ use crate::cli::FilterArgs;
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::StateName;
-use crate::store::{self, Access, Store};
+use crate::store::{Access, Store};
 use crate::text::escape;
 
 /// Messages read per query.
@@ -31,7 +31,7 @@ struct DeadJson {
 /// # Errors
 /// `Usage` for bad filters, `NoSuchEndpoint`, store errors.
 pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8> {
-    let now = store::now_ms();
+    let now = crate::time::now_ms();
     let f = super::filter(args, now)?;
     let states = f
         .states_within(&[StateName::Dead], &[StateName::Dead])

@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 
 use super::{opt_time, out};
 use crate::config::Config;
-use crate::deliver::endpoints::state_name;
+use crate::model::Circuit;
 use crate::endpoint::{Endpoint, OnDead};
 use crate::error::{exit, Error, Result};
-use crate::store::{self, Access, EndpointRow, Lane, State, Store};
+use crate::store::{Access, EndpointRow, Lane, State, Store};
 
 /// Every endpoint of the config and of the database, by name. The database must exist: without
 /// it nothing is known about any endpoint's health.
@@ -34,7 +34,7 @@ fn summary(row: &EndpointRow, configured: bool) -> Value {
     json!({
         "name": row.name,
         "configured": configured,
-        "state": state_name(h.state),
+        "state": h.state.as_str(),
         "reason": h.reason,
         "state_since": opt_time(h.changed_at),
         "consecutive_failures": h.failures,
@@ -70,7 +70,7 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
     );
     for r in rows.values() {
         let state = if config.endpoints.contains_key(&r.name) {
-            state_name(r.health.state)
+            r.health.state.as_str()
         } else {
             "not configured"
         };
@@ -147,8 +147,8 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
     let state = match (cfg, h.state) {
         (None, _) => "not configured (its messages are held)".to_owned(),
         (Some(_), s) => match &h.reason {
-            Some(r) => format!("{} ({})", state_name(s), crate::text::escape(r)),
-            None => state_name(s).to_owned(),
+            Some(r) => format!("{} ({})", s.as_str(), crate::text::escape(r)),
+            None => s.as_str().to_owned(),
         },
     };
     text.push_str(&format!("state:        {state}\n"));
@@ -207,13 +207,13 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
             }
         ));
         let breaker = match h.state {
-            crate::deliver::endpoints::OPEN => format!(
+            Circuit::Open => format!(
                 "open after {} consecutive failures (opens at {}): one probe at a time, the first after {}, doubling up to 1h",
                 h.failures,
                 e.breaker_failures,
                 crate::text::duration(e.breaker_cooldown)
             ),
-            crate::deliver::endpoints::DISABLED => {
+            Circuit::Disabled => {
                 "disabled: nothing is sent until `webhookd endpoints enable`".to_owned()
             }
             _ => format!(
@@ -289,9 +289,9 @@ pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
                 .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string())
         )));
     }
-    let was = state_name(row.health.state);
+    let was = row.health.state.as_str();
     store.ensure_endpoints([&name.to_owned()])?;
-    store.request_enable(name, store::now_ms())?;
+    store.request_enable(name, crate::time::now_ms())?;
     drop(store);
     crate::daemon::wake_endpoints(&config.db);
     out(format_args!("endpoint {name} enabled (was {was})"))?;

@@ -19,10 +19,12 @@ use uuid::Uuid;
 use super::spool::Spool;
 use super::{out, read_body};
 use crate::cli::EnqueueArgs;
-use crate::config::{parse_duration, Config};
+use crate::check;
+use crate::config::Config;
 use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};
-use crate::message::{self, parse_header, Message};
+use crate::message::Message;
+use crate::model::Lane;
 use crate::store::{self, Access, Enqueued, Store};
 
 /// Why a destination was refused.
@@ -112,9 +114,9 @@ fn target(
             };
             let path = path.unwrap_or_default();
             if !path.is_empty() {
-                crate::endpoint::check_path(&path).map_err(TargetError::Invalid)?;
+                check::path("path", &path).map_err(|e| TargetError::Invalid(e.reason))?;
             }
-            crate::deliver::http::check_url(&e.url_for(&path)).map_err(TargetError::Invalid)?;
+            check::url("path", &e.url_for(&path)).map_err(|e| TargetError::Invalid(e.reason))?;
             (path, Some(e))
         }
     };
@@ -124,10 +126,17 @@ fn target(
         }
     }
     let lane = match (&ordering_key, endpoint) {
-        (Some(k), e) => Some(format!("{}\u{1f}{k}", e.map_or("", |e| e.name.as_str()))),
-        (None, Some(e)) if e.ordered => Some(format!("{}\u{1f}", e.name)),
+        (Some(k), e) => Some(Lane {
+            endpoint: e.map_or_else(String::new, |e| e.name.clone()),
+            key: k.clone(),
+        }),
+        (None, Some(e)) if e.ordered => Some(Lane {
+            endpoint: e.name.clone(),
+            key: String::new(),
+        }),
         (None, _) => None,
-    };
+    }
+    .map(|l| l.encode());
     Ok(Target {
         url,
         lane,
@@ -169,7 +178,7 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         headers: args
             .headers
             .iter()
-            .map(|h| parse_header(h).map_err(|e| usage(format!("-H: {e}"))))
+            .map(|h| check::header_arg("-H", h).map_err(|e| usage(e.to_string())))
             .collect::<Result<_>>()?,
         body: match &args.data {
             Some(d) => read_body(d, config.max_body_size)?,
@@ -177,7 +186,7 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         },
         key: args.key.clone(),
         delay: match &args.delay {
-            Some(d) => parse_delay(d).map_err(|m| usage(format!("--delay: {m}")))?,
+            Some(d) => check::delay("--delay", d).map_err(|e| usage(e.to_string()))?,
             None => Duration::ZERO,
         },
         max_attempts,
@@ -187,22 +196,12 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         .map_err(|e| usage(e.to_string()))?;
     let mut store = Store::open(&config.db, Access::Write)?;
     let mut inserter = store.inserter()?;
-    let enqueued = inserter.insert(&message, store::now_ms())?;
+    let enqueued = inserter.insert(&message, crate::time::now_ms())?;
     inserter.commit()?;
     crate::daemon::wake(&config.db);
     note_reused_key(&enqueued, message.key.as_deref(), None);
     out(render(&enqueued, args.json))?;
     Ok(exit::OK)
-}
-
-/// Parses a delay: a duration, never negative.
-fn parse_delay(d: &str) -> std::result::Result<Duration, String> {
-    if d.trim().starts_with('-') {
-        return Err(format!(
-            "{d:?} is negative; a delay is a duration from now, e.g. 90s"
-        ));
-    }
-    parse_duration(d)
 }
 
 /// Tells on stderr that a known key came with a different request, which was not stored.
@@ -314,7 +313,7 @@ fn enqueue_stream(input: &str, json: bool, config: &Config) -> Result<u8> {
         }
         if !group.is_empty() {
             let mut inserter = store.inserter()?;
-            let now = store::now_ms();
+            let now = crate::time::now_ms();
             let enqueued = group
                 .drain(..)
                 .map(|m| inserter.insert(&m, now))
@@ -364,7 +363,7 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
     let mut uuids = Spill::create()?;
     let mut store = Store::open(&config.db, Access::Write)?;
     let mut inserter = store.inserter()?;
-    let now = store::now_ms();
+    let now = crate::time::now_ms();
     let mut notes = Vec::new();
     for (i, message) in spool.replay()?.enumerate() {
         let message = message?;
@@ -441,7 +440,7 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
         body,
         key: string(&mut line, "key")?,
         delay: match string(&mut line, "delay")? {
-            Some(d) => parse_delay(&d).map_err(|m| format!("delay: {m}"))?,
+            Some(d) => check::delay("delay", &d).map_err(|e| e.to_string())?,
             None => Duration::ZERO,
         },
         max_attempts,
@@ -456,7 +455,7 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
 /// of `{"name": ..., "value": ...}` objects (the form every JSON output uses).
 fn headers(v: Option<Value>) -> std::result::Result<Vec<(String, String)>, String> {
     let pair = |name: &str, value: &Value, at: String| match value {
-        Value::String(value) => message::header(name, value).map_err(|e| e.to_string()),
+        Value::String(value) => check::header("headers", name, value).map_err(|e| e.reason),
         _ => Err(format!("{at}: expected a string")),
     };
     let mut out = Vec::new();

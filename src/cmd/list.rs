@@ -8,7 +8,7 @@ use crate::cli::ListArgs;
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::StateName;
-use crate::store::{self, Access, MessageView, Store};
+use crate::store::{Access, MessageView, Store};
 use crate::text::escape;
 use crate::view::{MessageJson, Page};
 
@@ -28,7 +28,7 @@ const MAX_LIMIT: usize = 10_000;
 /// # Errors
 /// `Usage` for bad options, `NoSuchEndpoint`, store errors.
 pub(crate) fn run(config: &Config, args: &ListArgs) -> Result<u8> {
-    let now = store::now_ms();
+    let now = crate::time::now_ms();
     let f = super::filter(&args.filter, now)?;
     let limit = match args.limit.trim().parse::<usize>() {
         Ok(n @ 1..=MAX_LIMIT) => n,

@@ -209,12 +209,7 @@ pub(crate) fn target_url(config: &Config, endpoint: Option<&str>, url: &str) -> 
     }
 }
 
-/// An RFC 3339 UTC time with milliseconds, from stored Unix milliseconds.
-pub(crate) fn time(ms: i64) -> String {
-    let t =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
+pub(crate) use crate::time::rfc3339 as time;
 
 pub(crate) fn opt_time(ms: Option<i64>) -> serde_json::Value {
     ms.map_or(serde_json::Value::Null, |m| time(m).into())

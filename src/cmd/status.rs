@@ -6,7 +6,8 @@
 use super::out;
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
-use crate::store::{self, Access, Counts, DaemonLock, DaemonState, Store};
+use crate::model::Circuit;
+use crate::store::{Access, Counts, DaemonLock, DaemonState, Store};
 
 /// Runs `status`.
 ///
@@ -18,7 +19,7 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
     // A missing or empty file is "not created yet": status never creates or writes it.
     let (counts, health, initialised) = match Store::open(&config.db, Access::Read) {
         Ok(store) => (
-            store.counts(store::now_ms())?,
+            store.counts(crate::time::now_ms())?,
             store.endpoint_health()?,
             true,
         ),
@@ -31,8 +32,12 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
         let state = health
             .iter()
             .find(|(n, _)| n == name)
-            .map_or(0, |(_, h)| h.state);
-        by_state[usize::try_from(state).unwrap_or(0).min(2)] += 1;
+            .map_or(Circuit::Closed, |(_, h)| h.state);
+        by_state[match state {
+            Circuit::Closed => 0,
+            Circuit::Open => 1,
+            Circuit::Disabled => 2,
+        }] += 1;
     }
     let (running, pid) = match daemon {
         DaemonState::Running { pid } => (true, pid),

@@ -3,7 +3,7 @@
 
 use super::{out, read_body};
 use crate::cli::VerifyArgs;
-use crate::config::parse_duration;
+use crate::check;
 use crate::error::{exit, Error, Result};
 use crate::sign::{self, Key};
 
@@ -31,8 +31,9 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<u8> {
     if keys.is_empty() {
         return Err(Error::input("no secret given"));
     }
-    let tolerance =
-        parse_duration(&args.tolerance).map_err(|m| Error::input(format!("--tolerance: {m}")))?;
+    let tolerance = check::duration("--tolerance", &args.tolerance).map_err(|e| Error::Usage {
+        message: e.to_string(),
+    })?;
     let body = read_body(&args.data, MAX_BODY)?;
     if !tolerance.is_zero() {
         let now = std::time::SystemTime::now()

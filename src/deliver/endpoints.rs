@@ -21,11 +21,8 @@ use std::time::Duration;
 
 use super::{Finished, Job, Reply};
 use crate::endpoint::{Endpoint, OnDead, MAX_PROBE_INTERVAL};
-use crate::store::{self, Claim, Health};
-
-pub(crate) const CLOSED: i64 = 0;
-pub(crate) const OPEN: i64 = 1;
-pub(crate) const DISABLED: i64 = 2;
+use crate::model::Circuit::{Closed as CLOSED, Disabled as DISABLED, Open as OPEN};
+use crate::model::{Circuit, Claim, Health};
 /// A token bucket holds at most this many seconds of its rate (at least one token), so a rate is
 /// kept within a few percent over any second.
 const BURST_SECS: f64 = 0.1;
@@ -34,15 +31,6 @@ const SAVE_EVERY_MS: i64 = 1_000;
 /// `410 Gone` for this many messages in a row (each one dead-lettered) disables an endpoint, as
 /// does one 410 for the endpoint's own URL: a receiver that retired one path is not gone.
 pub(crate) const GONE_STREAK: u32 = 3;
-
-/// The name shown for a health state.
-pub(crate) fn state_name(state: i64) -> &'static str {
-    match state {
-        OPEN => "open",
-        DISABLED => "disabled",
-        _ => "healthy",
-    }
-}
 
 /// A change an operator hears about (log at warning, and an alert).
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +83,7 @@ impl Runtime {
             config,
             health,
             probe_interval: cooldown,
-            next_probe: now + store::duration_ms(cooldown),
+            next_probe: now + crate::time::duration_ms(cooldown),
             in_flight: 0,
             tokens: 0.0,
             refilled_at: now,
@@ -200,7 +188,7 @@ impl Runtime {
         Some(at)
     }
 
-    fn set_state(&mut self, state: i64, reason: Option<String>, now: i64) {
+    fn set_state(&mut self, state: Circuit, reason: Option<String>, now: i64) {
         self.health.state = state;
         self.health.reason = reason;
         self.health.changed_at = Some(now);
@@ -505,7 +493,7 @@ impl Endpoints {
             Some(format!(
                 "{why}: the receiver asked to stop (last: {summary})"
             ))
-        } else if now - since >= store::duration_ms(c.disable_after) {
+        } else if now - since >= crate::time::duration_ms(c.disable_after) {
             Some(format!(
                 "failing without a success for {} (disable_after {})",
                 humantime::format_duration(Duration::from_secs(((now - since) / 1000) as u64)),
@@ -525,13 +513,13 @@ impl Endpoints {
             // A failed probe (not a request that was in flight when it opened) doubles the wait.
             if now >= rt.next_probe {
                 rt.probe_interval = (rt.probe_interval * 2).min(MAX_PROBE_INTERVAL);
-                rt.next_probe = now + store::duration_ms(rt.probe_interval);
+                rt.next_probe = now + crate::time::duration_ms(rt.probe_interval);
             }
             return None;
         }
         if failures >= i64::from(c.breaker_failures) {
             rt.probe_interval = c.breaker_cooldown;
-            rt.next_probe = now + store::duration_ms(c.breaker_cooldown);
+            rt.next_probe = now + crate::time::duration_ms(c.breaker_cooldown);
             rt.set_state(
                 OPEN,
                 Some(format!("{failures} consecutive failures, last: {summary}")),
@@ -616,7 +604,7 @@ impl Endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Rate;
+    use crate::check::Rate;
     use std::time::SystemTime;
 
     fn endpoint(f: impl FnOnce(&mut Endpoint)) -> Arc<Endpoint> {
@@ -732,7 +720,7 @@ mod tests {
     fn rate_refills_tokens_over_time() {
         let mut eps = setup(endpoint(|e| {
             e.concurrency = Some(100);
-            e.rate = Some(Rate::parse("50/s").unwrap());
+            e.rate = Some(Rate::parse("rate", "50/s").unwrap());
         }));
         assert_eq!(
             limit(&mut eps, 0),

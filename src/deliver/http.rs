@@ -205,50 +205,6 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Checks that `url` is an absolute http:// or https:// URL that can be requested.
-///
-/// # Errors
-/// A message naming the URL and the problem.
-pub(crate) fn check_url(url: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("invalid URL {url:?}: {why}"));
-    if url.len() > 8192 {
-        return bad("longer than 8192 bytes");
-    }
-    if url.is_empty() {
-        return bad("empty");
-    }
-    let uri: Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) if url.ends_with("://") => return bad("no host"),
-        Err(e) => return bad(&e.to_string()),
-    };
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(_) => return bad("scheme must be http or https"),
-        None => return bad("must be absolute (http://host/... or https://host/...)"),
-    }
-    match uri.host() {
-        None | Some("") => return bad("no host"),
-        Some(_) => {}
-    }
-    // `http::Uri` takes any digits as a port: 0 and values above 65535 are refused here, not at
-    // delivery.
-    if let Some(authority) = uri.authority() {
-        let after_host = &authority.as_str()[authority.as_str().rfind(']').unwrap_or(0)..];
-        if let Some((_, port)) = after_host.rsplit_once(':') {
-            match port.parse::<u16>() {
-                Ok(1..) => {}
-                _ if port.is_empty() => return bad("empty port after ':'"),
-                _ => return bad(&format!("port {port} is not in 1..=65535")),
-            }
-        }
-    }
-    if !url.contains("://") {
-        return bad("must be absolute (http://host/... or https://host/...)");
-    }
-    Ok(())
-}
-
 /// The system's CA certificates plus those in the PEM file `ca_file`.
 fn roots_with(ca_file: &Path) -> Result<Vec<Certificate<'static>>> {
     let bad = |message: String| Error::CaFile {
@@ -380,34 +336,6 @@ impl Resolver for CachingResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        for ok in [
-            "http://127.0.0.1:8080/hook",
-            "https://example.com",
-            "https://example.com/a?b=c#d",
-            "http://[::1]:9/x",
-        ] {
-            assert!(check_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "example.com/hook",
-            "/hook",
-            "ftp://example.com/",
-            "http://",
-            "http:///path",
-            "http://exa mple.com/",
-            "http://127.0.0.1:99999/x",
-            "http://127.0.0.1:0/x",
-            "http://127.0.0.1:/x",
-            "https://example.com/\r\nX: y",
-            "mailto:a@b",
-        ] {
-            assert!(check_url(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 
     #[test]
     fn retry_after_seconds_and_date() {

@@ -8,39 +8,11 @@ pub(crate) mod endpoints;
 pub(crate) mod http;
 pub(crate) mod pool;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use crate::sign::Key;
-
-/// A claimed message, handed to one worker.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Job {
-    pub(crate) seq: i64,
-    pub(crate) uuid: Uuid,
-    /// Attempts already made in the current budget.
-    pub(crate) attempts: u32,
-    /// Attempts already made over the message's life.
-    pub(crate) attempts_total: u32,
-    /// Per-message budget; `None` means the configured `retry.max_attempts`.
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) method: String,
-    pub(crate) url: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-    /// Endpoint id (0: a plain URL).
-    pub(crate) endpoint: i64,
-    /// The ordered lane, if any.
-    pub(crate) lane: Option<String>,
-    /// Keys to sign with (Standard Webhooks), from the endpoint.
-    pub(crate) keys: Option<Arc<Vec<Key>>>,
-    /// The endpoint's own request timeout.
-    pub(crate) timeout: Option<Duration>,
-    /// An endpoint's message without a path: it goes to the endpoint's own URL.
-    pub(crate) to_endpoint_url: bool,
-}
+pub(crate) use crate::model::Job;
 
 /// What the receiver (or the network) answered.
 #[derive(Debug, Clone, PartialEq)]

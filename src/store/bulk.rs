@@ -81,7 +81,7 @@ impl Action<'_> {
     }
 
     fn refusal(&self, uuid: &Uuid, state: i64) -> Error {
-        let state = State::from_db(state).as_str();
+        let state = super::codes::state(state).map_or("unknown", State::as_str);
         match self {
             Action::Retry(_) | Action::Delete => Error::NotDead {
                 uuid: uuid.to_string(),

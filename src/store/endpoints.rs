@@ -79,7 +79,7 @@ impl Store {
                     r.get(1)?,
                     super::Health {
                         id: r.get(0)?,
-                        state: r.get(2)?,
+                        state: super::codes::circuit_at(r, 2)?,
                         failures: r.get(3)?,
                         failing_since: r.get(4)?,
                         last_success_at: r.get(5)?,
@@ -143,12 +143,10 @@ impl Store {
                 let lane: String = r.get(0)?;
                 let uuid: [u8; 16] = r.get(2)?;
                 Ok(Lane {
-                    key: lane
-                        .split_once('\u{1f}')
-                        .map_or(lane.clone(), |(_, k)| k.to_owned()),
+                    key: crate::model::Lane::decode(&lane).key,
                     messages: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
                     head: Uuid::from_bytes(uuid),
-                    head_state: super::State::from_db(r.get(3)?),
+                    head_state: super::codes::state_at(r, 3)?,
                 })
             })
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

@@ -3,7 +3,8 @@
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
-use super::queue::{CANCELLED, DEAD, DELIVERED, IN_FLIGHT, PENDING, WAITING};
+use super::codes;
+use crate::model::State;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::message;
@@ -34,53 +35,6 @@ const VIEW_BY_UUID: &str = view_sql!("m.uuid = CAST(?1 AS BLOB)");
 const VIEW_BY_SEQ: &str = view_sql!("m.seq = CAST(?1 AS INTEGER)");
 const ATTEMPTS: &str =
     "SELECT n, at, duration_us, status, error, response FROM attempts WHERE seq = ?1 ORDER BY n";
-/// A message's state, as shown to operators.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    Pending,
-    InFlight,
-    Delivered,
-    Dead,
-    /// Behind an earlier message of its ordered lane.
-    Waiting,
-    /// Cancelled by an operator.
-    Cancelled,
-}
-
-impl State {
-    pub(crate) const ALL: [State; 6] = [
-        State::Pending,
-        State::InFlight,
-        State::Delivered,
-        State::Dead,
-        State::Waiting,
-        State::Cancelled,
-    ];
-
-    pub(super) fn from_db(v: i64) -> State {
-        match v {
-            PENDING => State::Pending,
-            IN_FLIGHT => State::InFlight,
-            DELIVERED => State::Delivered,
-            DEAD => State::Dead,
-            WAITING => State::Waiting,
-            CANCELLED => State::Cancelled,
-            _ => State::Waiting,
-        }
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::InFlight => "in_flight",
-            State::Delivered => "delivered",
-            State::Dead => "dead",
-            State::Waiting => "waiting",
-            State::Cancelled => "cancelled",
-        }
-    }
-}
-
 /// Messages per state. `pending` includes the `scheduled` ones (due in the future).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
@@ -176,7 +130,7 @@ impl Store {
         for row in rows {
             let (state, n) = row.map_err(e)?;
             let n = u64::try_from(n).unwrap_or(0);
-            match State::from_db(state) {
+            match codes::state(state).map_err(e)? {
                 State::Pending => queued = n,
                 State::InFlight | State::Waiting => {}
                 State::Delivered => c.delivered = n,
@@ -258,7 +212,7 @@ impl Store {
             .prepare_cached(sql)
             .map_err(|e| self.err("read message", e))?;
         stmt.query_row(params![by, body], |r| {
-            let state = State::from_db(r.get(1)?);
+            let state = codes::state_at(r, 1)?;
             let due_at: i64 = r.get(3)?;
             Ok(MessageView {
                 seq: r.get(0)?,

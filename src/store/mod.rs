@@ -19,6 +19,7 @@
 //! pid: it asks for the lock, and only a held lock means "running".
 
 mod bulk;
+mod codes;
 mod endpoints;
 mod inspect;
 mod list;
@@ -28,7 +29,7 @@ mod schema;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -36,8 +37,10 @@ use crate::error::{Error, Result};
 
 pub(crate) use bulk::{Action, RetryEdit};
 pub(crate) use endpoints::{EndpointRow, Lane};
-pub(crate) use inspect::{parse_uuid, Attempt, Counts, MessageView, State};
-pub(crate) use queue::{Claim, Claimed, Cycle, Enqueued, Health, Outcome, OutcomeKind};
+pub(crate) use crate::model::State;
+pub(crate) use inspect::{parse_uuid, Attempt, Counts, MessageView};
+pub(crate) use crate::model::{Claim, Health};
+pub(crate) use queue::{Claimed, Cycle, Enqueued, Outcome, OutcomeKind};
 
 /// How a statement waits for another process's write lock: SQLite's own busy timeout sleeps 1, 2,
 /// 5, 10, ... 100 ms between tries, which turns every collision between the daemon and an enqueue
@@ -314,20 +317,6 @@ fn check_header(path: &Path) -> Result<()> {
         });
     }
     Ok(())
-}
-
-/// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
-pub(crate) fn now_ms() -> i64 {
-    to_ms(SystemTime::now())
-}
-
-pub(crate) fn to_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-pub(crate) fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The daemon's claim on a database: an exclusive `flock` on `<db>.lock`, released by the kernel

@@ -14,18 +14,11 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
 use super::Store;
-use crate::deliver::Job;
+use crate::model::{Claim, Health, Job};
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
 
-pub(super) const PENDING: i64 = 0;
-pub(super) const IN_FLIGHT: i64 = 1;
-pub(super) const DELIVERED: i64 = 2;
-pub(super) const DEAD: i64 = 3;
-/// Waiting behind an earlier message of its ordered lane.
-pub(super) const WAITING: i64 = 4;
-/// Cancelled by an operator; kept like a delivered message until retention purges it.
-pub(super) const CANCELLED: i64 = 5;
+pub(super) use super::codes::{CANCELLED, DEAD, DELIVERED, IN_FLIGHT, PENDING, WAITING};
 
 // Writes use `OR FAIL` (and the attempt record `OR IGNORE`) instead of the default `OR ABORT`:
 // every statement here runs inside a transaction that is rolled back as a whole on any error, so
@@ -149,28 +142,6 @@ pub(crate) struct Outcome {
     /// lane that skips dead messages). A message cancelled at the end of its attempt always
     /// lets its lane go on.
     pub(crate) promote: bool,
-}
-
-/// Claim up to `limit` due messages of one endpoint (0: plain URLs).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Claim {
-    pub(crate) endpoint: i64,
-    pub(crate) limit: usize,
-}
-
-/// An endpoint's health as the daemon keeps it (`endpoints` table).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Health {
-    pub(crate) id: i64,
-    /// 0 healthy (circuit closed), 1 open, 2 disabled.
-    pub(crate) state: i64,
-    pub(crate) failures: i64,
-    pub(crate) failing_since: Option<i64>,
-    pub(crate) last_success_at: Option<i64>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) last_error_at: Option<i64>,
-    pub(crate) changed_at: Option<i64>,
-    pub(crate) reason: Option<String>,
 }
 
 /// One unit of the dispatcher's work (see [`Store::cycle`]).
@@ -297,7 +268,7 @@ impl Store {
             for h in c.health {
                 save.execute(params![
                     h.id,
-                    h.state,
+                    super::codes::circuit_code(h.state),
                     h.failures,
                     h.failing_since,
                     h.last_success_at,
@@ -493,7 +464,7 @@ impl Inserter<'_> {
         let uuid = Uuid::now_v7();
         // `created_at` is the time in the uuid, so that filters on it are uuid ranges.
         let created = crate::filter::uuid_ms(&uuid);
-        let due = now.saturating_add(super::duration_ms(m.delay));
+        let due = now.saturating_add(crate::time::duration_ms(m.delay));
         let endpoint = match &m.endpoint {
             None => 0,
             Some(name) => self.endpoint_id(name)?,
@@ -558,7 +529,7 @@ impl Inserter<'_> {
             return Ok(Enqueued {
                 uuid: Uuid::from_bytes(uuid),
                 created: false,
-                state: super::State::from_db(state),
+                state: super::codes::state(state).map_err(e("read state"))?,
                 same_request: first_endpoint == endpoint
                     && method == m.method
                     && url == m.url
@@ -582,7 +553,7 @@ impl Inserter<'_> {
         Ok(Enqueued {
             uuid,
             created: true,
-            state: super::State::from_db(state),
+            state: super::codes::state(state).map_err(e("read state"))?,
             same_request: true,
         })
     }

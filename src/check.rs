@@ -388,7 +388,10 @@ mod tests {
         ] {
             assert_eq!(duration("d", s).unwrap(), d, "{s}");
         }
-        assert!(delay("--delay", "-5s").unwrap_err().reason.contains("negative"));
+        assert!(delay("--delay", "-5s")
+            .unwrap_err()
+            .reason
+            .contains("negative"));
         assert!(duration("--delay", "5").is_err());
         assert_eq!(max_attempts("n", 1000), Ok(1000));
         assert!(max_attempts("n", 0).is_err());

@@ -448,7 +448,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deliver::backoff;
+    use crate::verdict::backoff;
 
     fn parse(text: &str) -> Result<Config> {
         let file: FileConfig = toml::from_str(text).map_err(|e| Error::InvalidConfig {

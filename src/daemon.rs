@@ -49,9 +49,10 @@ use crate::config::{Config, RetryPolicy};
 use crate::deliver::endpoints::{Endpoints, Event};
 use crate::deliver::http::Http;
 use crate::deliver::pool::Pool;
-use crate::deliver::{backoff, classify, summarize, Finished, Job, Reply, Verdict};
+use crate::deliver::{Finished, Job, Reply};
 use crate::error::{Error, Result};
 use crate::store::{Access, Claim, Claimed, Cycle, DaemonLock, Outcome, OutcomeKind, Store};
+use crate::verdict::{self, Verdict};
 
 /// How often the database is checked for commits by writers that did not send a wake-up.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -558,11 +559,11 @@ impl Dispatcher {
         save_all: bool,
         now: i64,
     ) -> Result<Claimed> {
-        let outcomes: Vec<Outcome> = self
+        let (outcomes, verdicts): (Vec<Outcome>, Vec<Verdict>) = self
             .finished
             .iter()
             .map(|f| decide(f, &self.config.retry, &self.endpoints, now))
-            .collect();
+            .unzip();
         let health = self.endpoints.health_to_save(now, save_all);
         let cycle = Cycle {
             outcomes: &outcomes,
@@ -574,9 +575,10 @@ impl Dispatcher {
         let claimed = self.store.cycle(&cycle, now)?;
         self.endpoints.saved(&health, now);
         self.take_enables = false;
-        for (f, o) in std::mem::take(&mut self.finished).iter().zip(&outcomes) {
+        let finished = std::mem::take(&mut self.finished);
+        for ((f, o), v) in finished.iter().zip(&outcomes).zip(&verdicts) {
             let cancelled = claimed.cancelled.contains(&f.seq);
-            self.account(f, o, cancelled, now);
+            self.account(f, o, *v, cancelled, now);
         }
         self.in_flight -= outcomes.len();
         for id in &claimed.enabled {
@@ -623,14 +625,15 @@ impl Dispatcher {
         });
     }
 
-    fn account(&mut self, f: &Finished, o: &Outcome, cancelled: bool, now: i64) {
+    fn account(&mut self, f: &Finished, o: &Outcome, v: Verdict, cancelled: bool, now: i64) {
         if o.promote || cancelled && o.lane.is_some() {
             self.endpoints.want(f.endpoint);
         }
-        if f.endpoint != 0 {
-            if let Some(ev) = self.endpoints.finished(f, &o.summary, now) {
-                self.event(ev);
-            }
+        if let Some(ev) = self
+            .endpoints
+            .finished(f.endpoint, v.effect, &o.summary, now)
+        {
+            self.event(ev);
         }
         // Where it went, for log lines: the endpoint, or the host of a plain URL (never the full
         // URL: it may carry credentials or tokens in its query).
@@ -799,39 +802,48 @@ fn stuck_after(timeout: Duration) -> Duration {
     timeout + (timeout / 2).max(Duration::from_secs(1))
 }
 
-/// Turns a finished attempt into what to store, applying the attempt budget and backoff.
-///
-/// A named endpoint's `max_attempts` applies to its messages (a message's own wins); no message
-/// ever gets more attempts than its budget. `410 Gone` dead-letters the message (what it does to
-/// its endpoint is `Endpoints::finished`'s business). A lane's next message is promoted when this
-/// one is delivered, or dead and its endpoint skips dead ones.
-fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -> Outcome {
-    let made = f.attempts + 1;
+/// Turns a finished attempt into what to store: the verdict (`verdict::judge`) decides, with
+/// the budget in force (the message's own, its endpoint's, or `retry.max_attempts`); a lane's
+/// next message is promoted when this one is delivered, or dead and its endpoint skips dead ones.
+fn decide(
+    f: &Finished,
+    policy: &RetryPolicy,
+    endpoints: &Endpoints,
+    now: i64,
+) -> (Outcome, Verdict) {
     let (endpoint_budget, dead_blocks) = endpoints.policy(f.endpoint);
     let budget = f
         .max_attempts
         .or(endpoint_budget)
         .unwrap_or(policy.max_attempts);
-    let kind = match classify(&f.reply) {
-        Verdict::Delivered => OutcomeKind::Delivered,
-        Verdict::Dead => OutcomeKind::Dead,
-        Verdict::Retry { .. } if made >= budget => OutcomeKind::Dead,
-        Verdict::Retry { after } => {
-            let delay = backoff::next_delay(policy, made, after, fastrand::f64());
-            OutcomeKind::Retry {
-                due_at: now.saturating_add(crate::time::duration_ms(delay)),
-            }
-        }
+    let v = verdict::judge(&verdict::Attempt {
+        reply: &f.reply,
+        made: f.attempts + 1,
+        budget,
+        named_endpoint: f.endpoint != 0,
+        to_endpoint_url: f.to_endpoint_url,
+        retry: policy,
+        now,
+        random: fastrand::f64(),
+    });
+    let kind = match v.outcome {
+        verdict::Outcome::Delivered => OutcomeKind::Delivered,
+        verdict::Outcome::Retry { at } => OutcomeKind::Retry { due_at: at },
+        verdict::Outcome::Dead { .. } => OutcomeKind::Dead,
     };
     let (status, error, response) = match &f.reply {
         Reply::Status { code, excerpt, .. } => (Some(*code), None, excerpt.clone()),
-        Reply::Transport(e) => (None, Some(crate::text::escape(e).into_owned()), Vec::new()),
+        Reply::Transport { error, .. } => (
+            None,
+            Some(crate::text::escape(error).into_owned()),
+            Vec::new(),
+        ),
     };
     let error = error.or_else(|| {
         matches!(&f.reply, Reply::Status { location: Some(_), code, .. } if (300..400).contains(code))
-            .then(|| summarize(&f.reply))
+            .then(|| verdict::summarize(&f.reply))
     });
-    Outcome {
+    let outcome = Outcome {
         seq: f.seq,
         n: f.attempts_total + 1,
         at: crate::time::to_ms(f.started),
@@ -839,7 +851,7 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
         status,
         error,
         response,
-        summary: summarize(&f.reply),
+        summary: verdict::summarize(&f.reply),
         lane: f.lane.clone(),
         promote: match kind {
             OutcomeKind::Delivered => true,
@@ -847,7 +859,8 @@ fn decide(f: &Finished, policy: &RetryPolicy, endpoints: &Endpoints, now: i64) -
             OutcomeKind::Retry { .. } => false,
         },
         kind,
-    }
+    };
+    (outcome, v)
 }
 
 /// Forwards SIGTERM/SIGINT (stop) and SIGHUP (reload) to the dispatcher; does nothing else.

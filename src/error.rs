@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The error of a library the store uses, kept as the source of an `Error` (only `store` names
+/// the database library).
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Exit codes, documented in README.md ("Exit codes").
 pub(crate) mod exit {
     pub(crate) const OK: u8 = 0;
@@ -72,15 +76,9 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("database {}: {source}", .path.display())]
-    OpenDb {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    OpenDb { path: PathBuf, source: Source },
     #[error("database {}: permission denied (is this user in the daemon's group?): {source}", .path.display())]
-    DbPermission {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    DbPermission { path: PathBuf, source: Source },
     #[error("database {} is not a webhookd database ({reason}); refusing to touch it", .path.display())]
     NotOurDb { path: PathBuf, reason: String },
     #[error("database {} has schema version {found}, newer than this webhookd understands ({supported}); upgrade webhookd", .path.display())]
@@ -93,7 +91,7 @@ pub enum Error {
     Db {
         path: PathBuf,
         op: &'static str,
-        source: rusqlite::Error,
+        source: Source,
     },
     #[error("database {} is busy (locked by another process for too long): {op}", .path.display())]
     Busy { path: PathBuf, op: &'static str },

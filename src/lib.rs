@@ -31,6 +31,7 @@ mod sign;
 mod store;
 mod text;
 mod time;
+mod verdict;
 mod view;
 
 pub use cli::Cli;

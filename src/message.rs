@@ -98,7 +98,6 @@ pub(crate) fn decode_headers(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,6 +147,37 @@ pub(crate) struct Health {
     pub(crate) reason: Option<String>,
 }
 
+/// What the receiver (or the network) answered an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reply {
+    Status {
+        code: u16,
+        /// Parsed `Retry-After` (seconds or HTTP-date), relative to the response time.
+        retry_after: Option<Duration>,
+        /// `Location` of a redirect, which is recorded and not followed.
+        location: Option<String>,
+        /// The first bytes of the response body.
+        excerpt: Vec<u8>,
+    },
+    /// No answer: the connection, TLS, a timeout or the protocol failed.
+    Transport { kind: Failure, error: String },
+}
+
+/// Why an attempt got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The whole request (or the connect) took longer than its timeout.
+    Timeout,
+    /// The host name could not be resolved (or not within the connect timeout).
+    Dns,
+    /// No connection: refused, reset, unreachable.
+    Connect,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// Anything else: a protocol error, a worker that panicked.
+    Other,
+}
+
 /// Claim up to `limit` due messages of one endpoint (0: plain URLs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Claim {

@@ -86,6 +86,18 @@ fn opt_time(ms: Option<i64>) -> Option<String> {
     ms.map(time)
 }
 
+/// The URL a stored message goes to: its own, or its endpoint's URL with its path appended (an
+/// endpoint no longer configured shows as `[NAME]PATH`).
+pub(crate) fn target_url(config: &Config, endpoint: Option<&str>, url: &str) -> String {
+    match endpoint {
+        None => url.to_owned(),
+        Some(name) => config
+            .endpoints
+            .get(name)
+            .map_or_else(|| format!("[{name}]{url}"), |e| e.url_for(url)),
+    }
+}
+
 /// The headers as name/value pairs.
 pub(crate) fn headers(h: &[(String, String)]) -> Vec<Header> {
     h.iter()
@@ -113,7 +125,7 @@ impl MessageJson {
             uuid: v.uuid.to_string(),
             state: v.state.as_str(),
             method: v.method.clone(),
-            url: crate::cmd::target_url(config, v.endpoint.as_deref(), &v.url),
+            url: target_url(config, v.endpoint.as_deref(), &v.url),
             endpoint: v.endpoint.clone(),
             path: v.endpoint.is_some().then(|| v.url.clone()),
             ordering_key: v.ordering_key.clone(),

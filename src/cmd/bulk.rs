@@ -10,11 +10,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use uuid::Uuid;
 
 use super::{out, read_body};
+use crate::check;
 use crate::cli::{BulkArgs, CancelArgs, DlqDeleteArgs, DlqRetryArgs, ReplayArgs, Selection};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::{Filter, StateName};
-use crate::check;
 use crate::store::{parse_uuid, Access, Action, RetryEdit, Store};
 use crate::view::BulkJson;
 
@@ -318,7 +318,8 @@ fn on_filter(
     };
     let mut cursor = None;
     loop {
-        let (found, done) = store.act_batch(plan.action, &q, cursor, BATCH, crate::time::now_ms())?;
+        let (found, done) =
+            store.act_batch(plan.action, &q, cursor, BATCH, crate::time::now_ms())?;
         report.matched += found.len() as u64;
         report.changed += done.changed.len() as u64;
         report.cancel_requested += done.later.len() as u64;

@@ -7,9 +7,9 @@ use serde_json::{json, Value};
 
 use super::{opt_time, out};
 use crate::config::Config;
-use crate::model::Circuit;
 use crate::endpoint::{Endpoint, OnDead};
 use crate::error::{exit, Error, Result};
+use crate::model::Circuit;
 use crate::store::{Access, EndpointRow, Lane, State, Store};
 
 /// Every endpoint of the config and of the database, by name. The database must exist: without

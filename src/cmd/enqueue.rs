@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::spool::Spool;
 use super::{out, read_body};
-use crate::cli::EnqueueArgs;
 use crate::check;
+use crate::cli::EnqueueArgs;
 use crate::config::Config;
 use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};

@@ -197,19 +197,8 @@ pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
     Ok(body)
 }
 
-/// The URL a stored message goes to: its own, or its endpoint's URL with its path appended (an
-/// endpoint no longer configured shows as `[NAME]PATH`).
-pub(crate) fn target_url(config: &Config, endpoint: Option<&str>, url: &str) -> String {
-    match endpoint {
-        None => url.to_owned(),
-        Some(name) => config
-            .endpoints
-            .get(name)
-            .map_or_else(|| format!("[{name}]{url}"), |e| e.url_for(url)),
-    }
-}
-
 pub(crate) use crate::time::rfc3339 as time;
+pub(crate) use crate::view::target_url;
 
 pub(crate) fn opt_time(ms: Option<i64>) -> serde_json::Value {
     ms.map_or(serde_json::Value::Null, |m| time(m).into())

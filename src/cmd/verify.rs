@@ -2,8 +2,8 @@
 //! receiver's developers can test their side against what webhookd sends. Needs no config.
 
 use super::{out, read_body};
-use crate::cli::VerifyArgs;
 use crate::check;
+use crate::cli::VerifyArgs;
 use crate::error::{exit, Error, Result};
 use crate::sign::{self, Key};
 

@@ -19,10 +19,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Finished, Job, Reply};
+use super::Job;
 use crate::endpoint::{Endpoint, OnDead, MAX_PROBE_INTERVAL};
 use crate::model::Circuit::{Closed as CLOSED, Disabled as DISABLED, Open as OPEN};
 use crate::model::{Circuit, Claim, Health};
+use crate::verdict::Effect;
 /// A token bucket holds at most this many seconds of its rate (at least one token), so a rate is
 /// kept within a few percent over any second.
 const BURST_SECS: f64 = 0.1;
@@ -446,26 +447,38 @@ impl Endpoints {
     /// `410 Gone` disables the endpoint when it came for the endpoint's own URL (a message without
     /// a path), or for `GONE_STREAK` messages in a row; each of those messages is dead-lettered
     /// (the dispatcher's business), never held or sent again.
-    pub(crate) fn finished(&mut self, f: &Finished, summary: &str, now: i64) -> Option<Event> {
-        let rt = self.by_id.get_mut(&f.endpoint)?;
+    /// The attempt's `effect` is the verdict's (`verdict::judge`): this never looks at a status.
+    pub(crate) fn finished(
+        &mut self,
+        endpoint: i64,
+        effect: Effect,
+        summary: &str,
+        now: i64,
+    ) -> Option<Event> {
+        let rt = self.by_id.get_mut(&endpoint)?;
         rt.in_flight = rt.in_flight.saturating_sub(1);
         let c = rt.config.clone()?;
+        if effect == Effect::None {
+            return None;
+        }
         rt.dirty = true;
-        let is_410 = matches!(f.reply, Reply::Status { code: 410, .. });
-        rt.gone = if is_410 { rt.gone + 1 } else { 0 };
-        let gone = match (is_410, f.to_endpoint_url, rt.gone >= GONE_STREAK) {
-            (true, true, _) => Some("410 Gone for the endpoint's own URL".to_owned()),
-            (true, false, true) => Some(format!("410 Gone for {} messages in a row", rt.gone)),
+        let own_url = match effect {
+            Effect::Gone { own_url } => {
+                rt.gone += 1;
+                own_url
+            }
+            _ => {
+                rt.gone = 0;
+                false
+            }
+        };
+        let gone = match (own_url, rt.gone) {
+            (true, _) => Some("410 Gone for the endpoint's own URL".to_owned()),
+            (false, n) if n >= GONE_STREAK => Some(format!("410 Gone for {n} messages in a row")),
             _ => None,
         };
         let h = &mut rt.health;
-        if matches!(
-            f.reply,
-            Reply::Status {
-                code: 200..=299,
-                ..
-            }
-        ) {
+        if effect == Effect::Success {
             let down_since = h.failing_since.take();
             rt.proven = true;
             h.failures = 0;
@@ -605,7 +618,6 @@ impl Endpoints {
 mod tests {
     use super::*;
     use crate::check::Rate;
-    use std::time::SystemTime;
 
     fn endpoint(f: impl FnOnce(&mut Endpoint)) -> Arc<Endpoint> {
         let mut e = Endpoint {
@@ -643,7 +655,7 @@ mod tests {
             "slow start: one request until a success"
         );
         eps.claimed(&[job()], &[]);
-        eps.finished(&finished(200), "", 0);
+        eps.finished(1, finished(200), "", 0);
         eps
     }
 
@@ -654,14 +666,13 @@ mod tests {
         }
     }
 
-    fn finished(code: u16) -> Finished {
-        let reply = Reply::Status {
-            code,
-            retry_after: None,
-            location: None,
-            excerpt: Vec::new(),
-        };
-        Finished::new(&job(), SystemTime::now(), Duration::ZERO, reply)
+    /// The effect the verdict gives an attempt answered `code`.
+    fn finished(code: u16) -> Effect {
+        match code {
+            200..=299 => Effect::Success,
+            410 => Effect::Gone { own_url: false },
+            _ => Effect::Failure,
+        }
     }
 
     fn limit(eps: &mut Endpoints, now: i64) -> usize {
@@ -676,7 +687,7 @@ mod tests {
     fn failing_endpoints_get_one_request_each_within_a_shared_budget() {
         let mut eps = setup(endpoint(|e| e.concurrency = Some(8)));
         eps.claimed(&[job()], &[]);
-        eps.finished(&finished(500), "HTTP 500", 1);
+        eps.finished(1, finished(500), "HTTP 500", 1);
         assert_eq!(limit(&mut eps, 1), 1, "after a failure: one at a time");
         // Four in flight for failing endpoints (16 workers / 4) leave no room for more.
         eps.by_id.get_mut(&1).unwrap().in_flight = 4;
@@ -712,7 +723,7 @@ mod tests {
         eps.claimed(&[job(), job()], &[]);
         assert_eq!(limit(&mut eps, 0), 0);
         assert!(!eps.ready(0));
-        eps.finished(&finished(200), "", 1);
+        eps.finished(1, finished(200), "", 1);
         assert_eq!(limit(&mut eps, 1), 1);
     }
 
@@ -738,11 +749,11 @@ mod tests {
         let mut eps = setup(endpoint(|_| {}));
         for i in 0..2 {
             eps.claimed(&[job()], &[]);
-            assert_eq!(eps.finished(&finished(500), "HTTP 500", i), None);
+            assert_eq!(eps.finished(1, finished(500), "HTTP 500", i), None);
         }
         eps.claimed(&[job()], &[]);
         assert!(matches!(
-            eps.finished(&finished(500), "HTTP 500", 1_000),
+            eps.finished(1, finished(500), "HTTP 500", 1_000),
             Some(Event::Opened { failures: 3, .. })
         ));
         assert_eq!(limit(&mut eps, 1_000), 0, "open: nothing claimed");
@@ -750,15 +761,15 @@ mod tests {
         assert_eq!(limit(&mut eps, 11_000), 1, "one probe");
         eps.claimed(&[job()], &[]);
         assert_eq!(limit(&mut eps, 11_000), 0, "only one probe at a time");
-        assert_eq!(eps.finished(&finished(503), "HTTP 503", 12_000), None);
+        assert_eq!(eps.finished(1, finished(503), "HTTP 503", 12_000), None);
         assert_eq!(eps.next_ready(12_000), Some(32_000), "interval doubled");
         // A request that was in flight before (not a probe) does not double it again.
         eps.claimed(&[job()], &[]);
-        assert_eq!(eps.finished(&finished(503), "HTTP 503", 13_000), None);
+        assert_eq!(eps.finished(1, finished(503), "HTTP 503", 13_000), None);
         assert_eq!(eps.next_ready(13_000), Some(32_000));
         eps.claimed(&[job()], &[]);
         assert!(matches!(
-            eps.finished(&finished(204), "", 32_000),
+            eps.finished(1, finished(204), "", 32_000),
             Some(Event::Recovered {
                 down_ms: 32_000,
                 ..
@@ -779,17 +790,20 @@ mod tests {
         let mut eps = setup(endpoint(|_| {}));
         for i in 1..GONE_STREAK {
             eps.claimed(&[job()], &[]);
-            assert_eq!(eps.finished(&finished(410), "HTTP 410", i64::from(i)), None);
+            assert_eq!(
+                eps.finished(1, finished(410), "HTTP 410", i64::from(i)),
+                None
+            );
         }
         eps.claimed(&[job()], &[]);
         assert_eq!(
-            eps.finished(&finished(200), "", 10),
+            eps.finished(1, finished(200), "", 10),
             None,
             "a success ends the streak"
         );
         for i in 0..GONE_STREAK {
             eps.claimed(&[job()], &[]);
-            let ev = eps.finished(&finished(410), "HTTP 410", 20 + i64::from(i));
+            let ev = eps.finished(1, finished(410), "HTTP 410", 20 + i64::from(i));
             assert_eq!(
                 matches!(ev, Some(Event::Disabled { .. })),
                 i + 1 == GONE_STREAK,
@@ -804,10 +818,9 @@ mod tests {
 
         let mut eps = setup(endpoint(|_| {}));
         eps.claimed(&[job()], &[]);
-        let mut own = finished(410);
-        own.to_endpoint_url = true;
+        let own = Effect::Gone { own_url: true };
         assert!(matches!(
-            eps.finished(&own, "HTTP 410", 5),
+            eps.finished(1, own, "HTTP 410", 5),
             Some(Event::Disabled { .. })
         ));
     }
@@ -816,10 +829,10 @@ mod tests {
     fn long_failure_disables_until_enabled() {
         let mut eps = setup(endpoint(|e| e.breaker_failures = 1000));
         eps.claimed(&[job()], &[]);
-        assert_eq!(eps.finished(&finished(500), "HTTP 500", 0), None);
+        assert_eq!(eps.finished(1, finished(500), "HTTP 500", 0), None);
         eps.claimed(&[job()], &[]);
         assert!(matches!(
-            eps.finished(&finished(500), "HTTP 500", 100_000),
+            eps.finished(1, finished(500), "HTTP 500", 100_000),
             Some(Event::Disabled { .. })
         ));
     }

@@ -36,6 +36,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use super::{Finished, Job, Reply};
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
+use crate::model::Failure;
 
 /// Response bytes kept for the record of a successful attempt (a failed one: `http.capture`).
 pub(crate) const EXCERPT_CAP: usize = 1024;
@@ -127,7 +128,12 @@ impl Http {
         }
         let mut request = match builder.header("webhook-id", id).body(job.body.as_slice()) {
             Ok(r) => r,
-            Err(e) => return Reply::Transport(format!("invalid request: {e}")),
+            Err(e) => {
+                return Reply::Transport {
+                    kind: Failure::Other,
+                    error: format!("invalid request: {e}"),
+                }
+            }
         };
         if let Some(t) = job.timeout {
             request = self
@@ -138,7 +144,12 @@ impl Http {
         }
         let response = match self.agent.run(request) {
             Ok(r) => r,
-            Err(e) => return Reply::Transport(e.to_string()),
+            Err(e) => {
+                return Reply::Transport {
+                    kind: failure(&e),
+                    error: e.to_string(),
+                }
+            }
         };
         let code = response.status().as_u16();
         let header = |name: &str| {
@@ -193,6 +204,51 @@ impl Http {
             .map_err(|e| e.to_string())?;
         Ok(response.status().as_u16())
     }
+}
+
+/// Why a request got no answer, for the verdict's class (timeouts, DNS, connection, TLS).
+fn failure(e: &ureq::Error) -> Failure {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Timeout(_) | ureq::Error::BodyStalled => Failure::Timeout,
+        ureq::Error::HostNotFound => Failure::Dns,
+        ureq::Error::Other(inner) if inner.is::<DnsError>() => Failure::Dns,
+        ureq::Error::ConnectionFailed => Failure::Connect,
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => Failure::Timeout,
+            ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::NotConnected
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::AddrNotAvailable
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof => Failure::Connect,
+            _ => Failure::Other,
+        },
+        ureq::Error::Tls(_)
+        | ureq::Error::Pem(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::TlsRequired => Failure::Tls,
+        _ => Failure::Other,
+    }
+}
+
+/// A host lookup that failed or got no answer in time.
+#[derive(Debug)]
+struct DnsError(String);
+
+impl std::fmt::Display for DnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DnsError {}
+
+fn dns_error(text: String) -> ureq::Error {
+    ureq::Error::Other(Box::new(DnsError(text)))
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
@@ -263,9 +319,9 @@ impl CachingResolver {
     fn lookup(&self, key: &str) -> Result<Vec<SocketAddr>, ureq::Error> {
         if self.lookups.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS {
             self.lookups.fetch_sub(1, Ordering::SeqCst);
-            return Err(ureq::Error::Io(std::io::Error::other(format!(
+            return Err(dns_error(format!(
                 "resolve {key}: {MAX_LOOKUPS} host lookups are already waiting for the resolver"
-            ))));
+            )));
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let (name, lookups) = (key.to_owned(), Arc::clone(&self.lookups));
@@ -284,13 +340,10 @@ impl CachingResolver {
             return Err(ureq::Error::Io(e));
         }
         match rx.recv_timeout(self.timeout) {
-            Ok(r) => r.map_err(ureq::Error::Io),
-            Err(_) => Err(ureq::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "resolve {key}: no answer from the resolver within http.connect_timeout ({})",
-                    crate::text::duration(self.timeout)
-                ),
+            Ok(r) => r.map_err(|e| dns_error(format!("resolve {key}: {e}"))),
+            Err(_) => Err(dns_error(format!(
+                "resolve {key}: no answer from the resolver within http.connect_timeout ({})",
+                crate::text::duration(self.timeout)
             ))),
         }
     }
@@ -322,7 +375,7 @@ impl Resolver for CachingResolver {
             addrs.push(addr);
         }
         if addrs.is_empty() {
-            return Err(ureq::Error::HostNotFound);
+            return Err(dns_error(format!("resolve {key}: no address")));
         }
         let mut cache = self.cache.lock().unwrap();
         if cache.len() > 10_000 {

@@ -219,7 +219,10 @@ fn work(
                     &job,
                     SystemTime::now(),
                     Duration::ZERO,
-                    Reply::Transport(format!("webhookd worker panicked: {what}")),
+                    Reply::Transport {
+                        kind: crate::model::Failure::Other,
+                        error: format!("webhookd worker panicked: {what}"),
+                    },
                 )
             }
         };

@@ -4,10 +4,10 @@ use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
 use super::codes;
-use crate::model::State;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::message;
+use crate::model::State;
 
 const TOTALS: &str = "SELECT state, n FROM counts";
 const IN_FLIGHT_COUNT: &str = "SELECT count(*) FROM messages WHERE state = 1";

@@ -35,11 +35,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
 
+pub(crate) use crate::model::State;
+pub(crate) use crate::model::{Claim, Health};
 pub(crate) use bulk::{Action, RetryEdit};
 pub(crate) use endpoints::{EndpointRow, Lane};
-pub(crate) use crate::model::State;
 pub(crate) use inspect::{parse_uuid, Attempt, Counts, MessageView};
-pub(crate) use crate::model::{Claim, Health};
 pub(crate) use queue::{Claimed, Cycle, Enqueued, Outcome, OutcomeKind};
 
 /// How a statement waits for another process's write lock: SQLite's own busy timeout sleeps 1, 2,
@@ -266,12 +266,12 @@ fn open_error(path: &Path, source: rusqlite::Error) -> Error {
     if denied {
         Error::DbPermission {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         }
     } else {
         Error::OpenDb {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         }
     }
 }
@@ -284,10 +284,7 @@ fn check_header(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(Error::DbPermission {
                 path: path.to_path_buf(),
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_PERM),
-                    Some(e.to_string()),
-                ),
+                source: e.into(),
             })
         }
         Err(e) => {

@@ -14,9 +14,9 @@ use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
 use super::Store;
-use crate::model::{Claim, Health, Job};
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
+use crate::model::{Claim, Health, Job};
 
 pub(super) use super::codes::{CANCELLED, DEAD, DELIVERED, IN_FLIGHT, PENDING, WAITING};
 
@@ -523,7 +523,7 @@ impl Inserter<'_> {
                 .ok_or_else(|| Error::Db {
                     path: path.to_path_buf(),
                     op: "look up idempotency key",
-                    source: rusqlite::Error::QueryReturnedNoRows,
+                    source: rusqlite::Error::QueryReturnedNoRows.into(),
                 })?;
             let (uuid, state, first_endpoint, method, url, headers, body) = first;
             return Ok(Enqueued {
@@ -593,12 +593,12 @@ pub(super) fn wrap(path: &std::path::Path, op: &'static str, source: rusqlite::E
         },
         Some(ReadOnly | PermissionDenied | CannotOpen) => Error::DbPermission {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         },
         _ => Error::Db {
             path: path.to_path_buf(),
             op,
-            source,
+            source: source.into(),
         },
     }
 }

@@ -243,14 +243,14 @@ pub(super) fn migrate(store: &mut Store) -> Result<()> {
         .map_err(|e| Error::Db {
             path: path.clone(),
             op: "begin migration",
-            source: e,
+            source: e.into(),
         })?;
     let db_err = |op: &'static str| {
         let path = path.clone();
-        move |source| Error::Db {
+        move |source: rusqlite::Error| Error::Db {
             path: path.clone(),
             op,
-            source,
+            source: source.into(),
         }
     };
     // Re-read inside the write lock: another process may have migrated meanwhile.

@@ -8,14 +8,14 @@
 //! attempted once (a chat webhook is not a queue to fill); a failure is logged.
 
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde_json::json;
 
 use crate::config::{AlertConfig, AlertFormat, HttpConfig};
 use crate::deliver::http::Http;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const BURST: f64 = 10.0;
 const PER_MINUTE: f64 = 10.0;
@@ -51,13 +51,7 @@ impl Alerter {
     pub(crate) fn start(config: Option<AlertConfig>, http: &HttpConfig) -> Result<Alerter> {
         let client = Http::new(http, 1)?;
         let (tx, rx) = bounded(QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("webhookd-alerts".into())
-            .spawn(move || run(&rx, config, &client))
-            .map_err(|source| Error::Spawn {
-                name: "webhookd-alerts".into(),
-                source,
-            })?;
+        let thread = crate::threads::spawn("webhookd-alerts", move || run(&rx, config, &client))?;
         Ok(Alerter {
             tx: Some(tx),
             thread: Some(thread),
@@ -146,12 +140,6 @@ fn render(a: &Alert, format: AlertFormat, suppressed: u64) -> String {
         })
         .to_string(),
     }
-}
-
-/// How long an endpoint was down, for alert texts.
-pub(crate) fn duration_text(ms: i64) -> String {
-    humantime::format_duration(Duration::from_secs(u64::try_from(ms / 1000).unwrap_or(0)))
-        .to_string()
 }
 
 #[cfg(test)]

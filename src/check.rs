@@ -65,6 +65,12 @@ pub(crate) fn url(field: &str, url: &str) -> Check {
     if url.len() > MAX_URL_LEN {
         return bad(&format!("longer than {MAX_URL_LEN} bytes"));
     }
+    if let Some(c) = url
+        .chars()
+        .find(|c| !c.is_ascii() || c.is_ascii_control() || *c == ' ')
+    {
+        return bad(&format!("{c:?} is not allowed in a URL: percent-encode it"));
+    }
     let uri: Uri = match url.parse() {
         Ok(u) => u,
         Err(_) if url.ends_with("://") => return bad("no host"),
@@ -328,6 +334,8 @@ mod tests {
             ("http://127.0.0.1:99999/x", "port 99999"),
             ("http://127.0.0.1:0/x", "port 0"),
             ("http://127.0.0.1:/x", "empty port"),
+            ("http://h/\u{202e}gpj.exe", "percent-encode"),
+            ("http://h/caf\u{e9}", "percent-encode"),
         ] {
             let e = url("url", bad).unwrap_err();
             assert_eq!(e.field, "url");

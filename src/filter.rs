@@ -153,14 +153,37 @@ pub(crate) fn parse_time(s: &str, now: i64) -> Result<i64, String> {
     if let Ok(d) = humantime::parse_duration(t) {
         return Ok(now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
     }
-    let at = humantime::parse_rfc3339_weak(t).map_err(|_| {
-        format!("invalid time {s:?}: expected RFC 3339 (2026-12-01T10:00:00Z) or a duration ago (2h, 7d)")
-    })?;
+    let bad = || {
+        format!("invalid time {s:?}: expected RFC 3339 (2026-12-01T10:00:00Z, 2026-12-01T11:00:00+01:00) or a duration ago (2h, 7d)")
+    };
+    // humantime reads UTC (or no zone); an offset is applied here.
+    let (local, offset_ms) = match split_offset(t) {
+        Some((local, offset)) => (local, offset),
+        None => (t, 0),
+    };
+    let at = humantime::parse_rfc3339_weak(local).map_err(|_| bad())?;
     let ms = at
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis();
-    Ok(i64::try_from(ms).unwrap_or(i64::MAX))
+    Ok(i64::try_from(ms).unwrap_or(i64::MAX) - offset_ms)
+}
+
+/// Splits `2026-12-01T11:00:00+01:00` into the local time and the offset (ms east of UTC).
+fn split_offset(t: &str) -> Option<(&str, i64)> {
+    let at = t.len().checked_sub(6)?;
+    let (local, offset) = t.split_at(at);
+    let sign = match offset.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = offset[1..].split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    if !local.contains('T') && !local.contains(' ') || h > 23 || m > 59 {
+        return None;
+    }
+    Some((local, sign * (h * 3600 + m * 60) * 1000))
 }
 
 /// The smallest UUIDv7 of a message created at `ms`: uuids at or above it were created then or
@@ -220,6 +243,8 @@ mod tests {
         assert_eq!(parse_time("2027-01-15T08:00:00Z", now), Ok(now));
         assert_eq!(parse_time("2027-01-15T08:00:00", now), Ok(now));
         assert_eq!(parse_time("2027-01-15T07:00:00Z", now), Ok(now - 3_600_000));
+        assert_eq!(parse_time("2027-01-15T09:00:00+01:00", now), Ok(now));
+        assert_eq!(parse_time("2027-01-15T02:30:00-05:30", now), Ok(now));
         assert!(parse_time("yesterday", now).is_err());
     }
 

@@ -18,18 +18,21 @@ mod check;
 mod cli;
 mod cmd;
 mod config;
+mod counters;
 mod daemon;
 mod deliver;
 mod endpoint;
 mod error;
 mod faults;
 mod filter;
+mod ingest;
 mod logging;
 mod message;
 mod model;
 mod sign;
 mod store;
 mod text;
+mod threads;
 mod time;
 mod verdict;
 mod view;
@@ -60,6 +63,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     let common = cli.common();
     logging::init(logging::level(level, common.verbose, common.quiet))?;
     cmd::dispatch(&cli, &config)
+}
+
+/// An error as one line for a terminal: what it quotes of the user's or a receiver's text is
+/// escaped (`text::escape`).
+pub fn describe(err: &Error) -> String {
+    text::escape(&err.to_string()).into_owned()
 }
 
 /// The exit code of a command-line usage error (sysexits `EX_USAGE`).

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     match webhookd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("webhookd: {err}");
+            eprintln!("webhookd: {}", webhookd::describe(&err));
             ExitCode::from(err.exit_code())
         }
     }

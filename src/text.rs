@@ -51,8 +51,14 @@ pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
+/// Control characters, and the invisible ones that reorder or hide text: bidirectional
+/// overrides and isolates (an `\u{202e}` makes `/exe.jpg` of `/gpj.exe`), zero-width characters.
 fn needs_escape(c: char) -> bool {
     c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
 }
 
 fn push_char(out: &mut String, c: char) {
@@ -64,7 +70,7 @@ fn push_char(out: &mut String, c: char) {
         c if (c as u32) < 0x80 && c.is_control() => {
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
-        c if c.is_control() => {
+        c if needs_escape(c) => {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
         c => out.push(c),
@@ -101,6 +107,15 @@ pub(crate) fn duration_ms(ms: i64) -> String {
     duration(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
+/// `n` and a noun, singular or plural: "1 message", "2 messages".
+pub(crate) fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The host (and port, when given) of a URL, for log lines: never the user info, path or
 /// query, which may carry credentials.
 pub(crate) fn host_of(url: &str) -> String {
@@ -123,6 +138,8 @@ mod tests {
         assert_eq!(escape("\u{9b}2J"), "\\u{9b}2J");
         assert_eq!(escape("\u{7f}"), "\\x7f");
         assert_eq!(escape("héllo ✓"), "héllo ✓");
+        assert_eq!(escape("/\u{202e}gpj.exe"), "/\\u{202e}gpj.exe");
+        assert_eq!(escape("a\u{200b}b"), "a\\u{200b}b");
         assert_eq!(escape_multiline("a\nb\u{1b}c"), "a\nb\\ec");
     }
 

@@ -1,7 +1,8 @@
 //! The shape of the code, checked: no import cycle between webhookd's modules (nor between the
-//! files of one module), and the hard boundaries of DEVELOPERS.md: only `store` names rusqlite,
-//! only `deliver::http` names ureq, only `daemon` touches signals and sd-notify, only `cmd` prints
-//! to stdout; no file in `src/` is much over 500 lines.
+//! files of one module), and the hard boundaries of DEVELOPERS.md: only `store::sqlite` names
+//! rusqlite, only `deliver::http` names ureq, only `daemon::signals` touches signals and only
+//! `daemon::systemd` sd-notify, only `cmd` prints to stdout; no file in `src/` is much over 500
+//! lines.
 //!
 //! It reads the sources (test code at the bottom of a file, after its `#[cfg(test)]`, is left
 //! out: tests may reach across), so it runs with `cargo test` and needs no other tool.
@@ -10,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Longest file allowed in `src/` (test modules included).
-const MAX_LINES: usize = 560;
+const MAX_LINES: usize = 530;
 
 fn sources() -> Vec<(PathBuf, String)> {
     fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
@@ -216,7 +217,11 @@ fn hard_boundaries_hold() {
         let file = module.join("::");
         let top = module.first().map(String::as_str).unwrap_or("");
         for (needle, allowed, rule) in [
-            ("rusqlite::", top == "store", "only store names rusqlite"),
+            (
+                "rusqlite::",
+                file.starts_with("store::sqlite"),
+                "only store::sqlite names rusqlite",
+            ),
             (
                 "ureq::",
                 file == "deliver::http",
@@ -224,13 +229,13 @@ fn hard_boundaries_hold() {
             ),
             (
                 "signal_hook",
-                top == "daemon",
-                "only daemon touches signals",
+                file == "daemon::signals",
+                "only daemon::signals touches signals",
             ),
             (
                 "sd_notify",
-                top == "daemon",
-                "only daemon touches sd-notify",
+                file == "daemon::systemd",
+                "only daemon::systemd touches sd-notify",
             ),
             ("println!", top == "cmd", "only cmd prints to stdout"),
             ("print!(", top == "cmd", "only cmd prints to stdout"),

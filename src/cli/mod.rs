@@ -28,7 +28,8 @@ Examples:
 
 Environment: WEBHOOKD_CONFIG and WEBHOOKD_DB stand for --config and --db (the options win).
 
-Exit codes: 0 ok, 1 verify: signature does not match, 3 status: daemon not running,
+Exit codes: 0 ok, 1 verify: signature does not match (cancel, replay, dlq delete: not
+confirmed), 3 status: daemon not running,
 64 command line (an unknown option, a missing or invalid argument), 65 bad data (a --jsonl
 line, a body file, a message in a state the action does not take, a database of another
 format), 66 not found (uuid, endpoint, file, database), 73 cannot create, 74 I/O error,
@@ -229,7 +230,7 @@ Examples:
         after_help = "\
 Examples:
   webhookd endpoints list
-  webhookd endpoints show billing --json | jq .health
+  webhookd endpoints show billing --json | jq '{state, consecutive_failures, last_error}'
   webhookd endpoints enable billing"
     )]
     Endpoints(EndpointsCommand),

@@ -15,7 +15,7 @@ use crate::cli::{BulkArgs, CancelArgs, DlqDeleteArgs, DlqRetryArgs, ReplayArgs, 
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::{Filter, StateName};
-use crate::store::{parse_uuid, Access, Action, RetryEdit, Store};
+use crate::store::{self, parse_uuid, Access, Action, RetryEdit};
 use crate::view::BulkJson;
 
 /// Messages per transaction: small enough that the daemon's next turn waits a few milliseconds
@@ -225,7 +225,7 @@ fn on_uuids(config: &Config, plan: &Plan<'_>, uuids: &[Uuid], dry_run: bool) -> 
         uuids: Vec::new(),
     };
     if dry_run {
-        let store = Store::open(&config.db, Access::Read)?;
+        let store = store::open_admin(&config.db, Access::Read)?;
         for u in uuids {
             store.view(u)?; // exists
         }
@@ -233,11 +233,11 @@ fn on_uuids(config: &Config, plan: &Plan<'_>, uuids: &[Uuid], dry_run: bool) -> 
         report.uuids = uuids.iter().map(Uuid::to_string).collect();
         return Ok(report);
     }
-    let mut store = Store::open(&config.db, Access::Write)?;
+    let mut store = store::open_admin(&config.db, Access::Modify)?;
     let done = store.act_on(plan.action, uuids, crate::time::now_ms())?;
     drop(store);
     if plan.wakes {
-        crate::daemon::wake(&config.db);
+        store::coordination(&config.db).notify(store::Notice::Messages);
     }
     report.changed = done.changed.len() as u64;
     report.cancel_requested = done.later.len() as u64;
@@ -259,9 +259,13 @@ fn on_filter(
     yes: bool,
 ) -> Result<BulkJson> {
     let now = crate::time::now_ms();
-    let access = if dry_run { Access::Read } else { Access::Write };
-    let mut store = Store::open(&config.db, access)?;
-    super::check_endpoint(config, &store, f)?;
+    let access = if dry_run {
+        Access::Read
+    } else {
+        Access::Modify
+    };
+    let mut store = store::open_admin(&config.db, access)?;
+    super::check_endpoint(config, store.as_ref(), f)?;
     let q = store.query(f, states, now)?;
     let mut report = BulkJson {
         action: plan.name,
@@ -327,7 +331,7 @@ fn on_filter(
             .uuids
             .extend(done.changed.iter().chain(&done.later).map(Uuid::to_string));
         if plan.wakes && !done.changed.is_empty() {
-            crate::daemon::wake(&config.db);
+            store::coordination(&config.db).notify(store::Notice::Messages);
         }
         if let Some(bar) = &progress {
             bar.inc(found.len() as u64);

@@ -1,30 +1,17 @@
 //! `webhookd dlq list`: the dead messages, newest first (the uuid order), all of them or those the
 //! filters select. (`dlq show` shares `show`; retry and delete are in `bulk`.)
 
-use serde::Serialize;
-
 use super::out;
 use crate::cli::FilterArgs;
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::StateName;
-use crate::store::{Access, Store};
+use crate::store::{self, Access};
 use crate::text::escape;
+use crate::view::DeadJson;
 
 /// Messages read per query.
 const PAGE: usize = 1000;
-
-/// One line of `dlq list --json`.
-#[derive(Debug, Serialize)]
-struct DeadJson {
-    uuid: String,
-    url: String,
-    endpoint: Option<String>,
-    attempts: u32,
-    last_status: Option<u16>,
-    last_error: Option<String>,
-    dead_at: Option<String>,
-}
 
 /// Runs `dlq list`: a table, or with `json` a JSON array of objects.
 ///
@@ -36,8 +23,8 @@ pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8>
     let states = f
         .states_within(&[StateName::Dead], &[StateName::Dead])
         .map_err(|message| Error::Usage { message })?;
-    let store = Store::open(&config.db, Access::Read)?;
-    super::check_endpoint(config, &store, &f)?;
+    let store = store::open_admin(&config.db, Access::Read)?;
+    super::check_endpoint(config, store.as_ref(), &f)?;
     let q = store.query(&f, &states, now)?;
     if json {
         out("[")?;
@@ -47,7 +34,9 @@ pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8>
             "UUID", "ATTEMPTS", "DEAD SINCE", "URL"
         ))?;
     }
-    let mut first = true;
+    // Streamed, one item per line: each is printed when the next one (or the end) tells whether
+    // it needs a comma.
+    let mut held: Option<String> = None;
     let mut cursor = None;
     loop {
         let page = store.find(&q, cursor, PAGE)?;
@@ -67,7 +56,9 @@ pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8>
                     dead_at: v.dead_at.map(super::time),
                 };
                 let item = serde_json::to_string(&item).expect("a view serializes");
-                out(format_args!("{}{item}", if first { "" } else { "," }))?;
+                if let Some(prev) = held.replace(item) {
+                    out(format_args!("  {prev},"))?;
+                }
             } else {
                 out(format_args!(
                     "{:<36}  {:>8}  {:<24}  {:<40}  {}",
@@ -78,7 +69,6 @@ pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8>
                     escape(v.last_error.as_deref().unwrap_or("-"))
                 ))?;
             }
-            first = false;
         }
         match page.last() {
             Some(last) if page.len() == PAGE => cursor = Some(last.uuid),
@@ -86,6 +76,9 @@ pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8>
         }
     }
     if json {
+        if let Some(last) = held {
+            out(format_args!("  {last}"))?;
+        }
         out("]")?;
     }
     Ok(exit::OK)

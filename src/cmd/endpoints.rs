@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
-
-use super::{opt_time, out};
+use super::out;
 use crate::config::Config;
-use crate::endpoint::{Endpoint, OnDead};
+use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};
 use crate::model::Circuit;
-use crate::store::{Access, EndpointRow, Lane, State, Store};
+use crate::model::State;
+use crate::store::{self, Access, Admin, EndpointRow};
+use crate::view::{EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
 
 /// Every endpoint of the config and of the database, by name. The database must exist: without
 /// it nothing is known about any endpoint's health.
-fn rows(store: &Store, config: &Config) -> Result<BTreeMap<String, EndpointRow>> {
+fn rows(store: &dyn Admin, config: &Config) -> Result<BTreeMap<String, EndpointRow>> {
     let mut rows: BTreeMap<String, EndpointRow> = store
         .endpoint_rows()?
         .into_iter()
@@ -29,39 +29,19 @@ fn rows(store: &Store, config: &Config) -> Result<BTreeMap<String, EndpointRow>>
     Ok(rows)
 }
 
-fn summary(row: &EndpointRow, configured: bool) -> Value {
-    let h = &row.health;
-    json!({
-        "name": row.name,
-        "configured": configured,
-        "state": h.state.as_str(),
-        "reason": h.reason,
-        "state_since": opt_time(h.changed_at),
-        "consecutive_failures": h.failures,
-        "failing_since": opt_time(h.failing_since),
-        "last_success_at": opt_time(h.last_success_at),
-        "last_error": h.last_error,
-        "last_error_at": opt_time(h.last_error_at),
-        "pending": row.pending,
-        "waiting": row.waiting,
-        "in_flight": row.in_flight,
-        "dead": row.dead,
-    })
-}
-
 /// `endpoints list`.
 ///
 /// # Errors
 /// Store errors.
 pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
-    let store = Store::open(&config.db, Access::Read)?;
-    let rows = rows(&store, config)?;
+    let store = store::open_admin(&config.db, Access::Read)?;
+    let rows = rows(store.as_ref(), config)?;
     if json {
-        let all: Vec<Value> = rows
+        let all: Vec<EndpointJson> = rows
             .values()
-            .map(|r| summary(r, config.endpoints.contains_key(&r.name)))
+            .map(|r| EndpointJson::new(r, config.endpoints.contains_key(&r.name)))
             .collect();
-        out(Value::Array(all))?;
+        out(serde_json::to_string(&all).expect("a view serializes"))?;
         return Ok(exit::OK);
     }
     let mut text = format!(
@@ -92,41 +72,13 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn policy(e: &Endpoint, workers: usize) -> Value {
-    json!({
-        "url": e.url,
-        "headers": e.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
-        "signing_secrets": e.keys.len(),
-        "unreadable_files": e.unreadable,
-        "timeout": e.timeout.map(crate::text::duration),
-        "max_attempts": e.max_attempts,
-        "concurrency": e.concurrency_with(workers),
-        "rate": e.rate.as_ref().map(|r| r.text.clone()),
-        "ordered": e.ordered,
-        "on_dead": match e.on_dead { OnDead::Block => "block", OnDead::Skip => "skip" },
-        "breaker_failures": e.breaker_failures,
-        "breaker_cooldown": crate::text::duration(e.breaker_cooldown),
-        "disable_after": crate::text::duration(e.disable_after),
-    })
-}
-
-fn lane_json(l: &Lane) -> Value {
-    json!({
-        "key": l.key,
-        "messages": l.messages,
-        "head": l.head.to_string(),
-        "head_state": l.head_state.as_str(),
-        "blocked": l.head_state == State::Dead,
-    })
-}
-
 /// `endpoints show NAME`.
 ///
 /// # Errors
 /// `NoSuchEndpoint`, store errors.
 pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
-    let store = Store::open(&config.db, Access::Read)?;
-    let rows = rows(&store, config)?;
+    let store = store::open_admin(&config.db, Access::Read)?;
+    let rows = rows(store.as_ref(), config)?;
     let Some(row) = rows.get(name) else {
         return Err(Error::NoSuchEndpoint { name: name.into() });
     };
@@ -135,11 +87,13 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
         Some(id) => store.lanes(id)?,
         None => Vec::new(),
     };
-    let mut v = summary(row, cfg.is_some());
-    v["policy"] = cfg.map_or(Value::Null, |e| policy(e, config.workers));
-    v["lanes"] = Value::Array(lanes.iter().map(lane_json).collect());
     if json {
-        out(v)?;
+        let v = EndpointDetailJson {
+            endpoint: EndpointJson::new(row, cfg.is_some()),
+            policy: cfg.map(|e| PolicyJson::new(e, config.workers)),
+            lanes: lanes.iter().map(LaneJson::new).collect(),
+        };
+        out(serde_json::to_string(&v).expect("a view serializes"))?;
         return Ok(exit::OK);
     }
     let h = &row.health;
@@ -177,10 +131,9 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
                 n => format!("Standard Webhooks, {n} secrets (rotation)"),
             }
         ));
-        let p = policy(e, config.workers);
         text.push_str(&format!(
             "policy:       concurrency {}, rate {}, timeout {}, max_attempts {}, {}\n",
-            p["concurrency"],
+            e.concurrency_with(config.workers),
             e.rate.as_ref().map_or("unlimited", |r| r.text.as_str()),
             e.timeout.map_or_else(
                 || format!(
@@ -275,8 +228,8 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
 /// # Errors
 /// `NoSuchEndpoint`, store errors.
 pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
-    let mut store = Store::open(&config.db, Access::Write)?;
-    let rows = rows(&store, config)?;
+    let mut store = store::open_admin(&config.db, Access::Modify)?;
+    let rows = rows(store.as_ref(), config)?;
     let Some(row) = rows.get(name) else {
         return Err(Error::NoSuchEndpoint { name: name.into() });
     };
@@ -290,10 +243,10 @@ pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
         )));
     }
     let was = row.health.state.as_str();
-    store.ensure_endpoints([&name.to_owned()])?;
+    store.ensure_endpoints(&[name.to_owned()])?;
     store.request_enable(name, crate::time::now_ms())?;
     drop(store);
-    crate::daemon::wake_endpoints(&config.db);
+    store::coordination(&config.db).notify(store::Notice::Endpoints);
     out(format_args!("endpoint {name} enabled (was {was})"))?;
     Ok(exit::OK)
 }

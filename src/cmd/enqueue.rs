@@ -12,56 +12,19 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::spool::Spool;
 use super::{out, read_body};
-use crate::check;
+use crate::check::{self, Invalid};
 use crate::cli::EnqueueArgs;
 use crate::config::Config;
-use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};
+use crate::ingest::{Refused, Request};
 use crate::message::Message;
-use crate::model::Lane;
-use crate::store::{self, Access, Enqueued, Store};
-
-/// Why a destination was refused.
-enum TargetError {
-    /// A named endpoint the config does not define.
-    Unknown {
-        name: String,
-        known: String,
-    },
-    Invalid(String),
-}
-
-impl TargetError {
-    fn text(self) -> String {
-        match self {
-            TargetError::Unknown { name, known } => {
-                format!("unknown endpoint {name:?} (configured: {known})")
-            }
-            TargetError::Invalid(m) => m,
-        }
-    }
-}
-
-/// Fields a `--jsonl` line may have.
-const LINE_FIELDS: &[&str] = &[
-    "url",
-    "method",
-    "headers",
-    "body",
-    "body_base64",
-    "key",
-    "delay",
-    "max_attempts",
-    "endpoint",
-    "path",
-    "ordering_key",
-];
+use crate::store::{self, Access, Enqueued};
+use crate::view::EnqueuedJson;
 
 /// Runs `enqueue`.
 ///
@@ -75,130 +38,52 @@ pub(crate) fn run(args: &EnqueueArgs, config: &Config) -> Result<u8> {
     }
 }
 
-/// Where a message goes, resolved against the config's endpoints.
-struct Target {
-    /// The full URL, or the path for an endpoint.
-    url: String,
-    endpoint: Option<String>,
-    lane: Option<String>,
-    lane_dead_blocks: bool,
-}
-
-/// Resolves a URL, or an endpoint with an optional path, and the ordered lane if any.
-fn target(
-    config: &Config,
-    url: Option<String>,
-    endpoint: Option<String>,
-    path: Option<String>,
-    ordering_key: Option<String>,
-) -> std::result::Result<Target, TargetError> {
-    let invalid = |m: &str| TargetError::Invalid(m.to_owned());
-    let (url, endpoint) = match (url, endpoint) {
-        (Some(_), Some(_)) => return Err(invalid("give either a URL or an endpoint, not both")),
-        (None, None) => return Err(invalid("missing field `url` (or `endpoint`)")),
-        (Some(_), None) if path.is_some() => {
-            return Err(invalid("a path can only be given with an endpoint"))
-        }
-        (Some(url), None) => (url, None),
-        (None, Some(name)) => {
-            let Some(e) = config.endpoints.get(&name) else {
-                let known: Vec<&str> = config.endpoints.keys().map(String::as_str).collect();
-                return Err(TargetError::Unknown {
-                    name,
-                    known: if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    },
-                });
-            };
-            let path = path.unwrap_or_default();
-            if !path.is_empty() {
-                check::path("path", &path).map_err(|e| TargetError::Invalid(e.reason))?;
-            }
-            check::url("path", &e.url_for(&path)).map_err(|e| TargetError::Invalid(e.reason))?;
-            (path, Some(e))
-        }
-    };
-    if let Some(k) = &ordering_key {
-        if k.is_empty() || k.len() > 512 {
-            return Err(invalid("ordering key must be 1 to 512 bytes long"));
-        }
-    }
-    let lane = match (&ordering_key, endpoint) {
-        (Some(k), e) => Some(Lane {
-            endpoint: e.map_or_else(String::new, |e| e.name.clone()),
-            key: k.clone(),
-        }),
-        (None, Some(e)) if e.ordered => Some(Lane {
-            endpoint: e.name.clone(),
-            key: String::new(),
-        }),
-        (None, _) => None,
-    }
-    .map(|l| l.encode());
-    Ok(Target {
-        url,
-        lane,
-        lane_dead_blocks: endpoint.is_none_or(|e| e.on_dead == OnDead::Block),
-        endpoint: endpoint.map(|e| e.name.clone()),
-    })
-}
-
 fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
-    let usage = |message: String| Error::Usage { message };
-    let t = target(
-        config,
-        args.url.clone(),
-        args.endpoint.clone(),
-        args.path.clone(),
-        args.ordering_key.clone(),
-    )
-    .map_err(|e| match e {
-        TargetError::Unknown { name, .. } => Error::NoSuchEndpoint { name },
-        TargetError::Invalid(m) => usage(m),
-    })?;
     let max_attempts = args
         .max_attempts
         .as_deref()
         .map(|n| {
-            n.trim().parse::<u32>().map_err(|_| {
-                usage(format!(
-                    "--max-attempts: {n:?} is not a whole number in 1..=1000"
-                ))
+            n.trim().parse::<u32>().map_err(|_| Error::Usage {
+                message: format!("--max-attempts: {n:?} is not a whole number in 1..=1000"),
             })
         })
         .transpose()?;
-    let message = Message {
-        method: args.method.clone(),
-        url: t.url,
-        endpoint: t.endpoint,
-        lane: t.lane,
-        lane_dead_blocks: t.lane_dead_blocks,
+    let request = Request {
+        url: args.url.clone(),
+        endpoint: args.endpoint.clone(),
+        path: args.path.clone(),
+        method: Some(args.method.clone()),
         headers: args
             .headers
             .iter()
-            .map(|h| check::header_arg("-H", h).map_err(|e| usage(e.to_string())))
+            .map(|h| {
+                check::header_arg("-H", h).map_err(|e| Error::Usage {
+                    message: e.to_string(),
+                })
+            })
             .collect::<Result<_>>()?,
         body: match &args.data {
             Some(d) => read_body(d, config.max_body_size)?,
             None => Vec::new(),
         },
         key: args.key.clone(),
-        delay: match &args.delay {
-            Some(d) => check::delay("--delay", d).map_err(|e| usage(e.to_string()))?,
-            None => Duration::ZERO,
-        },
+        delay: args.delay.clone(),
         max_attempts,
+        ordering_key: args.ordering_key.clone(),
     };
-    message
-        .check(config.max_body_size)
-        .map_err(|e| usage(e.to_string()))?;
-    let mut store = Store::open(&config.db, Access::Write)?;
+    let message = request
+        .validate(&config.endpoints, config.max_body_size)
+        .map_err(|e| match e {
+            Refused::UnknownEndpoint { name, .. } => Error::NoSuchEndpoint { name },
+            Refused::Invalid(e) => Error::Usage {
+                message: as_flags(&e),
+            },
+        })?;
+    let mut store = store::open_admin(&config.db, Access::Write)?;
     let mut inserter = store.inserter()?;
     let enqueued = inserter.insert(&message, crate::time::now_ms())?;
     inserter.commit()?;
-    crate::daemon::wake(&config.db);
+    store::coordination(&config.db).notify(store::Notice::Messages);
     note_reused_key(&enqueued, message.key.as_deref(), None);
     out(render(&enqueued, args.json))?;
     Ok(exit::OK)
@@ -211,7 +96,7 @@ fn note_reused_key(e: &Enqueued, key: Option<&str>, line: Option<(&str, u64)>) {
     }
     let at = line.map_or(String::new(), |(input, n)| format!("{input}: line {n}: "));
     eprintln!(
-        "webhookd: {at}key {:?} is already used by message {} with a different request; nothing was stored (its uuid is printed)",
+        "webhookd: {at}key \"{}\" is already used by message {} with a different request; nothing was stored (its uuid is printed)",
         crate::text::escape(key.unwrap_or_default()),
         e.uuid
     );
@@ -219,12 +104,7 @@ fn note_reused_key(e: &Enqueued, key: Option<&str>, line: Option<(&str, u64)>) {
 
 fn render(e: &Enqueued, json: bool) -> String {
     if json {
-        serde_json::json!({
-            "uuid": e.uuid.to_string(),
-            "state": e.state.as_str(),
-            "created": e.created,
-        })
-        .to_string()
+        serde_json::to_string(&EnqueuedJson::new(e)).expect("a view serializes")
     } else {
         e.uuid.to_string()
     }
@@ -277,7 +157,7 @@ fn enqueue_stream(input: &str, json: bool, config: &Config) -> Result<u8> {
     const STREAM_GROUP: usize = 1000;
     const STREAM_LINGER: Duration = Duration::from_millis(5);
     let (name, mut reader) = open_input(input)?;
-    let mut store = Store::open(&config.db, Access::Write)?;
+    let mut store = store::open_admin(&config.db, Access::Write)?;
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut group: Vec<Message> = Vec::with_capacity(STREAM_GROUP);
@@ -319,7 +199,7 @@ fn enqueue_stream(input: &str, json: bool, config: &Config) -> Result<u8> {
                 .map(|m| inserter.insert(&m, now))
                 .collect::<Result<Vec<_>>>()?;
             inserter.commit()?;
-            crate::daemon::wake(&config.db);
+            store::coordination(&config.db).notify(store::Notice::Messages);
             for e in &enqueued {
                 writeln!(out, "{}", render(e, json)).map_err(stdout_error)?;
             }
@@ -361,7 +241,7 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
         spool.push(message)?;
     }
     let mut uuids = Spill::create()?;
-    let mut store = Store::open(&config.db, Access::Write)?;
+    let mut store = store::open_admin(&config.db, Access::Write)?;
     let mut inserter = store.inserter()?;
     let now = crate::time::now_ms();
     let mut notes = Vec::new();
@@ -379,7 +259,7 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
     }
     inserter.commit()?;
     drop(store);
-    crate::daemon::wake(&config.db);
+    store::coordination(&config.db).notify(store::Notice::Messages);
     for (e, key, n) in &notes {
         note_reused_key(e, key.as_deref(), Some((&name, *n)));
     }
@@ -387,8 +267,9 @@ fn enqueue_lines(input: &str, json: bool, config: &Config) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// One `--jsonl` line: a JSON object as the API takes it.
 fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, String> {
-    let mut line: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
+    let object: Map<String, Value> = serde_json::from_str(text).map_err(|e| {
         // serde_json's position is within this one line; the line number is ours.
         let msg = e.to_string();
         match msg.rfind(" at line ") {
@@ -396,110 +277,28 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
             None => msg,
         }
     })?;
-    if let Some(unknown) = line.keys().find(|k| !LINE_FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown field `{unknown}` (expected one of {})",
-            LINE_FIELDS.join(", ")
-        ));
-    }
-    let t = target(
-        config,
-        string(&mut line, "url")?,
-        string(&mut line, "endpoint")?,
-        string(&mut line, "path")?,
-        string(&mut line, "ordering_key")?,
-    )
-    .map_err(TargetError::text)?;
-    let body = match (
-        string(&mut line, "body")?,
-        string(&mut line, "body_base64")?,
-    ) {
-        (Some(_), Some(_)) => return Err("give either body or body_base64, not both".into()),
-        (Some(b), None) => b.into_bytes(),
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
-            .decode(b.trim())
-            .map_err(|e| format!("body_base64: {e}"))?,
-        (None, None) => Vec::new(),
-    };
-    let headers = headers(line.remove("headers"))?;
-    let max_attempts = match line.remove("max_attempts") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("max_attempts: expected a positive integer, got {v}"))?,
-        ),
-    };
-    let message = Message {
-        method: string(&mut line, "method")?.unwrap_or_else(|| "POST".into()),
-        url: t.url,
-        endpoint: t.endpoint,
-        lane: t.lane,
-        lane_dead_blocks: t.lane_dead_blocks,
-        headers,
-        body,
-        key: string(&mut line, "key")?,
-        delay: match string(&mut line, "delay")? {
-            Some(d) => check::delay("delay", &d).map_err(|e| e.to_string())?,
-            None => Duration::ZERO,
-        },
-        max_attempts,
-    };
-    message
-        .check(config.max_body_size)
-        .map_err(|e| e.to_string())?;
-    Ok(message)
+    Request::from_object(object)
+        .map_err(|e| e.to_string())?
+        .validate(&config.endpoints, config.max_body_size)
+        .map_err(|e| e.to_string())
 }
 
-/// The `headers` of a JSON line: an object (`{"Name": "value"}`), or, to repeat a name, a list
-/// of `{"name": ..., "value": ...}` objects (the form every JSON output uses).
-fn headers(v: Option<Value>) -> std::result::Result<Vec<(String, String)>, String> {
-    let pair = |name: &str, value: &Value, at: String| match value {
-        Value::String(value) => check::header("headers", name, value).map_err(|e| e.reason),
-        _ => Err(format!("{at}: expected a string")),
+/// A refusal as the command line names things: flags instead of JSON fields.
+fn as_flags(e: &Invalid) -> String {
+    let flag = match e.field.as_str() {
+        "url" => return e.reason.clone(),
+        "endpoint" => "--endpoint",
+        "path" => "--path",
+        "method" => "-X",
+        "headers" => "-H",
+        "body" => "-d",
+        "key" => "--key",
+        "delay" => "--delay",
+        "max_attempts" => "--max-attempts",
+        "ordering_key" => "--ordering-key",
+        other => other,
     };
-    let mut out = Vec::new();
-    match v {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(map)) => {
-            for (name, value) in &map {
-                out.push(pair(name, value, format!("headers.{name}"))?);
-            }
-        }
-        Some(Value::Array(list)) => {
-            for (i, item) in list.iter().enumerate() {
-                let fields = item
-                    .as_object()
-                    .filter(|o| o.len() == 2 && o.contains_key("name") && o.contains_key("value"));
-                let Some(Value::String(name)) = fields.and_then(|o| o.get("name")) else {
-                    return Err(format!(
-                        "headers[{i}]: expected {{\"name\": \"...\", \"value\": \"...\"}}"
-                    ));
-                };
-                let value = &fields.expect("checked above")["value"];
-                out.push(pair(name, value, format!("headers[{i}].value"))?);
-            }
-        }
-        Some(_) => {
-            return Err(
-                "headers: expected an object of strings or a list of {\"name\", \"value\"} objects"
-                    .into(),
-            )
-        }
-    }
-    Ok(out)
-}
-
-/// Takes an optional string field out of a JSON line.
-fn string(
-    line: &mut Map<String, Value>,
-    name: &str,
-) -> std::result::Result<Option<String>, String> {
-    match line.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(format!("{name}: expected a string, got {v}")),
-    }
+    format!("{flag}: {}", e.reason)
 }
 
 /// Uuids of a `--jsonl` batch, kept in an unlinked temporary file until the commit.
@@ -535,7 +334,7 @@ impl Spill {
         let mut rec = [0u8; 17];
         rec[..16].copy_from_slice(e.uuid.as_bytes());
         // Bit 0: created; the bits above: the state (a known key's message may be in any).
-        let state = store::State::ALL
+        let state = crate::model::State::ALL
             .iter()
             .position(|s| *s == e.state)
             .unwrap_or(0) as u8;
@@ -568,7 +367,8 @@ impl Spill {
             let e = Enqueued {
                 uuid: Uuid::from_bytes(uuid),
                 created: rec[16] & 1 == 1,
-                state: store::State::ALL[usize::from(rec[16] >> 1) % store::State::ALL.len()],
+                state: crate::model::State::ALL
+                    [usize::from(rec[16] >> 1) % crate::model::State::ALL.len()],
                 same_request: true,
             };
             writeln!(w, "{}", render(&e, json)).map_err(write_err)?;

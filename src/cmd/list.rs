@@ -8,7 +8,7 @@ use crate::cli::ListArgs;
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::StateName;
-use crate::store::{Access, MessageView, Store};
+use crate::store::{self, Access, MessageView};
 use crate::text::escape;
 use crate::view::{MessageJson, Page};
 
@@ -53,9 +53,9 @@ pub(crate) fn run(config: &Config, args: &ListArgs) -> Result<u8> {
     let states = f
         .states_within(&DEFAULT_STATES, &StateName::ALL)
         .map_err(|message| Error::Usage { message })?;
-    let store = Store::open(&config.db, Access::Read)?;
+    let store = store::open_admin(&config.db, Access::Read)?;
     store.snapshot()?;
-    super::check_endpoint(config, &store, &f)?;
+    super::check_endpoint(config, store.as_ref(), &f)?;
     let q = store.query(&f, &states, now)?;
     let mut found = store.find(&q, cursor, limit + 1)?;
     let next_cursor = if found.len() > limit {

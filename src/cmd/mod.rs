@@ -151,7 +151,7 @@ pub(crate) fn filter(args: &FilterArgs, now: i64) -> Result<Filter> {
 /// `NoSuchEndpoint`.
 pub(crate) fn check_endpoint(
     config: &Config,
-    store: &crate::store::Store,
+    store: &dyn crate::store::Admin,
     f: &Filter,
 ) -> Result<()> {
     if let Some(name) = &f.endpoint {
@@ -199,10 +199,6 @@ pub(crate) fn read_body(arg: &str, max: usize) -> Result<Vec<u8>> {
 
 pub(crate) use crate::time::rfc3339 as time;
 pub(crate) use crate::view::target_url;
-
-pub(crate) fn opt_time(ms: Option<i64>) -> serde_json::Value {
-    ms.map_or(serde_json::Value::Null, |m| time(m).into())
-}
 
 /// Whether stdout is a terminal (a person reads it).
 pub(crate) fn stdout_is_terminal() -> bool {

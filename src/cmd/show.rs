@@ -7,7 +7,8 @@
 use super::{out, out_bytes, time};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
-use crate::store::{parse_uuid, Access, MessageView, State, Store};
+use crate::model::State;
+use crate::store::{self, parse_uuid, Access, MessageView};
 use crate::text::{escape, escape_bytes, escape_multiline};
 use crate::view::MessageJson;
 
@@ -32,7 +33,7 @@ pub(crate) struct Mode {
 /// `NoSuchMessage`, `NotDead` (dlq show), store errors.
 pub(crate) fn run(config: &Config, uuid: &str, mode: Mode) -> Result<u8> {
     let id = parse_uuid(uuid)?;
-    let store = Store::open(&config.db, Access::Read)?;
+    let store = store::open_admin(&config.db, Access::Read)?;
     let view = store.view(&id)?;
     if mode.dead_only && view.state != State::Dead {
         return Err(Error::NotDead {

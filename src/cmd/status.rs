@@ -5,26 +5,34 @@
 
 use super::out;
 use crate::config::Config;
-use crate::error::{exit, Error, Result};
+use crate::error::{exit, Result};
 use crate::model::Circuit;
-use crate::store::{Access, Counts, DaemonLock, DaemonState, Store};
+use crate::store::{self, Access, Counts, DaemonState, Presence};
+use crate::view::{DaemonJson, DbJson, EndpointCountsJson, QueueJson, StatusJson};
 
 /// Runs `status`.
 ///
 /// # Errors
 /// Store errors other than a missing database.
 pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
-    let daemon = DaemonLock::probe(&config.db);
-    let exists = config.db.exists();
+    let coordination = store::coordination(&config.db);
+    let daemon = coordination.daemon();
     // A missing or empty file is "not created yet": status never creates or writes it.
-    let (counts, health, initialised) = match Store::open(&config.db, Access::Read) {
-        Ok(store) => (
-            store.counts(crate::time::now_ms())?,
-            store.endpoint_health()?,
-            true,
-        ),
-        Err(Error::NoDatabase { .. }) => (Counts::default(), Vec::new(), false),
-        Err(e) => return Err(e),
+    let presence = coordination.presence();
+    let (counts, health) = match presence {
+        Presence::Ready => {
+            let store = store::open_admin(&config.db, Access::Read)?;
+            (
+                store.counts(crate::time::now_ms())?,
+                store.endpoint_health()?,
+            )
+        }
+        Presence::Missing | Presence::Empty => (Counts::default(), Vec::new()),
+    };
+    let (exists, initialised) = match presence {
+        Presence::Missing => (false, false),
+        Presence::Empty => (true, false),
+        Presence::Ready => (true, true),
     };
     // Endpoints by state; endpoints only in the database (no longer configured) are not counted.
     let mut by_state = [0u64; 3];
@@ -44,28 +52,29 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
         DaemonState::Stopped => (false, None),
     };
     if json {
-        let v = serde_json::json!({
-            "daemon": { "running": running, "pid": pid },
-            "db": {
-                "path": config.db.display().to_string(),
-                "exists": exists,
-                "initialised": initialised,
+        let v = StatusJson {
+            daemon: DaemonJson { running, pid },
+            db: DbJson {
+                path: config.db.to_string(),
+                exists,
+                initialised,
             },
-            "queue": {
-                "pending": counts.pending,
-                "scheduled": counts.scheduled,
-                "in_flight": counts.in_flight,
-                "delivered": counts.delivered,
-                "dead": counts.dead,
-                "cancelled": counts.cancelled,
+            queue: QueueJson {
+                pending: counts.pending,
+                scheduled: counts.scheduled,
+                waiting: counts.waiting,
+                in_flight: counts.in_flight,
+                delivered: counts.delivered,
+                dead: counts.dead,
+                cancelled: counts.cancelled,
             },
-            "endpoints": {
-                "healthy": by_state[0],
-                "open": by_state[1],
-                "disabled": by_state[2],
+            endpoints: EndpointCountsJson {
+                healthy: by_state[0],
+                open: by_state[1],
+                disabled: by_state[2],
             },
-        });
-        out(v)?;
+        };
+        out(serde_json::to_string(&v).expect("a view serializes"))?;
     } else {
         let daemon = match (running, pid) {
             (true, Some(pid)) => format!("running (pid {pid})"),
@@ -73,14 +82,15 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
             (false, _) => "not running".into(),
         };
         let db = match (exists, initialised) {
-            (_, true) => config.db.display().to_string(),
-            (true, false) => format!("{} (empty: not initialised yet)", config.db.display()),
-            (false, _) => format!("{} (not created yet)", config.db.display()),
+            (_, true) => config.db.to_string(),
+            (true, false) => format!("{} (empty: not initialised yet)", config.db),
+            (false, _) => format!("{} (not created yet)", config.db),
         };
         let mut text = format!(
-            "daemon:     {daemon}\ndb:         {db}\npending:    {} ({} scheduled)\nin flight:  {}\ndelivered:  {}\ndead:       {}\ncancelled:  {}",
+            "daemon:     {daemon}\ndb:         {db}\npending:    {} ({} scheduled)\nwaiting:    {}\nin flight:  {}\ndelivered:  {}\ndead:       {}\ncancelled:  {}",
             counts.pending,
             counts.scheduled,
+            counts.waiting,
             counts.in_flight,
             counts.delivered,
             counts.dead,

@@ -146,27 +146,26 @@ impl Pool {
         self.workers.iter().all(|w| w.handle.is_finished())
     }
 
-    /// Waits up to `grace` for the workers to return, then joins those that did; logs the ones
-    /// still stuck (they are abandoned to the process exit, and their messages stay in flight until
-    /// the next start requeues them).
-    pub(crate) fn join(self, grace: Duration) {
+    /// Waits up to `grace` for the workers to return, then joins those that did. Returns how
+    /// many are still on a request: they are left to the process exit (the caller says so once).
+    pub(crate) fn join(self, grace: Duration) -> usize {
         let deadline = std::time::Instant::now() + grace;
         while !self.is_finished() && std::time::Instant::now() < deadline {
             thread::sleep(Duration::from_millis(2));
         }
+        let mut busy = 0;
         for worker in self.workers {
             let handle = worker.handle;
-            let name = handle.thread().name().unwrap_or("worker").to_owned();
             if !handle.is_finished() {
-                log::error!(
-                    "{name} is still busy at exit; its message will be retried on the next start"
-                );
+                busy += 1;
                 continue;
             }
+            let name = handle.thread().name().unwrap_or("worker").to_owned();
             if handle.join().is_err() {
                 log::error!("{name} died from a panic");
             }
         }
+        busy
     }
 }
 
@@ -231,5 +230,82 @@ fn work(
         if done.send(finished).is_err() {
             return; // dispatcher gone: the process is exiting
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HttpConfig;
+
+    fn live(pool: &Pool) -> usize {
+        pool.workers
+            .iter()
+            .filter(|w| !w.handle.is_finished())
+            .count()
+    }
+
+    /// Polls `f` until it holds or `RETIRE_CHECK` has passed several times.
+    fn eventually(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + RETIRE_CHECK * 6;
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_pool_grows_at_once_and_shrinks_as_workers_idle() -> Result<()> {
+        let config = HttpConfig {
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            ca_file: None,
+            capture: 1024,
+        };
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
+        let mut pool = Pool::start(2, Http::new(&config, 4)?, &jobs_rx, &done_tx)?;
+        assert_eq!(live(&pool), 2);
+        pool.resize(5)?;
+        assert_eq!(live(&pool), 5, "growing is immediate");
+        pool.resize(1)?;
+        eventually("four idle workers retire", || live(&pool) == 1);
+        // Shrinking then growing before anyone retired cancels the retirement: no new thread.
+        pool.resize(3)?;
+        let spawned = pool.next_id;
+        pool.resize(2)?;
+        pool.resize(3)?;
+        assert_eq!(
+            pool.next_id, spawned,
+            "a pending retirement was cancelled instead"
+        );
+        eventually("three workers run", || live(&pool) == 3);
+        // The workers still work: a connection refused on loopback port 1 is an attempt too.
+        for seq in 0..6 {
+            let job = Job {
+                seq,
+                method: "POST".into(),
+                url: "http://127.0.0.1:1/".into(),
+                ..Job::default()
+            };
+            jobs_tx.send(job).expect("workers are running");
+        }
+        let mut seqs: Vec<i64> = (0..6)
+            .map(|_| {
+                done_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("an outcome")
+                    .seq
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..6).collect::<Vec<_>>());
+        drop(jobs_tx);
+        assert_eq!(
+            pool.join(Duration::from_secs(5)),
+            0,
+            "every worker returned"
+        );
+        Ok(())
     }
 }

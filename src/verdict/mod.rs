@@ -46,21 +46,12 @@ pub(crate) enum Outcome {
 }
 
 /// Why a message is dead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum DeadReason {
     /// `410 Gone`: the receiver asked for no more.
     Gone,
     /// The attempt budget is spent.
     Exhausted,
-}
-
-impl DeadReason {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            DeadReason::Gone => "gone",
-            DeadReason::Exhausted => "exhausted",
-        }
-    }
 }
 
 /// What the attempt does to its endpoint's health.
@@ -88,32 +79,6 @@ pub(crate) enum Class {
     Tls,
     Dns,
     Other,
-}
-
-impl Class {
-    pub(crate) const ALL: [Class; 8] = [
-        Class::Success,
-        Class::Http4xx,
-        Class::Http5xx,
-        Class::Timeout,
-        Class::Connect,
-        Class::Tls,
-        Class::Dns,
-        Class::Other,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Class::Success => "success",
-            Class::Http4xx => "http_4xx",
-            Class::Http5xx => "http_5xx",
-            Class::Timeout => "timeout",
-            Class::Connect => "connect",
-            Class::Tls => "tls",
-            Class::Dns => "dns",
-            Class::Other => "other",
-        }
-    }
 }
 
 /// An attempt, judged.
@@ -197,11 +162,12 @@ fn class(reply: &Reply) -> Class {
     }
 }
 
-/// One line describing a failed attempt, stored as the message's last error and logged. What the
-/// receiver sent is untrusted: control characters (terminal escape sequences) are escaped here,
-/// so no log line, table or alert ever carries them raw.
+/// One line describing a failed attempt, stored as the message's last error (and an endpoint's):
+/// the status line and the start of the response, or the transport error. It is what the receiver
+/// sent, untrusted: whatever shows it to a person (a table, a log line, an alert) escapes it
+/// (`text::escape`); JSON carries it as it is.
 pub(crate) fn summarize(reply: &Reply) -> String {
-    let text = match reply {
+    match reply {
         Reply::Status {
             code,
             location: Some(loc),
@@ -219,8 +185,7 @@ pub(crate) fn summarize(reply: &Reply) -> String {
             }
         }
         Reply::Transport { error, .. } => error.clone(),
-    };
-    crate::text::escape(&text).into_owned()
+    }
 }
 
 #[cfg(test)]

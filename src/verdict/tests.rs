@@ -124,7 +124,7 @@ fn every_kind_of_attempt() {
 }
 
 #[test]
-fn summaries_name_status_redirect_and_error_and_escape_what_the_receiver_sent() {
+fn summaries_name_status_redirect_and_error_and_keep_what_the_receiver_sent() {
     let redirect = Reply::Status {
         code: 302,
         retry_after: None,
@@ -149,5 +149,6 @@ fn summaries_name_status_redirect_and_error_and_escape_what_the_receiver_sent() 
         location: None,
         excerpt: b"\x1b[31mRED\x1b[0m".to_vec(),
     };
-    assert_eq!(summarize(&hostile), "HTTP 500: \\e[31mRED\\e[0m");
+    // Kept as sent (one line); escaped where a person reads it.
+    assert_eq!(summarize(&hostile), "HTTP 500: \x1b[31mRED\x1b[0m");
 }

@@ -205,12 +205,13 @@ fn delete_one_and_unknown_uuids_change_nothing() {
         vec!["show", "not-a-uuid"],
     ] {
         let (code, err) = env.fail(&args);
-        assert_eq!(code, 66, "{args:?}: {err}");
-        let wanted = if args.contains(&"not-a-uuid") {
-            "not-a-uuid"
+        // A malformed uuid is a usage error (64); a well-formed unknown one is not found (66).
+        let (wanted, exit) = if args.contains(&"not-a-uuid") {
+            ("not-a-uuid", 64)
         } else {
-            unknown
+            (unknown, 66)
         };
+        assert_eq!(code, exit, "{args:?}: {err}");
         assert!(err.contains(wanted), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }

@@ -142,11 +142,11 @@ fn jsonl_one_bad_line_stores_nothing_and_names_the_line() {
     let good = r#"{"url":"http://127.0.0.1:9/a"}"#;
     for (bad, needle) in [
         (r#"{"url":"http://127.0.0.1:9/a""#, "EOF"),
-        (r#"{"method":"POST"}"#, "missing field `url`"),
+        (r#"{"method":"POST"}"#, "url: missing"),
         (r#"{"url":"nope"}"#, "invalid URL"),
         (
             r#"{"url":"http://127.0.0.1:9/a","colour":"red"}"#,
-            "unknown field `colour`",
+            "colour: unknown field",
         ),
         (
             r#"{"url":"http://127.0.0.1:9/a","headers":{"X":"a\r\nB: c"}}"#,

@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::receiver::{Behaviour, Receiver};
-use super::{pct, wait, Bench, Work};
+use super::work::{pct, wait, Work};
+use super::Bench;
 
 impl Bench {
     /// `list` answering with `deep` delivered messages retained in `w`'s database: each query run

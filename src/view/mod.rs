@@ -1,7 +1,16 @@
-//! The JSON views of messages that every `--json` output prints (`show`, `list`, the bulk
-//! commands): one `Serialize` shape each, so two commands can never describe a message
-//! differently. Times are RFC 3339 UTC with milliseconds; headers are an ordered list of
-//! name/value pairs (a name may repeat).
+//! The JSON views every `--json` output prints (and the HTTP API will answer): one `Serialize`
+//! shape each, so two commands can never describe a thing differently. Messages and attempts
+//! (`show`, `list`, the bulk commands) here; endpoints in `endpoint`; status, enqueue results and
+//! DLQ items in `status`. Times are RFC 3339 UTC with milliseconds; headers are an ordered list
+//! of name/value pairs (a name may repeat).
+
+mod endpoint;
+mod status;
+
+pub(crate) use endpoint::{EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
+pub(crate) use status::{
+    DaemonJson, DbJson, DeadJson, EndpointCountsJson, EnqueuedJson, QueueJson, StatusJson,
+};
 
 use base64::Engine;
 use serde::Serialize;
@@ -82,7 +91,7 @@ pub(crate) fn budget(config: &Config, v: &MessageView) -> u32 {
 
 use crate::time::rfc3339 as time;
 
-fn opt_time(ms: Option<i64>) -> Option<String> {
+pub(crate) fn opt_time(ms: Option<i64>) -> Option<String> {
     ms.map(time)
 }
 

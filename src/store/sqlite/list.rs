@@ -17,10 +17,12 @@
 use rusqlite::params;
 use uuid::Uuid;
 
-use super::queue::wrap;
-use super::Store;
+use super::wrap;
+use super::{codes, Store};
 use crate::error::Result;
 use crate::filter::{uuid_at, Filter, StateName};
+use crate::model::State;
+use crate::store::{Found, Query};
 
 /// The conditions every path shares: ?2/?3 uuid bounds, ?4 due after (scheduled), ?5 key, ?6
 /// error text, ?7/?8 status range, ?9 URL prefix, ?10 limit, ?11 endpoint id.
@@ -74,33 +76,6 @@ pub(super) const LIST_KEY: &str = list_sql!(
                AND m.state = CAST(?1 AS INTEGER)"
 );
 
-const PENDING: i64 = super::queue::PENDING;
-
-/// A message found by a filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Found {
-    pub(crate) seq: i64,
-    pub(crate) uuid: Uuid,
-}
-
-/// A filter resolved against the database: states as access paths, the endpoint as its id.
-#[derive(Debug, Clone)]
-pub(crate) struct Query<'f> {
-    filter: &'f Filter,
-    /// (state code, scheduled only).
-    paths: Vec<(i64, bool)>,
-    /// `Some(None)`: the filter names an endpoint the database does not know (nothing matches).
-    endpoint: Option<Option<i64>>,
-    now: i64,
-}
-
-impl Query<'_> {
-    /// Whether nothing can match (an endpoint the database has never seen).
-    pub(crate) fn is_void(&self) -> bool {
-        matches!(self.endpoint, Some(None)) || self.paths.is_empty()
-    }
-}
-
 impl Store {
     /// Resolves `filter` over `states` (already checked against what the command allows).
     ///
@@ -112,33 +87,11 @@ impl Store {
         states: &[StateName],
         now: i64,
     ) -> Result<Query<'f>> {
-        let mut paths: Vec<(i64, bool)> = Vec::new();
-        let pending_all = states.contains(&StateName::Pending);
-        for s in states {
-            let path = match s {
-                StateName::Pending => (PENDING, false),
-                StateName::Scheduled if pending_all => continue,
-                StateName::Scheduled => (PENDING, true),
-                StateName::InFlight => (super::queue::IN_FLIGHT, false),
-                StateName::Waiting => (super::queue::WAITING, false),
-                StateName::Delivered => (super::queue::DELIVERED, false),
-                StateName::Dead => (super::queue::DEAD, false),
-                StateName::Cancelled => (super::queue::CANCELLED, false),
-            };
-            if !paths.contains(&path) {
-                paths.push(path);
-            }
-        }
         let endpoint = match &filter.endpoint {
             None => None,
             Some(name) => Some(self.find_endpoint(name)?),
         };
-        Ok(Query {
-            filter,
-            paths,
-            endpoint,
-            now,
-        })
+        Ok(Query::new(filter, states, endpoint, now))
     }
 
     /// Up to `limit` messages matching `q`, newest first, older than `cursor` (the last uuid of
@@ -180,12 +133,13 @@ pub(super) fn find_in(
             LIST_KEY
         } else {
             match state {
-                super::queue::IN_FLIGHT => LIST_IN_FLIGHT,
-                super::queue::DELIVERED => LIST_DELIVERED,
+                State::InFlight => LIST_IN_FLIGHT,
+                State::Delivered => LIST_DELIVERED,
                 _ if endpoint.is_some_and(|e| e != 0) => LIST_LIVE_ENDPOINT,
                 _ => LIST_LIVE,
             }
         };
+        let state = codes::state_code(state);
         let mut stmt = conn
             .prepare_cached(sql)
             .map_err(|e| wrap(path, "prepare list", e))?;
@@ -223,7 +177,7 @@ pub(super) fn find_in(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::queue::tests::{cyc, msg, test_store};
+    use crate::store::sqlite::tests::{cyc, msg, test_store};
 
     fn plan(s: &Store, sql: &str) -> String {
         let mut stmt = s

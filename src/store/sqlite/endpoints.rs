@@ -5,9 +5,12 @@
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
-use super::queue::{endpoint_id, wrap};
+use super::insert::endpoint_id;
+use super::wrap;
 use super::Store;
 use crate::error::Result;
+use crate::model::Health;
+use crate::store::{EndpointRow, Lane};
 
 const ALL: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
      last_error_at, changed_at, reason FROM endpoints ORDER BY name";
@@ -24,37 +27,12 @@ const LANES: &str = "SELECT l.lane, l.n, h.uuid, h.state FROM
         GROUP BY lane) l
      JOIN messages h ON h.seq = l.head ORDER BY l.lane";
 
-/// An endpoint's row, as `webhookd endpoints` shows it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct EndpointRow {
-    pub(crate) name: String,
-    pub(crate) health: super::Health,
-    pub(crate) pending: u64,
-    pub(crate) in_flight: u64,
-    /// Waiting behind an earlier message of their ordered lane.
-    pub(crate) waiting: u64,
-    pub(crate) dead: u64,
-}
-
-/// One ordered lane with messages not yet delivered.
-#[derive(Debug, Clone)]
-pub(crate) struct Lane {
-    /// The ordering key ("" for the endpoint's own lane).
-    pub(crate) key: String,
-    pub(crate) messages: u64,
-    pub(crate) head: Uuid,
-    pub(crate) head_state: super::State,
-}
-
 impl Store {
     /// Makes sure every name has a row (and so an id).
     ///
     /// # Errors
     /// `Db`/`Busy`.
-    pub(crate) fn ensure_endpoints<'a>(
-        &mut self,
-        names: impl IntoIterator<Item = &'a String>,
-    ) -> Result<()> {
+    pub(crate) fn ensure_endpoints(&mut self, names: &[String]) -> Result<()> {
         let path = self.path.clone();
         let tx = self
             .conn
@@ -70,14 +48,14 @@ impl Store {
     ///
     /// # Errors
     /// `Db`/`Busy`.
-    pub(crate) fn endpoint_health(&self) -> Result<Vec<(String, super::Health)>> {
+    pub(crate) fn endpoint_health(&self) -> Result<Vec<(String, Health)>> {
         let e = |err| self.err("read endpoints", err);
         let mut stmt = self.conn.prepare_cached(ALL).map_err(e)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
                     r.get(1)?,
-                    super::Health {
+                    Health {
                         id: r.get(0)?,
                         state: super::codes::circuit_at(r, 2)?,
                         failures: r.get(3)?,

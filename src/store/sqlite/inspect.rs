@@ -8,9 +8,12 @@ use super::Store;
 use crate::error::{Error, Result};
 use crate::message;
 use crate::model::State;
+use crate::store::{Attempt, Counts, MessageView};
 
 const TOTALS: &str = "SELECT state, n FROM counts";
 const IN_FLIGHT_COUNT: &str = "SELECT count(*) FROM messages WHERE state = 1";
+/// Served by the partial index `messages_live` (state, uuid): a count of one state's range.
+const WAITING: &str = "SELECT count(*) FROM messages WHERE state = 4 AND state NOT IN (1, 2)";
 const SCHEDULED: &str = "SELECT count(*) FROM messages WHERE state = 0
      AND endpoint IN (SELECT 0 UNION ALL SELECT id FROM endpoints) AND due_at > ?1";
 /// One message without its body (?2 = 1 adds it) and attempts.
@@ -35,71 +38,6 @@ const VIEW_BY_UUID: &str = view_sql!("m.uuid = CAST(?1 AS BLOB)");
 const VIEW_BY_SEQ: &str = view_sql!("m.seq = CAST(?1 AS INTEGER)");
 const ATTEMPTS: &str =
     "SELECT n, at, duration_us, status, error, response FROM attempts WHERE seq = ?1 ORDER BY n";
-/// Messages per state. `pending` includes the `scheduled` ones (due in the future).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) pending: u64,
-    pub(crate) scheduled: u64,
-    pub(crate) in_flight: u64,
-    pub(crate) delivered: u64,
-    pub(crate) dead: u64,
-    pub(crate) cancelled: u64,
-}
-
-/// One recorded HTTP attempt.
-#[derive(Debug, Clone)]
-pub(crate) struct Attempt {
-    pub(crate) n: u32,
-    pub(crate) at: i64,
-    pub(crate) duration_us: i64,
-    pub(crate) status: Option<u16>,
-    pub(crate) error: Option<String>,
-    pub(crate) response: Vec<u8>,
-}
-
-/// Everything stored about one message.
-#[derive(Debug, Clone)]
-pub(crate) struct MessageView {
-    pub(crate) seq: i64,
-    pub(crate) uuid: Uuid,
-    pub(crate) state: State,
-    pub(crate) key: Option<String>,
-    pub(crate) method: String,
-    /// The URL, or for a named endpoint the path appended to its URL.
-    pub(crate) url: String,
-    pub(crate) endpoint: Option<String>,
-    /// The ordering key of its lane, if it is ordered.
-    pub(crate) ordering_key: Option<String>,
-    pub(crate) headers: Vec<(String, String)>,
-    /// Only when asked for ([`Store::view`]); `body_size` always.
-    pub(crate) body: Option<Vec<u8>>,
-    pub(crate) body_size: u64,
-    pub(crate) created_at: i64,
-    /// Only for pending messages.
-    pub(crate) next_attempt_at: Option<i64>,
-    pub(crate) delivered_at: Option<i64>,
-    pub(crate) retried_at: Option<i64>,
-    pub(crate) dead_at: Option<i64>,
-    pub(crate) cancelled_at: Option<i64>,
-    pub(crate) replayed_at: Option<i64>,
-    /// In flight and to be cancelled when its attempt ends.
-    pub(crate) cancel_requested: bool,
-    /// Attempts in the current budget (reset by `dlq retry` and `replay`).
-    pub(crate) attempts_in_budget: u32,
-    /// Attempts over the message's life.
-    pub(crate) attempts_total: u32,
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) last_status: Option<u16>,
-    pub(crate) last_error: Option<String>,
-    /// Only from [`Store::view`].
-    pub(crate) attempts: Vec<Attempt>,
-}
-
-/// Parses an operator-given uuid; a malformed one is an unknown one.
-pub(crate) fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s.trim()).map_err(|_| Error::NoSuchMessage { uuid: s.to_owned() })
-}
-
 impl Store {
     /// Starts a read transaction that lasts as long as this connection: what a command reads
     /// next (a page of `list`, then each message of it) comes from one consistent snapshot, and
@@ -148,8 +86,9 @@ impl Store {
         Ok(c)
     }
 
-    /// [`Store::totals`] plus how many pending messages are due after `now`: that part reads the
-    /// index range of scheduled messages, so it grows with their number.
+    /// [`Store::totals`] plus how many pending messages are due after `now` and how many wait
+    /// behind an earlier message of their lane: those parts read index ranges, so they grow with
+    /// the numbers counted.
     ///
     /// # Errors
     /// `Db`/`Busy`.
@@ -161,6 +100,13 @@ impl Store {
             .and_then(|mut s| s.query_row([now], |r| r.get(0)))
             .map_err(|e| self.err("count scheduled messages", e))?;
         c.scheduled = u64::try_from(scheduled).unwrap_or(0);
+        let waiting: i64 = self
+            .conn
+            .prepare_cached(WAITING)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err("count waiting messages", e))?;
+        c.waiting = u64::try_from(waiting).unwrap_or(0);
+        c.pending = c.pending.saturating_sub(c.waiting);
         Ok(c)
     }
 
@@ -253,7 +199,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::queue::tests::test_store;
+    use crate::store::sqlite::tests::test_store;
 
     /// Reading one message after another reuses the compiled statement (a join with a bare
     /// parameter was recompiled at every row).
@@ -264,7 +210,7 @@ mod tests {
         let mut uuids = Vec::new();
         for _ in 0..4 {
             uuids.push(
-                ins.insert(&crate::store::queue::tests::msg("http://127.0.0.1:1/"), 0)?
+                ins.insert(&crate::store::sqlite::tests::msg("http://127.0.0.1:1/"), 0)?
                     .uuid,
             );
         }

@@ -72,12 +72,27 @@ pub(crate) struct HttpConfig {
     pub(crate) capture: usize,
 }
 
+/// Where the queue is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Database {
+    /// An SQLite file (with its `-wal`, `-shm`, `.lock` and `.sock` beside it).
+    Sqlite(PathBuf),
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// The validated configuration every command works from.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// The file this came from, if any (re-read on reload).
     pub(crate) source: Option<PathBuf>,
-    pub(crate) db: PathBuf,
+    pub(crate) db: Database,
     pub(crate) workers: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) http: HttpConfig,
@@ -183,7 +198,7 @@ impl Config {
                     message: "--db: the path is empty".into(),
                 });
             }
-            config.db = db;
+            config.db = Database::Sqlite(db);
         }
         if let crate::cli::Command::Run {
             workers: Some(w), ..
@@ -295,11 +310,11 @@ impl Config {
             None => DEFAULT_WORKERS,
             Some(w) => check_workers(w).map_err(|m| bad("workers", m))?,
         };
-        let db = match file.db {
+        let db = Database::Sqlite(match file.db {
             Some(db) if db.as_os_str().is_empty() => return Err(bad("db", "is empty".into())),
             Some(db) => db,
             None => default_db_path(),
-        };
+        });
         let alerts = match (file.alert_url, file.alert_format.as_deref()) {
             (None, None) => None,
             (None, Some(_)) => return Err(bad("alert_format", "set without alert_url".into())),
@@ -433,169 +448,31 @@ fn parse_byte_size(b: &ByteSize) -> Result<usize, String> {
 }
 
 /// Turns a toml error into one line: `line N (text): message`.
+/// Names the table the line is in (a key after `[retry]` is `retry.KEY`, which a reader easily
+/// misses).
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim().replace('\n', " ");
     match e.span() {
         Some(span) => {
             let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
             let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-            format!("line {line_no} ({line}): {message}")
+            let table = text
+                .lines()
+                .take(line_no)
+                .filter_map(|l| {
+                    let l = l.trim();
+                    l.strip_prefix('[').and_then(|t| t.strip_suffix(']'))
+                })
+                .last()
+                .filter(|t| *t != line.trim_start_matches('[').trim_end_matches(']'));
+            match table {
+                Some(t) => format!("line {line_no} ({line}, in [{t}]): {message}"),
+                None => format!("line {line_no} ({line}): {message}"),
+            }
         }
         None => message,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::verdict::backoff;
-
-    fn parse(text: &str) -> Result<Config> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| Error::InvalidConfig {
-            path: "t.toml".into(),
-            message: describe_toml_error(text, &e),
-        })?;
-        Config::from_file_config(file, Some(Path::new("t.toml")), true)
-    }
-
-    /// man/webhookd.toml.5 describes every key of the packaged config, which lists them all
-    /// (`shipped_config_shows_the_defaults` makes sure of that).
-    #[test]
-    fn man_page_covers_every_config_key() {
-        let page = include_str!("../man/webhookd.toml.5");
-        let shipped = include_str!("../etc/webhookd.toml");
-        let mut section = String::new();
-        let mut keys = Vec::new();
-        for line in shipped.lines().map(|l| l.trim_start_matches('#').trim()) {
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                section = name.to_owned();
-                let heading = match name.strip_prefix("endpoints.") {
-                    Some(_) => ".Ss [endpoints. Ns Ar name ]".to_owned(),
-                    None => format!(".Ss [{name}]"),
-                };
-                assert!(page.contains(&heading), "section [{name}]");
-            } else if let Some((key, _)) = line.split_once(" = ") {
-                if !key.contains(' ') {
-                    keys.push(format!("{section}.{key}"));
-                    assert!(
-                        page.contains(&format!(".It Cm {key} Pq")),
-                        "key {section}.{key} not in man/webhookd.toml.5"
-                    );
-                }
-            }
-        }
-        assert_eq!(keys.len(), 29, "{keys:?}");
-    }
-
-    /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
-    #[test]
-    fn shipped_config_shows_the_defaults() {
-        let text = include_str!("../etc/webhookd.toml");
-        let shipped = parse(text).unwrap();
-        let uncommented: String = text
-            .lines()
-            .map(|l| {
-                l.strip_prefix('#')
-                    .filter(|r| r.contains(" = ") || r.starts_with('['))
-                    .unwrap_or(l)
-            })
-            // The example endpoint's secret and files exist only on a configured host.
-            .filter(|l| !l.starts_with("secret") && !l.starts_with("header_files"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_ne!(uncommented, text, "some keys are commented out");
-        let mut all = parse(&uncommented).unwrap();
-        // Keys without a default, shown with an example value: ca_file, the alert URL and the
-        // example endpoint.
-        assert!(all.http.ca_file.take().is_some());
-        assert!(all.alerts.take().is_some());
-        let billing = all.endpoints.remove("billing").unwrap();
-        assert_eq!(billing.concurrency, Some(4));
-        assert_eq!(
-            billing.breaker_failures,
-            crate::endpoint::DEFAULT_BREAKER_FAILURES
-        );
-        assert_eq!(
-            billing.disable_after,
-            crate::endpoint::DEFAULT_DISABLE_AFTER
-        );
-        let defaults = parse("db = \"/var/lib/webhookd/webhookd.db\"").unwrap();
-        assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
-        assert_eq!(format!("{all:?}"), format!("{defaults:?}"));
-    }
-
-    #[test]
-    fn documented_example_parses() {
-        let c = parse(
-            r#"
-db = "/var/lib/webhookd/webhookd.db"
-workers = 16
-[retry]
-max_attempts = 15
-base_delay = "5s"
-max_delay = "6h"
-[http]
-timeout = "30s"
-connect_timeout = "5s"
-"#,
-        )
-        .unwrap();
-        assert_eq!(c.workers, 16);
-        assert_eq!(c.retry.max_attempts, 15);
-        assert_eq!(c.retry.max_delay, Duration::from_secs(21600));
-        assert_eq!(c.http.connect_timeout, Duration::from_secs(5));
-    }
-
-    #[test]
-    fn unknown_keys_are_refused_with_line_and_key() {
-        let e = parse("workers = 4\n[retry]\nmax_atempts = 3\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("t.toml") && e.contains("line 3") && e.contains("max_atempts"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn wrong_type_names_key_and_file() {
-        let e = parse("workers = \"many\"\n").unwrap_err().to_string();
-        assert!(e.contains("t.toml") && e.contains("workers"), "{e}");
-    }
-
-    #[test]
-    fn bad_duration_names_key() {
-        let e = parse("[http]\ntimeout = \"5 parsecs\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("http.timeout") && e.contains("5 parsecs"), "{e}");
-    }
-
-    #[test]
-    fn out_of_range_values_are_refused() {
-        assert!(parse("workers = 0").is_err());
-        assert!(parse("[retry]\nmax_attempts = 0").is_err());
-        assert!(parse("[retry]\nbase_delay = \"2h\"\nmax_delay = \"1h\"").is_err());
-        assert!(parse("[http]\ntimeout = \"0s\"").is_err());
-        assert!(parse("max_body_size = \"3 bananas\"").is_err());
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse("max_body_size = 10").unwrap().max_body_size, 10);
-        assert_eq!(
-            parse("max_body_size = \"2MiB\"").unwrap().max_body_size,
-            2 << 20
-        );
-    }
-
-    #[test]
-    fn defaults_survive_a_receiver_down_for_24_hours() {
-        let c = Config::from_file_config(FileConfig::default(), None, true).unwrap();
-        // Smallest possible span between first and last attempt, jitter at its minimum.
-        let span: Duration = (1..c.retry.max_attempts)
-            .map(|n| backoff::next_delay(&c.retry, n, None, 0.0))
-            .sum();
-        assert!(span >= Duration::from_secs(24 * 3600), "{span:?}");
-    }
-}
+mod tests;

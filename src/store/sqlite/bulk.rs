@@ -13,13 +13,16 @@
 use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
-use super::list::{find_in, Found, Query};
-use super::queue::{
-    delete_details, wrap, CANCELLED, DEAD, DELIVERED, IN_FLIGHT, PENDING, PROMOTE_IF_FREE, WAITING,
-};
-use super::{State, Store};
+use super::codes;
+use super::codes::{PENDING, WAITING};
+use super::list::find_in;
+use super::queue::{delete_details, PROMOTE_IF_FREE};
+use super::wrap;
+use super::Store;
 use crate::error::{Error, Result};
 use crate::message;
+use crate::model::State;
+use crate::store::{Action, Done, Found, Query};
 
 const FIND: &str = "SELECT seq, state, lane, endpoint FROM messages WHERE uuid = ?1";
 const READ: &str = "SELECT state, lane, endpoint FROM messages WHERE seq = ?1";
@@ -38,78 +41,6 @@ const LANE_ACTIVE: &str = "SELECT EXISTS (SELECT 1 FROM messages WHERE lane = ?1
 const READ_PAYLOAD: &str = "SELECT url, headers, body FROM payloads WHERE seq = ?1";
 const WRITE_PAYLOAD: &str = "UPDATE payloads SET url = ?2, headers = ?3, body = ?4 WHERE seq = ?1";
 const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE seq = ?1 AND state = 3";
-
-/// Changes an operator makes to dead messages before sending them again. Already validated.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RetryEdit {
-    pub(crate) url: Option<String>,
-    pub(crate) set_headers: Vec<(String, String)>,
-    pub(crate) remove_headers: Vec<String>,
-    pub(crate) body: Option<Vec<u8>>,
-}
-
-impl RetryEdit {
-    fn is_empty(&self) -> bool {
-        self.url.is_none()
-            && self.set_headers.is_empty()
-            && self.remove_headers.is_empty()
-            && self.body.is_none()
-    }
-}
-
-/// What an operator does to messages.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Action<'a> {
-    /// Pending, scheduled or waiting: cancelled now; in flight: when its attempt ends.
-    Cancel,
-    /// Dead: pending again, due now, with a fresh budget, after the edit.
-    Retry(&'a RetryEdit),
-    /// Dead: deleted with its history.
-    Delete,
-    /// Delivered, dead or cancelled: pending again with a fresh budget (same uuid).
-    Replay,
-}
-
-impl Action<'_> {
-    /// The states the action takes.
-    fn takes(&self, state: i64) -> bool {
-        match self {
-            Action::Cancel => matches!(state, PENDING | WAITING | IN_FLIGHT),
-            Action::Retry(_) | Action::Delete => state == DEAD,
-            Action::Replay => matches!(state, DELIVERED | DEAD | CANCELLED),
-        }
-    }
-
-    fn refusal(&self, uuid: &Uuid, state: i64) -> Error {
-        let state = super::codes::state(state).map_or("unknown", State::as_str);
-        match self {
-            Action::Retry(_) | Action::Delete => Error::NotDead {
-                uuid: uuid.to_string(),
-                state: state.into(),
-            },
-            Action::Cancel => Error::WrongState {
-                uuid: uuid.to_string(),
-                state: state.into(),
-                action:
-                    "cancelled (only pending, scheduled, waiting and in-flight messages can be)",
-            },
-            Action::Replay => Error::WrongState {
-                uuid: uuid.to_string(),
-                state: state.into(),
-                action: "replayed (only delivered, dead and cancelled messages can be)",
-            },
-        }
-    }
-}
-
-/// What an action did.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Done {
-    /// Messages changed now.
-    pub(crate) changed: Vec<Uuid>,
-    /// In-flight messages that will be cancelled when their attempt ends.
-    pub(crate) later: Vec<Uuid>,
-}
 
 impl Store {
     /// Applies `action` to the named messages, all or none.
@@ -130,11 +61,11 @@ impl Store {
         let mut done = Done::default();
         let mut seen = std::collections::HashSet::new();
         for uuid in uuids {
-            let row: Option<(i64, i64, Option<String>, i64)> = tx
+            let row: Option<(i64, State, Option<String>, i64)> = tx
                 .prepare_cached(FIND)
                 .and_then(|mut s| {
                     s.query_row([uuid.as_bytes()], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        Ok((r.get(0)?, codes::state_at(r, 1)?, r.get(2)?, r.get(3)?))
                     })
                     .optional()
                 })
@@ -183,11 +114,13 @@ impl Store {
         let found = find_in(&tx, &path, q, cursor, limit)?;
         let mut done = Done::default();
         for f in &found {
-            let row: Option<(i64, Option<String>, i64)> = tx
+            let row: Option<(State, Option<String>, i64)> = tx
                 .prepare_cached(READ)
                 .and_then(|mut s| {
-                    s.query_row([f.seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .optional()
+                    s.query_row([f.seq], |r| {
+                        Ok((codes::state_at(r, 0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
                 })
                 .map_err(e("read message"))?;
             if let Some((state, lane, endpoint)) = row.filter(|(s, _, _)| action.takes(*s)) {
@@ -232,7 +165,7 @@ fn apply(
     action: Action<'_>,
     seq: i64,
     uuid: Uuid,
-    state: i64,
+    state: State,
     lane: Option<String>,
     endpoint: i64,
     now: i64,
@@ -249,7 +182,7 @@ fn apply(
         Ok(())
     };
     match action {
-        Action::Cancel if state == IN_FLIGHT => {
+        Action::Cancel if state == State::InFlight => {
             tx.prepare_cached(CANCEL_LATER)
                 .and_then(|mut s| s.execute([seq]))
                 .map_err(e("cancel"))?;
@@ -321,8 +254,8 @@ fn apply(
 mod tests {
     use super::*;
     use crate::filter::{Filter, StateName};
-    use crate::store::queue::tests::{cyc, msg, test_store};
-    use crate::store::queue::{Outcome, OutcomeKind};
+    use crate::store::sqlite::tests::{cyc, msg, test_store};
+    use crate::store::{Outcome, OutcomeKind, RetryEdit};
 
     fn dead_one(s: &mut Store) -> Result<Uuid> {
         let mut ins = s.inserter()?;

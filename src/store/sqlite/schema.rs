@@ -159,6 +159,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UPDATE counts SET n = n - 1 WHERE state = (OLD.state IN (2, 3, 5)) * OLD.state;
         UPDATE counts SET n = n + 1 WHERE state = (NEW.state IN (2, 3, 5)) * NEW.state;
     END;",
+    // 6: leased claims. A claim records its owner (a daemon's instance id) and how long it holds
+    // the message; the owner renews the lease while the attempt runs. Another daemon takes over a
+    // claim only when its owner is known to be gone (SQLite: the lock) or its lease has ended.
+    // Both are cleared when the attempt's outcome is recorded.
+    "ALTER TABLE messages ADD COLUMN owner INTEGER;
+    ALTER TABLE messages ADD COLUMN lease_until INTEGER;",
 ];
 
 /// The schema version this binary writes.

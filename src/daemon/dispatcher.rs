@@ -1,0 +1,529 @@
+//! The dispatcher: the daemon's main loop and the only writer of outcomes. Each turn is one cycle
+//! transaction (`store::Queue::cycle`): record the attempts that finished, save endpoint health,
+//! claim as many due messages as there are free slots (2 x workers: one running and one queued per
+//! worker, so workers never wait for a commit) and as the endpoint policy allows.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use super::decide::decide;
+use super::systemd::{self, Watchdog, Window};
+use super::wait::{sleep_time, Wait};
+use super::{reload, texts, Control, Reload};
+use crate::alert::{Alert, Alerter};
+use crate::config::Config;
+use crate::counters::{Counters, Published, Snapshot, Totals};
+use crate::deliver::endpoints::{Endpoints, Event};
+use crate::deliver::http::Http;
+use crate::deliver::pool::Pool;
+use crate::deliver::{Finished, Job};
+use crate::model::Claim;
+use crate::store::{Claimed, Cycle, Notice, Outcome, OutcomeKind, Queue, LEASE};
+use crate::verdict::Verdict;
+
+/// How often the store is asked whether another process committed (for writers that could not
+/// send a wake-up notice).
+pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often delivered messages past their retention are purged, and how many per transaction.
+/// Small transactions keep claims from waiting behind a purge; while a backlog remains (a full
+/// batch), the next one follows after `PURGE_BACKLOG_INTERVAL`, up to 20,000 messages a second.
+const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+const PURGE_BACKLOG_INTERVAL: Duration = Duration::from_millis(50);
+const PURGE_BATCH: usize = 1_000;
+/// How often the counts are logged at info.
+const STATS_INTERVAL: Duration = Duration::from_secs(60);
+/// How often `STATUS=` is updated (and the counters published).
+const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// After a failed store write the dispatcher waits this long before trying again.
+const STORE_RETRY: Duration = Duration::from_millis(250);
+
+pub(super) struct Dispatcher {
+    pub(super) queue: Box<dyn Queue>,
+    pub(super) pool: Pool,
+    /// The configuration in force (replaced on reload, except `db`).
+    pub(super) config: Config,
+    pub(super) capacity: usize,
+    pub(super) watchdog: Watchdog,
+    pub(super) window: Window,
+    pub(super) in_flight: usize,
+    /// Per-endpoint policy and health; what may be claimed from which endpoint.
+    pub(super) endpoints: Endpoints,
+    pub(super) alerter: Alerter,
+    /// Take enable requests at the next cycle.
+    pub(super) take_enables: bool,
+    pub(super) finished: Vec<Finished>,
+    pub(super) counters: Counters,
+    /// What readers outside the loop see (`report_status` refreshes it).
+    pub(super) published: Published,
+    /// The totals the last periodic log line was about.
+    pub(super) logged: Totals,
+}
+
+impl Dispatcher {
+    /// The main loop: returns the reason to stop.
+    pub(super) fn deliver(
+        &mut self,
+        jobs: &Sender<Job>,
+        done: &Receiver<Finished>,
+        control: &Receiver<Control>,
+        notices: &Receiver<Notice>,
+        reload: Reload<'_>,
+    ) -> &'static str {
+        let mut next_purge = Instant::now();
+        let mut last_stats = Instant::now();
+        let mut last_status = Instant::now();
+        let mut last_poll = Instant::now() - POLL_INTERVAL;
+        let mut last_renew = Instant::now();
+        loop {
+            let now = crate::time::now_ms();
+            let room = self.in_flight < self.capacity;
+            let timeout = sleep_time(Wait {
+                finished: !self.finished.is_empty(),
+                room,
+                ready: room && self.endpoints.ready(now),
+                next_ready: self.endpoints.next_ready(now),
+                now,
+                poll_in: POLL_INTERVAL.saturating_sub(last_poll.elapsed()),
+                check_in: self.watchdog.next_check(),
+            });
+            select! {
+                recv(control) -> msg => {
+                    let Ok(msg) = msg else { return "control channel closed" };
+                    for msg in std::iter::once(msg).chain(control.try_iter()) {
+                        match msg {
+                            Control::Stop(signal) => return signal,
+                            Control::Reload => self.reload(reload),
+                        }
+                    }
+                },
+                recv(notices) -> n => {
+                    // Wake-ups come in bursts: handle everything queued at once.
+                    for n in n.into_iter().chain(notices.try_iter()) {
+                        match n {
+                            Notice::Messages => self.endpoints.want_all(),
+                            Notice::Endpoints => self.take_enables = true,
+                        }
+                    }
+                },
+                recv(done) -> f => if let Ok(f) = f { self.finished.push(f) },
+                default(timeout) => {}
+            }
+            self.finished.extend(done.try_iter());
+            if last_poll.elapsed() >= POLL_INTERVAL {
+                last_poll = Instant::now();
+                match self.queue.changed() {
+                    Ok(true) => self.endpoints.want_all(),
+                    Ok(false) => {}
+                    Err(e) => log::warn!("{e}"),
+                }
+            }
+            let now = crate::time::now_ms();
+            self.turn(jobs, now);
+            if Instant::now() >= next_purge {
+                let backlog = self.purge(now);
+                next_purge = Instant::now()
+                    + if backlog {
+                        PURGE_BACKLOG_INTERVAL
+                    } else {
+                        PURGE_INTERVAL
+                    };
+            }
+            if last_renew.elapsed() >= LEASE / 3 {
+                last_renew = Instant::now();
+                let until = now.saturating_add(crate::time::duration_ms(LEASE));
+                if let Err(e) = self.queue.renew(until) {
+                    log::warn!("{e}");
+                }
+            }
+            if last_status.elapsed() >= STATUS_INTERVAL {
+                last_status = Instant::now();
+                self.take_enables = true; // in case the wake-up notice was lost
+                self.window.sample(self.counters.totals().delivered);
+                self.report_status();
+            }
+            if last_stats.elapsed() >= STATS_INTERVAL {
+                last_stats = Instant::now();
+                self.log_stats();
+            }
+            if self.watchdog.check_due() {
+                crate::faults::maybe_wedge();
+                let limit =
+                    super::stuck_after(self.endpoints.max_timeout(self.config.http.timeout));
+                let stuck = self.pool.stuck(limit).map(|s| {
+                    format!(
+                        "{} has been on one request for {:?}, longer than http.timeout allows ({limit:?})",
+                        s.name, s.busy
+                    )
+                });
+                self.watchdog.checked(stuck);
+            }
+        }
+    }
+
+    /// Publishes the snapshot, and `STATUS=` for `systemctl status` from it.
+    pub(super) fn report_status(&self) {
+        self.publish();
+        let snapshot = self.published.get();
+        match self.queue.totals() {
+            Ok(c) => systemd::status(&systemd::status_line(
+                snapshot.in_flight,
+                c.pending,
+                c.dead,
+                self.window
+                    .last_minute(snapshot.counters.totals().delivered),
+                snapshot.unhealthy(),
+            )),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    /// Publishes the counters and the endpoints' state for every reader.
+    fn publish(&self) {
+        self.published.set(Snapshot {
+            counters: self.counters.clone(),
+            endpoints: self.endpoints.states(),
+            in_flight: self.in_flight,
+        });
+    }
+
+    /// SIGHUP: re-read the config and apply what can change while running.
+    fn reload(&mut self, reload: Reload<'_>) {
+        systemd::reloading();
+        match reload() {
+            Ok((new, level)) => self.apply(new, level),
+            Err(e) => log::error!("reload failed, the running configuration stays: {e}"),
+        }
+        systemd::ready();
+        self.report_status();
+    }
+
+    fn apply(&mut self, mut new: Config, level: log::LevelFilter) {
+        let changes = reload::changes(&self.config, &new, log::max_level(), level);
+        let mut applied = Vec::new();
+        for change in &changes {
+            let ok = match change {
+                reload::Change::Db { .. } => {
+                    log::warn!(
+                        "reload: db changed to {}; restart webhookd to use it (still using {})",
+                        new.db,
+                        self.config.db
+                    );
+                    new.db = self.config.db.clone();
+                    false
+                }
+                reload::Change::Workers { from, to } => match self.pool.resize(*to) {
+                    Ok(()) => {
+                        self.capacity = to * 2;
+                        true
+                    }
+                    Err(e) => {
+                        log::error!("reload: {e}; workers stay at {from}");
+                        new.workers = *from;
+                        false
+                    }
+                },
+                reload::Change::Http => match Http::new(&new.http, new.workers) {
+                    Ok(http) => {
+                        self.pool.set_http(http);
+                        true
+                    }
+                    Err(e) => {
+                        log::error!("reload: {e}; the http settings stay as they were");
+                        new.http = self.config.http.clone();
+                        false
+                    }
+                },
+                reload::Change::Endpoints => self.reconfigure_endpoints(&mut new, &mut applied),
+                reload::Change::Alerts => {
+                    self.alerter.set_config(new.alerts.clone());
+                    true
+                }
+                reload::Change::LogLevel { to, .. } => {
+                    log::set_max_level(*to);
+                    true
+                }
+                reload::Change::Retry
+                | reload::Change::Retention { .. }
+                | reload::Change::ShutdownTimeout { .. } => true,
+            };
+            if ok && *change != reload::Change::Endpoints {
+                applied.push(change.describe(&new));
+            }
+        }
+        log::info!(
+            "reloaded {}: {}",
+            new.source
+                .as_ref()
+                .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
+            if applied.is_empty() {
+                "nothing changed".into()
+            } else {
+                applied.join("; ")
+            }
+        );
+        self.config = new;
+    }
+
+    /// Applies reloaded endpoints; false (and the old ones stay) if the store fails.
+    fn reconfigure_endpoints(&mut self, new: &mut Config, applied: &mut Vec<String>) -> bool {
+        let names: Vec<String> = new.endpoints.keys().cloned().collect();
+        let rows = self
+            .queue
+            .ensure_endpoints(&names)
+            .and_then(|()| self.queue.endpoint_health());
+        match rows {
+            Ok(rows) => {
+                let names = self.endpoints.reconfigure(
+                    rows,
+                    &new.endpoints,
+                    new.workers,
+                    crate::time::now_ms(),
+                );
+                if !names.is_empty() {
+                    applied.push(format!("endpoints {}", names.join(", ")));
+                }
+                super::warn_unconfigured(self.queue.as_ref(), &self.endpoints);
+                true
+            }
+            Err(e) => {
+                log::error!("reload: {e}; the endpoints stay as they were");
+                new.endpoints = self.config.endpoints.clone();
+                false
+            }
+        }
+    }
+
+    /// One unit of work: record finished attempts, save endpoint health and claim what is due
+    /// and allowed, in one transaction.
+    fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
+        let free = self.capacity.saturating_sub(self.in_flight);
+        let claims = if free > 0 {
+            self.endpoints.plan(free, now)
+        } else {
+            Vec::new()
+        };
+        if self.finished.is_empty()
+            && claims.is_empty()
+            && !self.take_enables
+            && !self.endpoints.health_due(now)
+        {
+            return;
+        }
+        let claimed = match self.record(&[], &claims, false, now) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("{e}; retrying");
+                self.endpoints.want_all();
+                thread::sleep(STORE_RETRY);
+                return;
+            }
+        };
+        self.in_flight += claimed.jobs.len();
+        for mut job in claimed.jobs {
+            log::trace!("claimed {} (attempt {})", job.uuid, job.attempts + 1);
+            self.endpoints.complete(&mut job);
+            // Never blocks: at most `capacity` jobs are claimed and not finished.
+            if jobs.send(job).is_err() {
+                log::error!("job channel closed while running");
+            }
+        }
+    }
+
+    /// Records the finished attempts and `released` jobs, saves endpoint health (all of it with
+    /// `save_all`) and makes `claims`, in one transaction; on success the finished list is
+    /// accounted for and emptied.
+    ///
+    /// # Errors
+    /// The store's; nothing changes then and the finished attempts stay for the next try.
+    fn record(
+        &mut self,
+        released: &[i64],
+        claims: &[Claim],
+        save_all: bool,
+        now: i64,
+    ) -> crate::error::Result<Claimed> {
+        let (outcomes, verdicts): (Vec<Outcome>, Vec<Verdict>) = self
+            .finished
+            .iter()
+            .map(|f| decide(f, &self.config.retry, &self.endpoints, now, fastrand::f64()))
+            .unzip();
+        let health = self.endpoints.health_to_save(now, save_all);
+        let cycle = Cycle {
+            outcomes: &outcomes,
+            released,
+            claims,
+            health: &health,
+            take_enables: self.take_enables,
+        };
+        let claimed = self.queue.cycle(&cycle, now)?;
+        self.endpoints.saved(&health, now);
+        self.take_enables = false;
+        let finished = std::mem::take(&mut self.finished);
+        for ((f, o), v) in finished.iter().zip(&outcomes).zip(&verdicts) {
+            let cancelled = claimed.cancelled.contains(&f.seq);
+            self.account(f, o, v, cancelled, now);
+        }
+        self.in_flight -= outcomes.len();
+        for id in &claimed.enabled {
+            if let Some(name) = self.endpoints.enable(*id, now) {
+                log::warn!("endpoint {name} enabled by an operator: delivering its messages again");
+            }
+        }
+        self.endpoints.claimed(&claimed.jobs, &claimed.next_due);
+        Ok(claimed)
+    }
+
+    /// Counts, logs and alerts what one recorded attempt did.
+    fn account(&mut self, f: &Finished, o: &Outcome, v: &Verdict, cancelled: bool, now: i64) {
+        if o.promote || cancelled && o.lane.is_some() {
+            self.endpoints.want(f.endpoint);
+        }
+        if let Some(ev) = self
+            .endpoints
+            .finished(f.endpoint, v.effect, &o.summary, now)
+        {
+            self.event(&ev);
+        }
+        let cancelled = cancelled && !matches!(o.kind, OutcomeKind::Delivered);
+        self.counters.attempt(f.endpoint, v, cancelled);
+        let endpoint = self.endpoints.config(f.endpoint).map(|c| c.name.clone());
+        let target = texts::target(endpoint.as_deref(), &f.url);
+        let uuid = f.uuid.to_string();
+        if cancelled {
+            log::info!("{}", texts::cancelled(&uuid, &target, &o.summary));
+            return;
+        }
+        let (endpoint_budget, _) = self.endpoints.policy(f.endpoint);
+        let budget = f
+            .max_attempts
+            .or(endpoint_budget)
+            .unwrap_or(self.config.retry.max_attempts);
+        match o.kind {
+            OutcomeKind::Delivered => {
+                log::debug!(
+                    "{}",
+                    texts::delivered(&uuid, &target, f.attempts + 1, o.duration_us)
+                );
+            }
+            OutcomeKind::Retry { due_at } => {
+                self.endpoints.due(f.endpoint, due_at);
+                log::debug!(
+                    "{}",
+                    texts::retry(
+                        &uuid,
+                        &target,
+                        (f.attempts + 1, budget),
+                        &o.summary,
+                        due_at - o.at
+                    )
+                );
+            }
+            OutcomeKind::Dead => {
+                let text = texts::dead_letter(&uuid, &target, f.attempts + 1, &o.summary);
+                log::warn!("{text}");
+                self.alerter.send(Alert {
+                    event: "dead_letter",
+                    text,
+                    endpoint,
+                    message: Some(uuid),
+                });
+            }
+        }
+    }
+
+    /// Logs an endpoint's change at warning and sends it as an alert.
+    fn event(&self, ev: &Event) {
+        let (event, text, endpoint) = texts::event(ev);
+        log::warn!("{text}");
+        self.alerter.send(Alert {
+            event,
+            text,
+            endpoint: Some(endpoint),
+            message: None,
+        });
+    }
+
+    /// Purges one batch of delivered messages past retention; true if more may remain.
+    fn purge(&mut self, now: i64) -> bool {
+        let before = now.saturating_sub(crate::time::duration_ms(self.config.retention));
+        match self.queue.purge(before, PURGE_BATCH) {
+            Ok(0) => false,
+            Ok(n) => {
+                log::debug!("purged {n} delivered or cancelled messages past retention");
+                n == PURGE_BATCH
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                false
+            }
+        }
+    }
+
+    /// The periodic info line: what the last minute did (from the published counters, as the
+    /// metrics see them) and the queue now.
+    fn log_stats(&mut self) {
+        self.publish();
+        let totals = self.published.get().counters.totals();
+        let last = totals.since(&self.logged);
+        self.logged = totals;
+        match self.queue.totals() {
+            Ok(c) => log::info!("{}", texts::stats(&last, &c)),
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+
+    /// Shutdown: release unstarted jobs, let running requests finish until `deadline`, record
+    /// them; abandon what still runs then (its messages pending again). Returns how many were
+    /// abandoned.
+    pub(super) fn drain(
+        &mut self,
+        jobs_tx: Sender<Job>,
+        jobs_rx: &Receiver<Job>,
+        done: &Receiver<Finished>,
+        deadline: Instant,
+    ) -> usize {
+        let mut released = Vec::new();
+        for job in jobs_rx.try_iter() {
+            self.endpoints.released(job.endpoint);
+            released.push(job.seq);
+        }
+        drop(jobs_tx);
+        self.in_flight -= released.len();
+        loop {
+            self.finished.extend(done.try_iter());
+            if !self.finished.is_empty() || !released.is_empty() {
+                match self.record(&released, &[], true, crate::time::now_ms()) {
+                    Ok(_) => released.clear(),
+                    Err(e) => {
+                        log::error!("{e}");
+                        if Instant::now() >= deadline {
+                            return self.in_flight;
+                        }
+                        thread::sleep(STORE_RETRY);
+                        continue;
+                    }
+                }
+            }
+            if self.in_flight == 0 || self.pool.is_finished() && done.is_empty() {
+                return 0;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // Abandoned: their messages go back to pending now, so that nothing depends on
+                // the next start to find them (an answer that still comes is not recorded: the
+                // receiver may see the message twice, it is never lost).
+                if let Err(e) = self.queue.abandon(crate::time::now_ms()) {
+                    log::error!("{e}; the abandoned messages are taken over at the next start");
+                }
+                return self.in_flight;
+            }
+            if let Ok(f) = done.recv_timeout(left.min(Duration::from_millis(100))) {
+                self.finished.push(f);
+            }
+            // Stopping is bounded by TimeoutStopSec; keep feeding the watchdog meanwhile.
+            self.watchdog.keep_alive();
+        }
+    }
+}

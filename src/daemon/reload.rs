@@ -1,0 +1,190 @@
+//! SIGHUP: what a re-read configuration changes, as a list (pure, unit-tested); the dispatcher
+//! applies it. A changed `db` needs a restart and is kept as it was.
+
+use std::time::Duration;
+
+use log::LevelFilter;
+
+use crate::config::Config;
+use crate::text;
+
+/// One change a reload brings.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Change {
+    /// Not applied: needs a restart.
+    Db {
+        from: String,
+        to: String,
+    },
+    Workers {
+        from: usize,
+        to: usize,
+    },
+    Http,
+    Retry,
+    /// Endpoints added, changed or removed (the dispatcher names them).
+    Endpoints,
+    Alerts,
+    Retention {
+        from: Duration,
+        to: Duration,
+    },
+    ShutdownTimeout {
+        from: Duration,
+        to: Duration,
+    },
+    LogLevel {
+        from: LevelFilter,
+        to: LevelFilter,
+    },
+}
+
+impl Change {
+    /// How the reload's log line names it.
+    pub(super) fn describe(&self, new: &Config) -> String {
+        match self {
+            Change::Db { from, to } => format!("db {from} -> {to} (needs a restart)"),
+            Change::Workers { from, to } => format!("workers {from} -> {to}"),
+            Change::Http => format!("http {:?}", new.http),
+            Change::Retry => format!("retry {:?}", new.retry),
+            Change::Endpoints => "endpoints".to_owned(),
+            Change::Alerts => format!(
+                "alert_url {}",
+                new.alerts.as_ref().map_or("(none)", |a| a.url.as_str())
+            ),
+            Change::Retention { from, to } => {
+                format!(
+                    "retention {} -> {}",
+                    text::duration(*from),
+                    text::duration(*to)
+                )
+            }
+            Change::ShutdownTimeout { from, to } => format!(
+                "shutdown_timeout {} -> {}",
+                text::duration(*from),
+                text::duration(*to)
+            ),
+            Change::LogLevel { from, to } => format!("log level {from} -> {to}"),
+        }
+    }
+}
+
+/// What changes from `old` (with log level `level`) to `new` (with `new_level`), in the order
+/// they are applied.
+pub(super) fn changes(
+    old: &Config,
+    new: &Config,
+    level: LevelFilter,
+    new_level: LevelFilter,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    if new.db != old.db {
+        out.push(Change::Db {
+            from: old.db.to_string(),
+            to: new.db.to_string(),
+        });
+    }
+    if new.workers != old.workers {
+        out.push(Change::Workers {
+            from: old.workers,
+            to: new.workers,
+        });
+    }
+    if new.http != old.http {
+        out.push(Change::Http);
+    }
+    if new.retry != old.retry {
+        out.push(Change::Retry);
+    }
+    if new.endpoints != old.endpoints || new.workers != old.workers {
+        out.push(Change::Endpoints);
+    }
+    if new.alerts != old.alerts {
+        out.push(Change::Alerts);
+    }
+    if new.retention != old.retention {
+        out.push(Change::Retention {
+            from: old.retention,
+            to: new.retention,
+        });
+    }
+    if new.shutdown_timeout != old.shutdown_timeout {
+        out.push(Change::ShutdownTimeout {
+            from: old.shutdown_timeout,
+            to: new.shutdown_timeout,
+        });
+    }
+    if new_level != level {
+        out.push(Change::LogLevel {
+            from: level,
+            to: new_level,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Database;
+
+    fn config(text: &str) -> Config {
+        let path = std::env::temp_dir().join(format!(
+            "webhookd-reload-{}-{}.toml",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, text).unwrap();
+        let c = Config::from_file(&path, true).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        c
+    }
+
+    #[test]
+    fn nothing_changed_is_an_empty_list() {
+        let a = config("workers = 4\n");
+        assert!(changes(&a, &a.clone(), LevelFilter::Info, LevelFilter::Info).is_empty());
+    }
+
+    #[test]
+    fn every_reloadable_setting_is_seen() {
+        let old = config("workers = 4\n");
+        let new = config(
+            "workers = 8\nretention = \"1d\"\nshutdown_timeout = \"10s\"\nalert_url = \"http://127.0.0.1:1/\"\n\
+             [retry]\nmax_attempts = 3\n[http]\ntimeout = \"5s\"\n[endpoints.b]\nurl = \"http://127.0.0.1:1/\"\n",
+        );
+        let got = changes(&old, &new, LevelFilter::Info, LevelFilter::Debug);
+        assert_eq!(
+            got,
+            vec![
+                Change::Workers { from: 4, to: 8 },
+                Change::Http,
+                Change::Retry,
+                Change::Endpoints,
+                Change::Alerts,
+                Change::Retention {
+                    from: Duration::from_secs(7 * 86_400),
+                    to: Duration::from_secs(86_400)
+                },
+                Change::ShutdownTimeout {
+                    from: Duration::from_secs(30),
+                    to: Duration::from_secs(10)
+                },
+                Change::LogLevel {
+                    from: LevelFilter::Info,
+                    to: LevelFilter::Debug
+                },
+            ]
+        );
+        assert_eq!(got[0].describe(&new), "workers 4 -> 8");
+    }
+
+    #[test]
+    fn a_new_db_is_reported_not_taken() {
+        let old = config("workers = 4\n");
+        let mut new = old.clone();
+        new.db = Database::Sqlite("/elsewhere.db".into());
+        let got = changes(&old, &new, LevelFilter::Info, LevelFilter::Info);
+        assert!(matches!(&got[..], [Change::Db { to, .. }] if to == "/elsewhere.db"));
+    }
+}

@@ -1,0 +1,102 @@
+//! How long the dispatcher's loop may block: a pure function of what it has to do and when.
+
+use std::time::Duration;
+
+/// Everything `sleep_time` looks at.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Wait {
+    /// Attempts finished and not yet recorded.
+    pub(super) finished: bool,
+    /// A claim slot is free.
+    pub(super) room: bool,
+    /// Some endpoint can be claimed now.
+    pub(super) ready: bool,
+    /// When some endpoint held back by time can be claimed (ms).
+    pub(super) next_ready: Option<i64>,
+    pub(super) now: i64,
+    /// Until the next poll of the store.
+    pub(super) poll_in: Duration,
+    /// Until the next watchdog check.
+    pub(super) check_in: Option<Duration>,
+}
+
+/// How long the loop may block: not at all with work to do, else until the next poll, watchdog
+/// check or due message, whichever is first. Outcomes, notices and signals interrupt it.
+pub(super) fn sleep_time(w: Wait) -> Duration {
+    if w.finished || w.room && w.ready {
+        return Duration::ZERO;
+    }
+    let mut t = w.poll_in;
+    if let Some(check) = w.check_in {
+        t = t.min(check);
+    }
+    if let Some(at) = w.next_ready.filter(|_| w.room) {
+        t = t.min(Duration::from_millis(
+            u64::try_from(at - w.now).unwrap_or(0),
+        ));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle() -> Wait {
+        Wait {
+            finished: false,
+            room: true,
+            ready: false,
+            next_ready: None,
+            now: 1_000,
+            poll_in: Duration::from_millis(80),
+            check_in: None,
+        }
+    }
+
+    #[test]
+    fn the_loop_sleeps_until_the_first_thing_to_do() {
+        assert_eq!(sleep_time(idle()), Duration::from_millis(80), "next poll");
+        let finished = Wait {
+            finished: true,
+            ..idle()
+        };
+        assert_eq!(sleep_time(finished), Duration::ZERO, "outcomes to record");
+        let ready = Wait {
+            ready: true,
+            ..idle()
+        };
+        assert_eq!(sleep_time(ready), Duration::ZERO, "something to claim");
+        let full = Wait {
+            ready: true,
+            room: false,
+            ..idle()
+        };
+        assert_eq!(sleep_time(full), Duration::from_millis(80), "no room: wait");
+        let due = Wait {
+            next_ready: Some(1_020),
+            ..idle()
+        };
+        assert_eq!(sleep_time(due), Duration::from_millis(20), "a due message");
+        let overdue = Wait {
+            next_ready: Some(900),
+            ..idle()
+        };
+        assert_eq!(sleep_time(overdue), Duration::ZERO);
+        let due_but_full = Wait {
+            next_ready: Some(1_020),
+            room: false,
+            ..idle()
+        };
+        assert_eq!(sleep_time(due_but_full), Duration::from_millis(80));
+        let watchdog = Wait {
+            check_in: Some(Duration::from_millis(5)),
+            ..idle()
+        };
+        assert_eq!(
+            sleep_time(watchdog),
+            Duration::from_millis(5),
+            "watchdog check"
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The endpoint policy, table by table: caps, rate, breaker, probes, disabling, lanes.
+
+use super::*;
+use crate::check::Rate;
+
+fn endpoint(f: impl FnOnce(&mut Endpoint)) -> Arc<Endpoint> {
+    let mut e = Endpoint {
+        name: "e".into(),
+        url: "http://127.0.0.1:1/hook".into(),
+        headers: vec![("Authorization".into(), "Bearer x".into())],
+        keys: Arc::default(),
+        timeout: None,
+        max_attempts: None,
+        concurrency: Some(2),
+        rate: None,
+        ordered: false,
+        on_dead: OnDead::Block,
+        breaker_failures: 3,
+        breaker_cooldown: Duration::from_secs(10),
+        disable_after: Duration::from_secs(100),
+        unreadable: Vec::new(),
+    };
+    f(&mut e);
+    Arc::new(e)
+}
+
+fn setup(e: Arc<Endpoint>) -> Endpoints {
+    let config = BTreeMap::from([("e".to_owned(), e)]);
+    let health = Health {
+        id: 1,
+        ..Health::default()
+    };
+    let mut eps = Endpoints::new(vec![("e".into(), health)], &config, 16, 0);
+    eps.claimed(&[], &[(0, None)]);
+    // Proven by a first success, as a healthy receiver is within its first request.
+    assert_eq!(
+        limit(&mut eps, 0),
+        1,
+        "slow start: one request until a success"
+    );
+    eps.claimed(&[job()], &[]);
+    eps.finished(1, finished(200), "", 0);
+    eps
+}
+
+fn job() -> Job {
+    Job {
+        endpoint: 1,
+        ..Job::default()
+    }
+}
+
+/// The effect the verdict gives an attempt answered `code`.
+fn finished(code: u16) -> Effect {
+    match code {
+        200..=299 => Effect::Success,
+        410 => Effect::Gone { own_url: false },
+        _ => Effect::Failure,
+    }
+}
+
+fn limit(eps: &mut Endpoints, now: i64) -> usize {
+    eps.plan(100, now)
+        .iter()
+        .filter(|c| c.endpoint == 1)
+        .map(|c| c.limit)
+        .sum()
+}
+
+#[test]
+fn failing_endpoints_get_one_request_each_within_a_shared_budget() {
+    let mut eps = setup(endpoint(|e| e.concurrency = Some(8)));
+    eps.claimed(&[job()], &[]);
+    eps.finished(1, finished(500), "HTTP 500", 1);
+    assert_eq!(limit(&mut eps, 1), 1, "after a failure: one at a time");
+    // Four in flight for failing endpoints (16 workers / 4) leave no room for more.
+    eps.by_id.get_mut(&1).unwrap().in_flight = 4;
+    assert_eq!(limit(&mut eps, 1), 0);
+    assert!(!eps.ready(1));
+    assert_eq!(eps.next_ready(1), None);
+}
+
+/// When the free slots run out, each round starts with the next endpoint: none starves.
+#[test]
+fn claim_rounds_take_turns() {
+    let e = endpoint(|e| e.concurrency = Some(100));
+    let config = BTreeMap::from([("a".to_owned(), e.clone()), ("b".to_owned(), e)]);
+    let rows = (1..=2)
+        .map(|id| {
+            let name = if id == 1 { "a" } else { "b" };
+            let health = Health {
+                id,
+                ..Health::default()
+            };
+            (name.to_owned(), health)
+        })
+        .collect();
+    let mut eps = Endpoints::new(rows, &config, 16, 0);
+    let firsts: Vec<i64> = (0..4).map(|_| eps.plan(1, 0)[0].endpoint).collect();
+    assert_eq!(firsts, [1, 2, 0, 1]);
+}
+
+#[test]
+fn concurrency_caps_claims_until_one_finishes() {
+    let mut eps = setup(endpoint(|_| {}));
+    assert_eq!(limit(&mut eps, 0), 2);
+    eps.claimed(&[job(), job()], &[]);
+    assert_eq!(limit(&mut eps, 0), 0);
+    assert!(!eps.ready(0));
+    eps.finished(1, finished(200), "", 1);
+    assert_eq!(limit(&mut eps, 1), 1);
+}
+
+#[test]
+fn rate_refills_tokens_over_time() {
+    let mut eps = setup(endpoint(|e| {
+        e.concurrency = Some(100);
+        e.rate = Some(Rate::parse("rate", "50/s").unwrap());
+    }));
+    assert_eq!(
+        limit(&mut eps, 0),
+        4,
+        "burst of 0.1 s, less the first request"
+    );
+    eps.claimed(&vec![job(); 4], &[]);
+    assert_eq!(limit(&mut eps, 0), 0);
+    assert_eq!(eps.next_ready(0), Some(20));
+    assert_eq!(limit(&mut eps, 40), 2);
+}
+
+#[test]
+fn breaker_opens_probes_with_growing_intervals_and_closes() {
+    let mut eps = setup(endpoint(|_| {}));
+    for i in 0..2 {
+        eps.claimed(&[job()], &[]);
+        assert_eq!(eps.finished(1, finished(500), "HTTP 500", i), None);
+    }
+    eps.claimed(&[job()], &[]);
+    assert!(matches!(
+        eps.finished(1, finished(500), "HTTP 500", 1_000),
+        Some(Event::Opened { failures: 3, .. })
+    ));
+    assert_eq!(limit(&mut eps, 1_000), 0, "open: nothing claimed");
+    assert_eq!(eps.next_ready(1_000), Some(11_000));
+    assert_eq!(limit(&mut eps, 11_000), 1, "one probe");
+    eps.claimed(&[job()], &[]);
+    assert_eq!(limit(&mut eps, 11_000), 0, "only one probe at a time");
+    assert_eq!(eps.finished(1, finished(503), "HTTP 503", 12_000), None);
+    assert_eq!(eps.next_ready(12_000), Some(32_000), "interval doubled");
+    // A request that was in flight before (not a probe) does not double it again.
+    eps.claimed(&[job()], &[]);
+    assert_eq!(eps.finished(1, finished(503), "HTTP 503", 13_000), None);
+    assert_eq!(eps.next_ready(13_000), Some(32_000));
+    eps.claimed(&[job()], &[]);
+    assert!(matches!(
+        eps.finished(1, finished(204), "", 32_000),
+        Some(Event::Recovered {
+            down_ms: 32_000,
+            ..
+        })
+    ));
+    assert_eq!(limit(&mut eps, 32_000), 2);
+    let saved = eps.health_to_save(32_000, false);
+    assert_eq!(saved.len(), 1);
+    assert_eq!((saved[0].state, saved[0].failures), (CLOSED, 0));
+    eps.saved(&saved, 32_000);
+    assert!(eps.health_to_save(40_000, false).is_empty());
+}
+
+/// Regression test for issue 12 (B.3): a 410 on one path must not take the endpoint down;
+/// a 410 for its own URL, or several in a row, does.
+#[test]
+fn gone_disables_only_for_the_endpoint_url_or_a_streak() {
+    let mut eps = setup(endpoint(|_| {}));
+    for i in 1..GONE_STREAK {
+        eps.claimed(&[job()], &[]);
+        assert_eq!(
+            eps.finished(1, finished(410), "HTTP 410", i64::from(i)),
+            None
+        );
+    }
+    eps.claimed(&[job()], &[]);
+    assert_eq!(
+        eps.finished(1, finished(200), "", 10),
+        None,
+        "a success ends the streak"
+    );
+    for i in 0..GONE_STREAK {
+        eps.claimed(&[job()], &[]);
+        let ev = eps.finished(1, finished(410), "HTTP 410", 20 + i64::from(i));
+        assert_eq!(
+            matches!(ev, Some(Event::Disabled { .. })),
+            i + 1 == GONE_STREAK,
+            "410 number {}",
+            i + 1
+        );
+    }
+    assert_eq!(limit(&mut eps, 1_000_000), 0);
+    assert_eq!(eps.next_ready(1_000_000), None);
+    eps.enable(1, 10);
+    assert_eq!(limit(&mut eps, 10), 2);
+
+    let mut eps = setup(endpoint(|_| {}));
+    eps.claimed(&[job()], &[]);
+    let own = Effect::Gone { own_url: true };
+    assert!(matches!(
+        eps.finished(1, own, "HTTP 410", 5),
+        Some(Event::Disabled { .. })
+    ));
+}
+
+#[test]
+fn long_failure_disables_until_enabled() {
+    let mut eps = setup(endpoint(|e| e.breaker_failures = 1000));
+    eps.claimed(&[job()], &[]);
+    assert_eq!(eps.finished(1, finished(500), "HTTP 500", 0), None);
+    eps.claimed(&[job()], &[]);
+    assert!(matches!(
+        eps.finished(1, finished(500), "HTTP 500", 100_000),
+        Some(Event::Disabled { .. })
+    ));
+}
+
+#[test]
+fn complete_fills_url_headers_and_keys() {
+    let eps = setup(endpoint(|e| {
+        e.keys = Arc::new(vec![crate::sign::Key::parse(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .unwrap()]);
+    }));
+    let mut j = Job {
+        url: "/v2".into(),
+        headers: vec![("authorization".into(), "Bearer mine".into())],
+        ..job()
+    };
+    eps.complete(&mut j);
+    assert_eq!(j.url, "http://127.0.0.1:1/hook/v2");
+    assert_eq!(
+        j.headers,
+        vec![("authorization".to_owned(), "Bearer mine".to_owned())]
+    );
+    assert_eq!(j.keys.unwrap().len(), 1);
+}

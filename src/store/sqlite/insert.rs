@@ -1,0 +1,194 @@
+//! Inserting messages: one IMMEDIATE transaction per batch, all stored or none. A message of an
+//! ordered lane that already has one pending, in flight or waiting (or dead, when dead ones block)
+//! waits behind it; an idempotency key seen before stores nothing and answers the first uuid.
+
+use rusqlite::{params, OptionalExtension, Transaction, TransactionBehavior};
+use uuid::Uuid;
+
+use super::codes::{PENDING, WAITING};
+use super::{wrap, Store};
+use crate::error::{Error, Result};
+use crate::message::{self, Message};
+use crate::store::Enqueued;
+
+// `OR FAIL`: see queue.rs.
+pub(super) const INSERT_MESSAGE: &str = "INSERT OR FAIL INTO messages
+     (uuid, idem_key, state, due_at, created_at, max_attempts, endpoint, lane)
+     VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7, ?8)
+     ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
+pub(super) const INSERT_PAYLOAD: &str =
+    "INSERT OR FAIL INTO payloads (seq, method, url, headers, body) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(super) const SELECT_BY_KEY: &str =
+    "SELECT m.uuid, m.state, m.endpoint, p.method, p.url, p.headers,
+     p.body FROM messages m JOIN payloads p USING (seq) WHERE m.idem_key = CAST(?1 AS TEXT)";
+pub(super) const ENDPOINT_ID: &str = "SELECT id FROM endpoints WHERE name = ?1";
+pub(super) const INSERT_ENDPOINT: &str = "INSERT OR IGNORE INTO endpoints (name) VALUES (?1)";
+/// Whether a new message of `lane` must wait: the lane has a message pending, in flight or
+/// waiting, or (when dead messages block, ?2) a dead one.
+pub(super) const LANE_BUSY: &str =
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE lane = ?1 AND state != 2
+     AND state != 5 AND (state != 3 OR ?2))";
+
+/// Inserts messages inside one IMMEDIATE transaction: all are stored by [`Inserter::commit`], or
+/// none if it is dropped.
+pub(crate) struct Inserter<'s> {
+    tx: Transaction<'s>,
+    store_path: &'s std::path::Path,
+    /// Endpoint ids by name, looked up (or created) once per batch.
+    endpoints: std::collections::HashMap<String, i64>,
+}
+
+impl Store {
+    /// Starts a batch of inserts.
+    ///
+    /// # Errors
+    /// `Busy` when another writer holds the lock beyond the busy timeout, `Db` otherwise.
+    pub(crate) fn inserter(&mut self) -> Result<Inserter<'_>> {
+        let path = &self.path;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| wrap(path, "begin enqueue", e))?;
+        Ok(Inserter {
+            tx,
+            store_path: path,
+            endpoints: std::collections::HashMap::new(),
+        })
+    }
+}
+
+/// The id of endpoint `name`, inserted if it has none yet.
+pub(super) fn endpoint_id(conn: &rusqlite::Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached(INSERT_ENDPOINT)?.execute([name])?;
+    conn.prepare_cached(ENDPOINT_ID)?
+        .query_row([name], |r| r.get(0))
+}
+
+impl Inserter<'_> {
+    /// Stores one validated message due at `now + delay`; with a known idempotency key, stores
+    /// nothing and returns the first message's uuid.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
+        let path = self.store_path;
+        let e = |op| move |source| wrap(path, op, source);
+        let uuid = Uuid::now_v7();
+        // `created_at` is the time in the uuid, so that filters on it are uuid ranges.
+        let created = crate::filter::uuid_ms(&uuid);
+        let due = now.saturating_add(crate::time::duration_ms(m.delay));
+        let endpoint = match &m.endpoint {
+            None => 0,
+            Some(name) => self.endpoint_id(name)?,
+        };
+        let state = match &m.lane {
+            Some(lane) => {
+                let busy: bool = self
+                    .tx
+                    .prepare_cached(LANE_BUSY)
+                    .and_then(|mut s| s.query_row(params![lane, m.lane_dead_blocks], |r| r.get(0)))
+                    .map_err(e("look up ordered lane"))?;
+                if busy {
+                    WAITING
+                } else {
+                    PENDING
+                }
+            }
+            None => PENDING,
+        };
+        let inserted = self
+            .tx
+            .prepare_cached(INSERT_MESSAGE)
+            .and_then(|mut s| {
+                s.execute(params![
+                    uuid.as_bytes(),
+                    m.key,
+                    due,
+                    created,
+                    m.max_attempts,
+                    state,
+                    endpoint,
+                    m.lane
+                ])
+            })
+            .map_err(e("insert message"))?;
+        if inserted == 0 {
+            type First = ([u8; 16], i64, i64, String, String, String, Vec<u8>);
+            let first: First = self
+                .tx
+                .prepare_cached(SELECT_BY_KEY)
+                .and_then(|mut s| {
+                    s.query_row([&m.key], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                    .optional()
+                })
+                .map_err(e("look up idempotency key"))?
+                .ok_or_else(|| Error::Db {
+                    path: path.to_path_buf(),
+                    op: "look up idempotency key",
+                    source: rusqlite::Error::QueryReturnedNoRows.into(),
+                })?;
+            let (uuid, state, first_endpoint, method, url, headers, body) = first;
+            return Ok(Enqueued {
+                uuid: Uuid::from_bytes(uuid),
+                created: false,
+                state: super::codes::state(state).map_err(e("read state"))?,
+                same_request: first_endpoint == endpoint
+                    && method == m.method
+                    && url == m.url
+                    && message::decode_headers(&headers) == m.headers
+                    && body == m.body,
+            });
+        }
+        let seq = self.tx.last_insert_rowid();
+        self.tx
+            .prepare_cached(INSERT_PAYLOAD)
+            .and_then(|mut s| {
+                s.execute(params![
+                    seq,
+                    m.method,
+                    m.url,
+                    message::encode_headers(&m.headers),
+                    m.body
+                ])
+            })
+            .map_err(e("insert payload"))?;
+        Ok(Enqueued {
+            uuid,
+            created: true,
+            state: super::codes::state(state).map_err(e("read state"))?,
+            same_request: true,
+        })
+    }
+
+    /// The id of endpoint `name`, created at its first use.
+    fn endpoint_id(&mut self, name: &str) -> Result<i64> {
+        if let Some(id) = self.endpoints.get(name) {
+            return Ok(*id);
+        }
+        let id = endpoint_id(&self.tx, name)
+            .map_err(|e| wrap(self.store_path, "look up endpoint", e))?;
+        self.endpoints.insert(name.to_owned(), id);
+        Ok(id)
+    }
+
+    /// Commits every insert durably.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`; nothing is stored then.
+    pub(crate) fn commit(self) -> Result<()> {
+        let path = self.store_path;
+        self.tx
+            .commit()
+            .map_err(|e| wrap(path, "commit enqueue", e))
+    }
+}

@@ -1,0 +1,141 @@
+//! The store's interfaces (`store::Queue`, `store::Admin`, `store::Inserter`) for the SQLite store:
+//! each method is the `Store`'s own, in the file of its concept.
+
+use uuid::Uuid;
+
+use super::insert::Inserter as SqliteInserter;
+use super::Store;
+use crate::error::Result;
+use crate::filter::{Filter, StateName};
+use crate::message::Message;
+use crate::model::Health;
+use crate::store::{
+    Action, Admin, Claimed, Counts, Cycle, Done, EndpointRow, Enqueued, Found, Inserter, Lane,
+    MessageView, Query, Queue,
+};
+
+impl Queue for Store {
+    fn cycle(&mut self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
+        Store::cycle(self, c, now)
+    }
+
+    fn take_over(&mut self, now: i64) -> Result<usize> {
+        // The daemon holds the database's lock: every claim in flight is a dead daemon's.
+        Store::take_over_all(self, now)
+    }
+
+    fn abandon(&mut self, now: i64) -> Result<usize> {
+        Store::abandon(self, now)
+    }
+
+    fn renew(&mut self, until: i64) -> Result<usize> {
+        Store::renew(self, until)
+    }
+
+    fn purge(&mut self, before: i64, limit: usize) -> Result<usize> {
+        Store::purge_delivered(self, before, limit)
+    }
+
+    fn next_due(&self, endpoint: i64) -> Result<Option<i64>> {
+        Store::next_due(self, endpoint)
+    }
+
+    fn totals(&self) -> Result<Counts> {
+        Store::totals(self)
+    }
+
+    fn endpoint_health(&self) -> Result<Vec<(String, Health)>> {
+        Store::endpoint_health(self)
+    }
+
+    fn ensure_endpoints(&mut self, names: &[String]) -> Result<()> {
+        Store::ensure_endpoints(self, names)
+    }
+
+    fn changed(&mut self) -> Result<bool> {
+        Store::changed(self)
+    }
+}
+
+impl Inserter for SqliteInserter<'_> {
+    fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
+        SqliteInserter::insert(self, m, now)
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        SqliteInserter::commit(*self)
+    }
+}
+
+impl Admin for Store {
+    fn inserter(&mut self) -> Result<Box<dyn Inserter + '_>> {
+        Ok(Box::new(Store::inserter(self)?))
+    }
+
+    fn view(&self, uuid: &Uuid) -> Result<MessageView> {
+        Store::view(self, uuid)
+    }
+
+    fn summary(&self, seq: i64) -> Result<Option<MessageView>> {
+        Store::summary(self, seq)
+    }
+
+    fn snapshot(&self) -> Result<()> {
+        Store::snapshot(self)
+    }
+
+    fn query<'f>(&self, filter: &'f Filter, states: &[StateName], now: i64) -> Result<Query<'f>> {
+        Store::query(self, filter, states, now)
+    }
+
+    fn find(&self, q: &Query<'_>, cursor: Option<Uuid>, limit: usize) -> Result<Vec<Found>> {
+        Store::find(self, q, cursor, limit)
+    }
+
+    fn act_on(&mut self, action: Action<'_>, uuids: &[Uuid], now: i64) -> Result<Done> {
+        Store::act_on(self, action, uuids, now)
+    }
+
+    fn act_batch(
+        &mut self,
+        action: Action<'_>,
+        q: &Query<'_>,
+        cursor: Option<Uuid>,
+        limit: usize,
+        now: i64,
+    ) -> Result<(Vec<Found>, Done)> {
+        Store::act_batch(self, action, q, cursor, limit, now)
+    }
+
+    fn selects_endpoint_messages(&self, q: &Query<'_>) -> Result<Option<Uuid>> {
+        Store::selects_endpoint_messages(self, q)
+    }
+
+    fn counts(&self, now: i64) -> Result<Counts> {
+        Store::counts(self, now)
+    }
+
+    fn endpoint_health(&self) -> Result<Vec<(String, Health)>> {
+        Store::endpoint_health(self)
+    }
+
+    fn endpoint_rows(&self) -> Result<Vec<EndpointRow>> {
+        Store::endpoint_rows(self)
+    }
+
+    fn lanes(&self, id: i64) -> Result<Vec<Lane>> {
+        Store::lanes(self, id)
+    }
+
+    fn find_endpoint(&self, name: &str) -> Result<Option<i64>> {
+        Store::find_endpoint(self, name)
+    }
+
+    fn request_enable(&mut self, name: &str, now: i64) -> Result<bool> {
+        Store::request_enable(self, name, now)
+    }
+
+    fn ensure_endpoints(&mut self, names: &[String]) -> Result<()> {
+        Store::ensure_endpoints(self, names)
+    }
+}

@@ -93,7 +93,7 @@ impl Cli {
     /// The global options in force: before and after the subcommand.
     pub(crate) fn common(&self) -> Common {
         match self.command.common() {
-            Some(after) => self.common.merged(after),
+            Some(after) => self.common.merged(&after),
             None => self.common.clone(),
         }
     }
@@ -205,35 +205,30 @@ With filters it asks for confirmation on a terminal; otherwise it needs --yes.")
     #[command(after_help = "\
 Examples:
   webhookd replay --endpoint billing --since 2026-11-30T22:00:00Z --until 2026-12-01T02:00:00Z
-  webhookd replay --key order-42
+  webhookd replay --key order-42 --yes
   webhookd replay --state dead --status 5xx --since 1h --dry-run
 
-At least one filter is required. Receivers that drop duplicates by webhook-id drop replays too.")]
+At least one filter is required. Receivers that drop duplicates by webhook-id drop replays too.
+It asks for confirmation on a terminal; otherwise it needs --yes.")]
     Replay(ReplayArgs),
 
     /// Inspect, edit and re-send dead messages (the dead-letter queue).
-    #[command(
-        subcommand,
-        after_help = "\
+    #[command(after_help = "\
 Examples:
   webhookd dlq list
   webhookd dlq show 0190c6c8-0000-7000-8000-000000000000
   webhookd dlq retry 0190c6c8-0000-7000-8000-000000000000 --url https://example.com/new-hook
   webhookd dlq retry --endpoint billing --since 2h --status 5xx
-  webhookd dlq delete --all --yes"
-    )]
-    Dlq(DlqCommand),
+  webhookd dlq delete --all --yes")]
+    Dlq(DlqArgs),
 
     /// Named endpoints: their health, queue and policy; enable a disabled one.
-    #[command(
-        subcommand,
-        after_help = "\
+    #[command(after_help = "\
 Examples:
   webhookd endpoints list
   webhookd endpoints show billing --json | jq '{state, consecutive_failures, last_error}'
-  webhookd endpoints enable billing"
-    )]
-    Endpoints(EndpointsCommand),
+  webhookd endpoints enable billing")]
+    Endpoints(EndpointsArgs),
 
     /// Check a Standard Webhooks signature, as a receiver would (exit 0 valid, 1 not).
     #[command(after_help = "\
@@ -259,21 +254,40 @@ The .deb installs them for bash, zsh and fish.")]
 }
 
 impl Command {
-    /// The global options given after the subcommand, for commands that take them.
-    fn common(&self) -> Option<&Common> {
+    /// The global options given after the subcommand (for `dlq` and `endpoints`: after it and
+    /// after theirs), for commands that take them.
+    fn common(&self) -> Option<Common> {
         match self {
-            Command::Enqueue(a) => Some(&a.common),
+            Command::Enqueue(a) => Some(a.common.clone()),
             Command::Run { common, .. }
             | Command::Status { common, .. }
-            | Command::Show { common, .. } => Some(common),
-            Command::List(a) => Some(&a.common),
-            Command::Cancel(a) => Some(&a.common),
-            Command::Replay(a) => Some(&a.common),
-            Command::Dlq(d) => Some(d.common()),
-            Command::Endpoints(e) => Some(e.common()),
+            | Command::Show { common, .. } => Some(common.clone()),
+            Command::List(a) => Some(a.common.clone()),
+            Command::Cancel(a) => Some(a.common.clone()),
+            Command::Replay(a) => Some(a.common.clone()),
+            Command::Dlq(d) => Some(d.common.merged(d.command.common())),
+            Command::Endpoints(e) => Some(e.common.merged(e.command.common())),
             Command::Verify(_) | Command::Completions { .. } => None,
         }
     }
+}
+
+/// `dlq`: its own global options (`webhookd dlq --db PATH list`) and its subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct DlqArgs {
+    #[command(subcommand)]
+    pub(crate) command: DlqCommand,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+/// `endpoints`: its own global options and its subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct EndpointsArgs {
+    #[command(subcommand)]
+    pub(crate) command: EndpointsCommand,
+    #[command(flatten)]
+    pub(crate) common: Common,
 }
 
 #[derive(Debug, Args)]

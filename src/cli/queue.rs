@@ -118,6 +118,10 @@ pub(crate) struct ReplayArgs {
     #[command(flatten)]
     pub(crate) bulk: BulkArgs,
 
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+
     #[command(flatten)]
     pub(crate) common: Common,
 }

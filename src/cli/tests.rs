@@ -22,6 +22,48 @@ fn global_options_work_before_and_after_the_subcommand() {
         cli.common().db.as_deref(),
         Some(std::path::Path::new("/y.db"))
     );
+    // Between `dlq` (or `endpoints`) and its subcommand too; the one given last wins.
+    for (args, db, verbose) in [
+        (
+            &["webhookd", "dlq", "--db", "/a.db", "list"][..],
+            "/a.db",
+            0,
+        ),
+        (
+            &[
+                "webhookd", "--db", "/a.db", "dlq", "-v", "--db", "/b.db", "list", "-v",
+            ][..],
+            "/b.db",
+            2,
+        ),
+        (
+            &["webhookd", "dlq", "--db", "/a.db", "list", "--db", "/c.db"][..],
+            "/c.db",
+            0,
+        ),
+        (
+            &[
+                "webhookd",
+                "endpoints",
+                "-q",
+                "--db",
+                "/d.db",
+                "show",
+                "billing",
+            ][..],
+            "/d.db",
+            0,
+        ),
+    ] {
+        let cli = Cli::try_parse_from(args).unwrap();
+        let common = cli.common();
+        assert_eq!(
+            common.db.as_deref(),
+            Some(std::path::Path::new(db)),
+            "{args:?}"
+        );
+        assert_eq!(common.verbose, verbose, "{args:?}");
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::{Filter, StateName};
 use crate::store::{self, parse_uuid, Access, Action, RetryEdit};
+use crate::text::count;
 use crate::view::BulkJson;
 
 /// Messages per transaction: small enough that the daemon's next turn waits a few milliseconds
@@ -29,7 +30,10 @@ const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What a bulk command does, and to what.
 struct Plan<'a> {
+    /// The action's name in JSON reports.
     name: &'static str,
+    /// The command, as prompts and errors name it.
+    command: &'static str,
     past: &'static str,
     action: Action<'a>,
     /// Asks for confirmation when acting on filters.
@@ -72,6 +76,7 @@ pub(crate) fn cancel(config: &Config, args: &CancelArgs) -> Result<u8> {
     };
     let plan = Plan {
         name: "cancel",
+        command: "cancel",
         past: "cancelled",
         action: Action::Cancel,
         destructive: true,
@@ -99,12 +104,20 @@ pub(crate) fn replay(config: &Config, args: &ReplayArgs) -> Result<u8> {
         .map_err(|message| Error::Usage { message })?;
     let plan = Plan {
         name: "replay",
+        command: "replay",
         past: "replayed",
         action: Action::Replay,
-        destructive: false,
+        // Receivers get every selected message again: asked for, like a cancel.
+        destructive: true,
         wakes: true,
     };
-    run(config, &plan, Target::Filter(f, states), &args.bulk, true)
+    run(
+        config,
+        &plan,
+        Target::Filter(f, states),
+        &args.bulk,
+        args.yes,
+    )
 }
 
 /// `dlq retry (UUID... | --all | FILTERS) [edits]`.
@@ -132,6 +145,7 @@ pub(crate) fn dlq_retry(config: &Config, args: &DlqRetryArgs) -> Result<u8> {
     let target = dead_target(&args.select)?;
     let plan = Plan {
         name: "retry",
+        command: "dlq retry",
         past: "retried",
         action: Action::Retry(&edit),
         destructive: false,
@@ -148,6 +162,7 @@ pub(crate) fn dlq_delete(config: &Config, args: &DlqDeleteArgs) -> Result<u8> {
     let target = dead_target(&args.select)?;
     let plan = Plan {
         name: "delete",
+        command: "dlq delete",
         past: "deleted",
         action: Action::Delete,
         destructive: true,
@@ -198,18 +213,28 @@ fn run(config: &Config, plan: &Plan<'_>, target: Target, bulk: &BulkArgs, yes: b
 fn human(plan: &Plan<'_>, r: &BulkJson) -> String {
     if r.dry_run {
         return format!(
-            "dry run: {} messages match; {} would be {}",
-            r.matched, r.changed, plan.past
+            "dry run: {} {}; {} would be {}",
+            count(r.matched, "message"),
+            if r.matched == 1 { "matches" } else { "match" },
+            r.changed,
+            plan.past
         );
     }
     let mut text = format!(
-        "{} {} of {} matching messages",
-        plan.past, r.changed, r.matched
+        "{} {} of {}",
+        plan.past,
+        r.changed,
+        count(r.matched, "matching message")
     );
     if r.cancel_requested > 0 {
         text.push_str(&format!(
-            "; {} in flight will be cancelled when their attempt ends",
-            r.cancel_requested
+            "; {} in flight will be cancelled when {} attempt ends",
+            r.cancel_requested,
+            if r.cancel_requested == 1 {
+                "its"
+            } else {
+                "their"
+            }
         ));
     }
     text
@@ -312,7 +337,7 @@ fn on_filter(
     let progress = if interactive && counted > 0 {
         let bar = ProgressBar::with_draw_target(Some(counted), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} ({per_sec}, {eta})")
+            ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} (about {eta} left)")
                 .expect("a valid template"),
         );
         bar.set_message(plan.past);
@@ -355,11 +380,12 @@ fn ask(plan: &Plan<'_>, matched: u64) -> Result<()> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(usage(&format!(
-            "{} would change {matched} messages: add --yes to confirm (stdin is not a terminal to ask on); --dry-run lists them",
-            plan.name
+            "{} would change {}: add --yes to confirm (stdin is not a terminal to ask on); --dry-run --json lists them",
+            plan.command,
+            count(matched, "message")
         )));
     }
-    eprint!("{} {matched} messages? [y/N] ", plan.name);
+    eprint!("{} {}? [y/N] ", plan.command, count(matched, "message"));
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -371,7 +397,7 @@ fn ask(plan: &Plan<'_>, matched: u64) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Aborted {
-            what: plan.name.to_owned(),
+            what: plan.command.to_owned(),
         })
     }
 }

@@ -98,6 +98,7 @@ fn table(config: &Config, views: &[MessageView], now: i64) -> String {
             None => crate::text::host_of(&v.url),
         };
         let state = match (v.state.as_str(), v.next_attempt_at) {
+            _ if crate::view::held(config, v) => "held",
             ("pending", Some(at)) if at > now => "scheduled",
             (_, _) if v.cancel_requested => "cancelling",
             (s, _) => s,

@@ -17,7 +17,7 @@ pub(crate) use verify::run as verify;
 
 use std::io::{Read, Write};
 
-use crate::cli::{Cli, Command, DlqCommand, EndpointsCommand, FilterArgs};
+use crate::cli::{Cli, Command, DlqArgs, DlqCommand, EndpointsArgs, EndpointsCommand, FilterArgs};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::{self, Filter, StateName, StatusRange};
@@ -59,8 +59,14 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
         Command::List(args) => list::run(config, args),
         Command::Cancel(args) => bulk::cancel(config, args),
         Command::Replay(args) => bulk::replay(config, args),
-        Command::Dlq(DlqCommand::List { filter, json, .. }) => dlq::list(config, filter, *json),
-        Command::Dlq(DlqCommand::Show { uuid, json, .. }) => show::run(
+        Command::Dlq(DlqArgs {
+            command: DlqCommand::List { filter, json, .. },
+            ..
+        }) => dlq::list(config, filter, *json),
+        Command::Dlq(DlqArgs {
+            command: DlqCommand::Show { uuid, json, .. },
+            ..
+        }) => show::run(
             config,
             uuid,
             show::Mode {
@@ -70,15 +76,26 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
                 dead_only: true,
             },
         ),
-        Command::Dlq(DlqCommand::Retry(args)) => bulk::dlq_retry(config, args),
-        Command::Dlq(DlqCommand::Delete(args)) => bulk::dlq_delete(config, args),
-        Command::Endpoints(EndpointsCommand::List { json, .. }) => endpoints::list(config, *json),
-        Command::Endpoints(EndpointsCommand::Show { name, json, .. }) => {
-            endpoints::show(config, name, *json)
-        }
-        Command::Endpoints(EndpointsCommand::Enable { name, .. }) => {
-            endpoints::enable(config, name)
-        }
+        Command::Dlq(DlqArgs {
+            command: DlqCommand::Retry(args),
+            ..
+        }) => bulk::dlq_retry(config, args),
+        Command::Dlq(DlqArgs {
+            command: DlqCommand::Delete(args),
+            ..
+        }) => bulk::dlq_delete(config, args),
+        Command::Endpoints(EndpointsArgs {
+            command: EndpointsCommand::List { json, .. },
+            ..
+        }) => endpoints::list(config, *json),
+        Command::Endpoints(EndpointsArgs {
+            command: EndpointsCommand::Show { name, json, .. },
+            ..
+        }) => endpoints::show(config, name, *json),
+        Command::Endpoints(EndpointsArgs {
+            command: EndpointsCommand::Enable { name, .. },
+            ..
+        }) => endpoints::enable(config, name),
         Command::Verify(args) => verify(args),
         Command::Completions { shell } => completions(*shell),
     }

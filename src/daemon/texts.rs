@@ -90,16 +90,16 @@ pub(super) fn delivered(uuid: &str, target: &str, made: u32, duration_us: i64) -
     )
 }
 
-/// The periodic line: what happened since the last one, and the queue now.
+/// The periodic line: what happened since the last one, and the queue now (from the constant-time
+/// totals, whose `pending` includes messages waiting in their lanes).
 pub(super) fn stats(last: &Totals, queue: &Counts) -> String {
     format!(
-        "last minute: {} delivered, {} retried, {} dead-lettered, {} cancelled in flight; queue: {} pending, {} waiting, {} in flight, {} dead",
+        "last minute: {} delivered, {} retried, {} dead-lettered, {} cancelled in flight; queue: {} pending, {} in flight, {} dead",
         last.delivered,
         last.retried,
         last.dead,
         last.cancelled,
         queue.pending,
-        queue.waiting,
         queue.in_flight,
         queue.dead
     )

@@ -116,6 +116,8 @@ pub(crate) struct MessageView {
     /// The URL, or for a named endpoint the path appended to its URL.
     pub(crate) url: String,
     pub(crate) endpoint: Option<String>,
+    /// Its endpoint's circuit as the daemon last saved it (plain URLs: none).
+    pub(crate) endpoint_circuit: Option<crate::model::Circuit>,
     /// The ordering key of its lane, if it is ordered.
     pub(crate) ordering_key: Option<String>,
     pub(crate) headers: Vec<(String, String)>,

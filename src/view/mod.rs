@@ -46,7 +46,10 @@ pub(crate) struct MessageJson {
     /// Where it goes: its URL, or its endpoint's URL with its path.
     pub(crate) url: String,
     pub(crate) endpoint: Option<String>,
-    /// For an endpoint's message: the path appended to the endpoint's URL.
+    /// For an endpoint's message: its endpoint's health (`healthy`, `open`, `disabled`, or
+    /// `not configured`); its pending messages are held while it is not healthy.
+    pub(crate) endpoint_state: Option<&'static str>,
+    /// For an endpoint's message: the path appended to the endpoint's URL (null when none).
     pub(crate) path: Option<String>,
     pub(crate) ordering_key: Option<String>,
     pub(crate) headers: Vec<Header>,
@@ -95,6 +98,23 @@ pub(crate) fn opt_time(ms: Option<i64>) -> Option<String> {
     ms.map(time)
 }
 
+/// The health of a message's endpoint: as the daemon last saved it, or `not configured` (its
+/// messages are held until it is added back).
+pub(crate) fn endpoint_state(config: &Config, v: &MessageView) -> Option<&'static str> {
+    let name = v.endpoint.as_deref()?;
+    if !config.endpoints.contains_key(name) {
+        return Some("not configured");
+    }
+    Some(v.endpoint_circuit.unwrap_or_default().as_str())
+}
+
+/// Whether a pending message is held: its endpoint is open, disabled or not configured, so it
+/// is not claimed until that changes (an open endpoint's probe excepted).
+pub(crate) fn held(config: &Config, v: &MessageView) -> bool {
+    v.state == crate::model::State::Pending
+        && endpoint_state(config, v).is_some_and(|s| s != "healthy")
+}
+
 /// The URL a stored message goes to: its own, or its endpoint's URL with its path appended (an
 /// endpoint no longer configured shows as `[NAME]PATH`).
 pub(crate) fn target_url(config: &Config, endpoint: Option<&str>, url: &str) -> String {
@@ -136,7 +156,12 @@ impl MessageJson {
             method: v.method.clone(),
             url: target_url(config, v.endpoint.as_deref(), &v.url),
             endpoint: v.endpoint.clone(),
-            path: v.endpoint.is_some().then(|| v.url.clone()),
+            endpoint_state: endpoint_state(config, v),
+            path: v
+                .endpoint
+                .is_some()
+                .then(|| v.url.clone())
+                .filter(|p| !p.is_empty()),
             ordering_key: v.ordering_key.clone(),
             headers: headers(&v.headers),
             body_size: v.body_size,

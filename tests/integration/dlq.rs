@@ -78,7 +78,7 @@ fn retry_without_edits_resends_with_fresh_budget() {
     assert_eq!(rx.count(), 3);
     flip.store(true, std::sync::atomic::Ordering::SeqCst);
     let out = env.ok(&["dlq", "retry", &uuid]);
-    assert_eq!(out.trim(), "retried 1 of 1 matching messages");
+    assert_eq!(out.trim(), "retried 1 of 1 matching message");
     wait_until(Duration::from_secs(10), "delivered after retry", || {
         env.state(&uuid) == "delivered"
     });

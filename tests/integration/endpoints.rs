@@ -362,6 +362,20 @@ fn gone_for_the_endpoint_url_disables_it_and_holds_later_messages_until_enabled(
         "410: dead at once, one attempt"
     );
     assert_eq!(env.state(&second), "pending", "held");
+    // `list` says why it waits: held by its disabled endpoint.
+    let v = env.show(&second);
+    assert_eq!(v["endpoint_state"], "disabled");
+    assert_eq!(
+        v["path"],
+        serde_json::Value::Null,
+        "no path: null, not \"\""
+    );
+    let table = env.ok(&["list"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&second))
+        .expect("listed");
+    assert!(row.contains(" held "), "{row}");
     wait_until(Duration::from_secs(5), "alerts", || alerts.count() >= 2);
     let events: Vec<String> = alerts
         .requests()
@@ -384,6 +398,7 @@ fn gone_for_the_endpoint_url_disables_it_and_holds_later_messages_until_enabled(
     wait_until(Duration::from_secs(10), "the held one delivered", || {
         env.state(&second) == "delivered"
     });
+    assert_eq!(env.show(&second)["endpoint_state"], "healthy");
     env.ok(&["dlq", "retry", &first]);
     wait_until(
         Duration::from_secs(10),
@@ -547,6 +562,12 @@ fn a_dead_message_blocks_its_lane_until_deleted_or_is_skipped() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(env.state(&after), "waiting");
     assert_eq!(env.state(&a2), "waiting");
+    let queue = &env.status()["queue"];
+    assert_eq!(
+        (queue["waiting"].as_u64(), queue["pending"].as_u64()),
+        (Some(2), Some(0)),
+        "waiting messages are counted apart: {queue}"
+    );
     let lanes = &endpoint_state(&env, "block")["lanes"];
     assert_eq!(lanes[0]["blocked"], true, "{lanes}");
     assert_eq!(lanes[0]["head"], bad.as_str());

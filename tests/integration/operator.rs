@@ -274,7 +274,7 @@ fn bulk_delete_asks_for_confirmation_on_a_terminal() {
     });
     let (code, shown, err) = crate::util::run_on_tty(&env, &["dlq", "delete", "--all"], "n");
     assert_eq!(code, 1, "{shown}{err}");
-    assert!(err.contains("delete 1 messages? [y/N]"), "{err}");
+    assert!(err.contains("dlq delete 1 message? [y/N]"), "{err}");
     assert_eq!(env.state(&dead), "dead");
     let (code, shown, err) = crate::util::run_on_tty(&env, &["dlq", "delete", "--all"], "y");
     assert_eq!(code, 0, "{shown}{err}");
@@ -350,8 +350,16 @@ fn replay_sends_delivered_messages_again_with_the_same_uuid() {
     let (code, err) = env.fail(&["replay"]);
     assert_eq!(code, 64);
     assert!(err.contains("at least one filter"), "{err}");
-    let out = env.ok(&["replay", "--key", "order-42"]);
-    assert_eq!(out.trim(), "replayed 1 of 1 matching messages");
+    // Receivers get the messages again: without a terminal to ask on, it needs --yes.
+    let (code, err) = env.fail(&["replay", "--key", "order-42"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("replay would change 1 message: add --yes"),
+        "{err}"
+    );
+    assert_eq!(env.show(&a)["replayed_at"], serde_json::Value::Null);
+    let out = env.ok(&["replay", "--key", "order-42", "--yes"]);
+    assert_eq!(out.trim(), "replayed 1 of 1 matching message");
     wait_until(Duration::from_secs(10), "delivered again", || {
         rx.for_id(&a).len() == 2
     });

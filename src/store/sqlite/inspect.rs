@@ -24,7 +24,8 @@ macro_rules! view_sql {
                 m.attempts_total, m.max_attempts, m.delivered_at, m.retried_at, m.dead_at,
                 m.last_error, p.method, p.url, p.headers, iif(?2, p.body, NULL), e.name, m.lane,
                 m.uuid, m.cancel_requested, m.cancelled_at, m.replayed_at, length(p.body),
-                (SELECT a.status FROM attempts a WHERE a.seq = m.seq AND a.n = m.attempts_total)
+                (SELECT a.status FROM attempts a WHERE a.seq = m.seq AND a.n = m.attempts_total),
+                e.state
              FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
              WHERE ",
             $by
@@ -179,6 +180,10 @@ impl Store {
                 headers: message::decode_headers(&r.get::<_, String>(14)?),
                 body: r.get(15)?,
                 endpoint: r.get(16)?,
+                endpoint_circuit: match r.get::<_, Option<i64>>(24)? {
+                    Some(_) => Some(codes::circuit_at(r, 24)?),
+                    None => None,
+                },
                 ordering_key: r.get::<_, Option<String>>(17)?.map(|l| {
                     l.split_once('\u{1f}')
                         .map_or(l.clone(), |(_, k)| k.to_owned())

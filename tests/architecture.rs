@@ -31,8 +31,8 @@ fn sources() -> Vec<(PathBuf, String)> {
     out
 }
 
-/// The module path of a library file (`src/store/queue.rs` -> `["store", "queue"]`); `None` for
-/// the binaries.
+/// The module path of a library file (`src/store/sqlite/queue.rs` ->
+/// `["store", "sqlite", "queue"]`); `None` for the binaries.
 fn module_of(path: &Path) -> Option<Vec<String>> {
     let rel = path
         .strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))

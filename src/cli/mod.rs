@@ -1,8 +1,8 @@
 //! The command-line contract, as clap derive types. Doc comments are the `--help` text; examples
 //! are written out in full and never wrapped (every line can be copied into a shell).
 //!
-//! Only parsing lives here: values are validated into a `Config` (config.rs), a `Message` or a
-//! `Filter` by the handlers. The global options (`--config`, `--db`, `-v`, `-q`) work before or
+//! Only parsing lives here: values are validated into a `Config` (`config`), a `Message`
+//! (`ingest`) or a `Filter` by the handlers. The global options (`--config`, `--db`, `-v`, `-q`) work before or
 //! after the subcommand, and only on the subcommands they apply to (`verify` and `completions`
 //! need no config and have none).
 

@@ -218,28 +218,37 @@ fn only_expired_or_abandoned_claims_are_taken_over() -> Result<()> {
     Ok(())
 }
 
-/// A version-5 database (before leases) upgrades in place: a claim left in flight has no
-/// owner or lease, so any take-over takes it.
+/// Version-4 (before operator control) and version-5 (before leases) databases upgrade in
+/// place: a claim left in flight has no owner or lease, so any take-over takes it.
 #[test]
-fn version_5_claims_without_a_lease_are_taken_over() -> Result<()> {
+fn version_4_and_5_claims_without_a_lease_are_taken_over() -> Result<()> {
+    for version in [4, 5] {
+        claims_without_a_lease_are_taken_over(version)?;
+    }
+    Ok(())
+}
+
+fn claims_without_a_lease_are_taken_over(version: usize) -> Result<()> {
     let d = tempdir::Dir::new();
     let path = d.path.join("q.db");
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        for sql in &super::super::schema::MIGRATIONS[..5] {
+        for sql in &super::super::schema::MIGRATIONS[..version] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.execute_batch(
-            "PRAGMA user_version = 5; PRAGMA application_id = 2003331940;
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {version}; PRAGMA application_id = 2003331940;
              INSERT INTO messages (uuid, state, due_at, created_at) VALUES
                (x'00000000000000000000000000000001', 1, 0, 0), (x'00000000000000000000000000000002', 0, 0, 0);
              INSERT INTO payloads (seq, method, url, headers, body)
-               SELECT seq, 'POST', 'http://127.0.0.1:1/', '', x'' FROM messages;",
-        )
+               SELECT seq, 'POST', 'http://127.0.0.1:1/', '', x'' FROM messages;"
+        ))
         .unwrap();
     }
     let mut s = Store::open(&path, Access::Daemon)?;
     s.set_owner(9);
+    let c = s.totals()?;
+    assert_eq!((c.pending, c.in_flight), (1, 1), "version {version}");
     assert_eq!(s.take_over_expired(1)?, 1);
     assert_eq!(cyc(&mut s, &[], &[], 10, 1)?.len(), 2);
     Ok(())

@@ -35,6 +35,8 @@ pub(crate) struct Alert {
 enum Msg {
     Alert(Alert),
     Config(Option<AlertConfig>),
+    /// Shutting down: send nothing after this time.
+    StopBy(Instant),
 }
 
 /// The alert thread.
@@ -74,13 +76,23 @@ impl Alerter {
         }
     }
 
-    /// Sends what is queued (within the rate limit), then ends the thread.
-    pub(crate) fn stop(mut self) {
-        drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("webhookd-alerts panicked");
-            }
+    /// Sends what is queued (within the rate limit) until `deadline`, then ends the thread. A
+    /// post still running at the deadline is left to the process exit (joining it would let a
+    /// slow alert receiver stretch the shutdown); that is said once.
+    pub(crate) fn stop(mut self, deadline: Instant) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Msg::StopBy(deadline));
+        }
+        let Some(t) = self.thread.take() else { return };
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if !t.is_finished() {
+            log::warn!("stopping without waiting for the alert being posted to alert_url");
+            return;
+        }
+        if t.join().is_err() {
+            log::error!("webhookd-alerts panicked");
         }
     }
 }
@@ -89,15 +101,25 @@ fn run(rx: &Receiver<Msg>, mut config: Option<AlertConfig>, client: &Http) {
     let mut tokens = BURST;
     let mut refilled = Instant::now();
     let mut suppressed = 0u64;
+    let mut stop_by = None;
+    let mut unsent = 0u64;
     for msg in rx {
         let alert = match msg {
             Msg::Config(c) => {
                 config = c;
                 continue;
             }
+            Msg::StopBy(t) => {
+                stop_by = Some(t);
+                continue;
+            }
             Msg::Alert(a) => a,
         };
         let Some(cfg) = &config else { continue };
+        if stop_by.is_some_and(|t| Instant::now() >= t) {
+            unsent += 1;
+            continue;
+        }
         tokens = (tokens + refilled.elapsed().as_secs_f64() * PER_MINUTE / 60.0).min(BURST);
         refilled = Instant::now();
         if tokens < 1.0 {
@@ -114,6 +136,12 @@ fn run(rx: &Receiver<Msg>, mut config: Option<AlertConfig>, client: &Http) {
             Ok(code) => log::warn!("alert_url {} answered HTTP {code}", cfg.url),
             Err(e) => log::warn!("cannot post alert to {}: {e}", cfg.url),
         }
+    }
+    if unsent > 0 {
+        log::warn!(
+            "{} not sent: the daemon stopped",
+            crate::text::count(unsent, "alert")
+        );
     }
 }
 

@@ -8,6 +8,14 @@ use crate::deliver::{Finished, Reply};
 use crate::store::{Outcome, OutcomeKind};
 use crate::verdict::{self, Verdict};
 
+/// The attempt budget in force for `f`: the message's own, else its endpoint's, else
+/// `retry.max_attempts`.
+pub(super) fn budget(f: &Finished, retry: &RetryPolicy, endpoints: &Endpoints) -> u32 {
+    f.max_attempts
+        .or(endpoints.policy(f.endpoint).0)
+        .unwrap_or(retry.max_attempts)
+}
+
 /// The outcome to record for `f`, and the verdict it came from. The budget is the message's own,
 /// else its endpoint's, else `retry.max_attempts`; a lane's next message is promoted when this one
 /// is delivered, or dead and its endpoint skips dead ones.
@@ -18,11 +26,8 @@ pub(super) fn decide(
     now: i64,
     random: f64,
 ) -> (Outcome, Verdict) {
-    let (endpoint_budget, dead_blocks) = endpoints.policy(f.endpoint);
-    let budget = f
-        .max_attempts
-        .or(endpoint_budget)
-        .unwrap_or(retry.max_attempts);
+    let (_, dead_blocks) = endpoints.policy(f.endpoint);
+    let budget = budget(f, retry, endpoints);
     let v = verdict::judge(&verdict::Attempt {
         reply: &f.reply,
         made: f.attempts + 1,

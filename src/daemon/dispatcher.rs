@@ -11,12 +11,11 @@ use crossbeam_channel::{select, Receiver, Sender};
 use super::decide::decide;
 use super::systemd::{self, Watchdog, Window};
 use super::wait::{sleep_time, Wait};
-use super::{reload, texts, Control, Reload};
+use super::{texts, Control, Reload};
 use crate::alert::{Alert, Alerter};
 use crate::config::Config;
 use crate::counters::{Counters, Published, Snapshot, Totals};
 use crate::deliver::endpoints::{Endpoints, Event};
-use crate::deliver::http::Http;
 use crate::deliver::pool::Pool;
 use crate::deliver::{Finished, Job};
 use crate::model::Claim;
@@ -71,6 +70,7 @@ impl Dispatcher {
         notices: &Receiver<Notice>,
         reload: Reload<'_>,
     ) -> &'static str {
+        let mut notices = notices.clone();
         let mut next_purge = Instant::now();
         let mut last_stats = Instant::now();
         let mut last_status = Instant::now();
@@ -99,6 +99,11 @@ impl Dispatcher {
                     }
                 },
                 recv(notices) -> n => {
+                    // No one sends any more (the store could not listen): polling finds what
+                    // commands commit; stop selecting on a channel that is always ready.
+                    if n.is_err() {
+                        notices = crossbeam_channel::never();
+                    }
                     // Wake-ups come in bursts: handle everything queued at once.
                     for n in n.into_iter().chain(notices.try_iter()) {
                         match n {
@@ -186,113 +191,6 @@ impl Dispatcher {
             endpoints: self.endpoints.states(),
             in_flight: self.in_flight,
         });
-    }
-
-    /// SIGHUP: re-read the config and apply what can change while running.
-    fn reload(&mut self, reload: Reload<'_>) {
-        systemd::reloading();
-        match reload() {
-            Ok((new, level)) => self.apply(new, level),
-            Err(e) => log::error!("reload failed, the running configuration stays: {e}"),
-        }
-        systemd::ready();
-        self.report_status();
-    }
-
-    fn apply(&mut self, mut new: Config, level: log::LevelFilter) {
-        let changes = reload::changes(&self.config, &new, log::max_level(), level);
-        let mut applied = Vec::new();
-        for change in &changes {
-            let ok = match change {
-                reload::Change::Db { .. } => {
-                    log::warn!(
-                        "reload: db changed to {}; restart webhookd to use it (still using {})",
-                        new.db,
-                        self.config.db
-                    );
-                    new.db = self.config.db.clone();
-                    false
-                }
-                reload::Change::Workers { from, to } => match self.pool.resize(*to) {
-                    Ok(()) => {
-                        self.capacity = to * 2;
-                        true
-                    }
-                    Err(e) => {
-                        log::error!("reload: {e}; workers stay at {from}");
-                        new.workers = *from;
-                        false
-                    }
-                },
-                reload::Change::Http => match Http::new(&new.http, new.workers) {
-                    Ok(http) => {
-                        self.pool.set_http(http);
-                        true
-                    }
-                    Err(e) => {
-                        log::error!("reload: {e}; the http settings stay as they were");
-                        new.http = self.config.http.clone();
-                        false
-                    }
-                },
-                reload::Change::Endpoints => self.reconfigure_endpoints(&mut new, &mut applied),
-                reload::Change::Alerts => {
-                    self.alerter.set_config(new.alerts.clone());
-                    true
-                }
-                reload::Change::LogLevel { to, .. } => {
-                    log::set_max_level(*to);
-                    true
-                }
-                reload::Change::Retry
-                | reload::Change::Retention { .. }
-                | reload::Change::ShutdownTimeout { .. } => true,
-            };
-            if ok && *change != reload::Change::Endpoints {
-                applied.push(change.describe(&new));
-            }
-        }
-        log::info!(
-            "reloaded {}: {}",
-            new.source
-                .as_ref()
-                .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
-            if applied.is_empty() {
-                "nothing changed".into()
-            } else {
-                applied.join("; ")
-            }
-        );
-        self.config = new;
-    }
-
-    /// Applies reloaded endpoints; false (and the old ones stay) if the store fails.
-    fn reconfigure_endpoints(&mut self, new: &mut Config, applied: &mut Vec<String>) -> bool {
-        let names: Vec<String> = new.endpoints.keys().cloned().collect();
-        let rows = self
-            .queue
-            .ensure_endpoints(&names)
-            .and_then(|()| self.queue.endpoint_health());
-        match rows {
-            Ok(rows) => {
-                let names = self.endpoints.reconfigure(
-                    rows,
-                    &new.endpoints,
-                    new.workers,
-                    crate::time::now_ms(),
-                );
-                if !names.is_empty() {
-                    applied.push(format!("endpoints {}", names.join(", ")));
-                }
-                super::warn_unconfigured(self.queue.as_ref(), &self.endpoints);
-                true
-            }
-            Err(e) => {
-                log::error!("reload: {e}; the endpoints stay as they were");
-                new.endpoints = self.config.endpoints.clone();
-                false
-            }
-        }
     }
 
     /// One unit of work: record finished attempts, save endpoint health and claim what is due
@@ -395,11 +293,7 @@ impl Dispatcher {
             log::info!("{}", texts::cancelled(&uuid, &target, &o.summary));
             return;
         }
-        let (endpoint_budget, _) = self.endpoints.policy(f.endpoint);
-        let budget = f
-            .max_attempts
-            .or(endpoint_budget)
-            .unwrap_or(self.config.retry.max_attempts);
+        let budget = super::decide::budget(f, &self.config.retry, &self.endpoints);
         match o.kind {
             OutcomeKind::Delivered => {
                 log::debug!(
@@ -475,15 +369,15 @@ impl Dispatcher {
     }
 
     /// Shutdown: release unstarted jobs, let running requests finish until `deadline`, record
-    /// them; abandon what still runs then (its messages pending again). Returns how many were
-    /// abandoned.
+    /// them (renewing the leases meanwhile); abandon what still runs then (its messages pending
+    /// again).
     pub(super) fn drain(
         &mut self,
         jobs_tx: Sender<Job>,
         jobs_rx: &Receiver<Job>,
         done: &Receiver<Finished>,
         deadline: Instant,
-    ) -> usize {
+    ) -> Drained {
         let mut released = Vec::new();
         for job in jobs_rx.try_iter() {
             self.endpoints.released(job.endpoint);
@@ -491,6 +385,7 @@ impl Dispatcher {
         }
         drop(jobs_tx);
         self.in_flight -= released.len();
+        let mut last_renew = None::<Instant>;
         loop {
             self.finished.extend(done.try_iter());
             if !self.finished.is_empty() || !released.is_empty() {
@@ -499,7 +394,11 @@ impl Dispatcher {
                     Err(e) => {
                         log::error!("{e}");
                         if Instant::now() >= deadline {
-                            return self.in_flight;
+                            // Still claimed: the next start takes them over.
+                            return Drained {
+                                abandoned: self.in_flight + released.len(),
+                                requeued: false,
+                            };
                         }
                         thread::sleep(STORE_RETRY);
                         continue;
@@ -507,17 +406,34 @@ impl Dispatcher {
                 }
             }
             if self.in_flight == 0 || self.pool.is_finished() && done.is_empty() {
-                return 0;
+                return Drained {
+                    abandoned: 0,
+                    requeued: true,
+                };
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 // Abandoned: their messages go back to pending now, so that nothing depends on
                 // the next start to find them (an answer that still comes is not recorded: the
                 // receiver may see the message twice, it is never lost).
-                if let Err(e) = self.queue.abandon(crate::time::now_ms()) {
-                    log::error!("{e}; the abandoned messages are taken over at the next start");
+                let requeued = match self.queue.abandon(crate::time::now_ms()) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        log::error!("{e}");
+                        false
+                    }
+                };
+                return Drained {
+                    abandoned: self.in_flight,
+                    requeued,
+                };
+            }
+            if last_renew.is_none_or(|t| t.elapsed() >= LEASE / 3) {
+                last_renew = Some(Instant::now());
+                let until = crate::time::now_ms() + crate::time::duration_ms(LEASE);
+                if let Err(e) = self.queue.renew(until) {
+                    log::warn!("{e}");
                 }
-                return self.in_flight;
             }
             if let Ok(f) = done.recv_timeout(left.min(Duration::from_millis(100))) {
                 self.finished.push(f);
@@ -526,4 +442,13 @@ impl Dispatcher {
             self.watchdog.keep_alive();
         }
     }
+}
+
+/// How a shutdown's drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Drained {
+    /// Requests still running at the deadline.
+    pub(super) abandoned: usize,
+    /// Their messages are pending again (else the next start takes them over).
+    pub(super) requeued: bool,
 }

@@ -8,14 +8,15 @@
 //! `webhookd-checkpoint`); `webhookd-alerts` posts alerts, so that a slow alert receiver never
 //! delays deliveries.
 //!
-//! Start-up: check the HTTP settings, register as the store's daemon (SQLite: the lock; one
-//! daemon per file), open and migrate the store, take over the claims of daemons that are gone
-//! (their messages pending again, no attempt spent), start the workers, then `READY=1`.
+//! Start-up: check the HTTP settings, open and migrate the store, register as its daemon (SQLite:
+//! the lock; one daemon per file), take over the claims of daemons that are gone (their messages
+//! pending again, no attempt spent), start the workers, then `READY=1`.
 //!
 //! Shutdown (SIGTERM/SIGINT): `STOPPING=1`; stop claiming; give back the claimed jobs no worker
-//! has started; wait for the requests in flight and record their outcomes. The whole stop takes
-//! at most `shutdown_timeout`: requests still open then are abandoned (their messages pending
-//! again at once, said in one warning), every other thread is joined, exit 0.
+//! has started; wait for the requests in flight and record their outcomes, for at most
+//! `shutdown_timeout`: requests still open then are abandoned (their messages pending again at
+//! once, said in one warning). Queued alerts get what is left of that time (at least
+//! `ALERT_GRACE`); every other thread is joined; exit 0.
 //!
 //! systemd: `STATUS=` every few seconds (in flight, pending, dead, delivered in the last minute,
 //! from counters and the trigger-kept counts, never a scan). With `WATCHDOG_USEC` set, the
@@ -63,6 +64,8 @@ pub(super) enum Control {
 /// How long joining the workers may take when none was abandoned: they return as soon as the
 /// job channel is closed and empty.
 const JOIN_GRACE: Duration = Duration::from_secs(2);
+/// How long queued alerts may still take when the drain used the whole `shutdown_timeout`.
+const ALERT_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 ///
@@ -144,21 +147,31 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let stop_by = Instant::now() + dispatcher.config.shutdown_timeout;
     log::info!("{reason}: stopping; waiting for requests in flight");
     systemd::stopping();
-    let abandoned = dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, stop_by);
-    let grace = if abandoned > 0 {
+    let drained = dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, stop_by);
+    let grace = if drained.abandoned > 0 {
         Duration::ZERO
     } else {
         JOIN_GRACE
     };
     let busy = dispatcher.pool.join(grace);
-    if abandoned + busy > 0 {
+    let abandoned = drained.abandoned.max(busy);
+    if abandoned > 0 {
         log::warn!(
-            "shutdown_timeout ({:?}) reached with {} still open: abandoned, their messages are pending again (a receiver may see them twice)",
+            "shutdown_timeout ({:?}) reached with {} still open: abandoned, {} (a receiver may see them twice)",
             dispatcher.config.shutdown_timeout,
-            crate::text::count(abandoned.max(busy) as u64, "request"),
+            crate::text::count(abandoned as u64, "request"),
+            if drained.requeued {
+                "their messages are pending again"
+            } else {
+                "their messages are taken over at the next start"
+            }
         );
     }
-    dispatcher.alerter.stop();
+    // Alerts queued by the last outcomes go out within the shutdown's bound, or a moment after
+    // it when the drain used all of it.
+    dispatcher
+        .alerter
+        .stop(stop_by.max(Instant::now() + ALERT_GRACE));
     signals.stop();
     listener.stop();
     maintenance.stop();

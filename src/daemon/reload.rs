@@ -1,11 +1,16 @@
-//! SIGHUP: what a re-read configuration changes, as a list (pure, unit-tested); the dispatcher
-//! applies it. A changed `db` needs a restart and is kept as it was.
+//! SIGHUP: what a re-read configuration changes, as a list (`changes`: pure, unit-tested), and
+//! how the dispatcher applies each change (`Dispatcher::reload`). The configuration itself is
+//! re-read by the closure `cmd` passes to `daemon::run`. A changed `db` needs a restart and is
+//! kept as it was.
 
 use std::time::Duration;
 
 use log::LevelFilter;
 
+use super::dispatcher::Dispatcher;
+use super::{systemd, Reload};
 use crate::config::Config;
+use crate::deliver::http::Http;
 use crate::text;
 
 /// One change a reload brings.
@@ -121,6 +126,113 @@ pub(super) fn changes(
         });
     }
     out
+}
+
+impl Dispatcher {
+    /// SIGHUP: re-read the config and apply what can change while running.
+    pub(super) fn reload(&mut self, reload: Reload<'_>) {
+        systemd::reloading();
+        match reload() {
+            Ok((new, level)) => self.apply(new, level),
+            Err(e) => log::error!("reload failed, the running configuration stays: {e}"),
+        }
+        systemd::ready();
+        self.report_status();
+    }
+
+    fn apply(&mut self, mut new: Config, level: log::LevelFilter) {
+        let changes = changes(&self.config, &new, log::max_level(), level);
+        let mut applied = Vec::new();
+        for change in &changes {
+            let ok = match change {
+                Change::Db { .. } => {
+                    log::warn!(
+                        "reload: db changed to {}; restart webhookd to use it (still using {})",
+                        new.db,
+                        self.config.db
+                    );
+                    new.db = self.config.db.clone();
+                    false
+                }
+                Change::Workers { from, to } => match self.pool.resize(*to) {
+                    Ok(()) => {
+                        self.capacity = to * 2;
+                        true
+                    }
+                    Err(e) => {
+                        log::error!("reload: {e}; workers stay at {from}");
+                        new.workers = *from;
+                        false
+                    }
+                },
+                Change::Http => match Http::new(&new.http, new.workers) {
+                    Ok(http) => {
+                        self.pool.set_http(http);
+                        true
+                    }
+                    Err(e) => {
+                        log::error!("reload: {e}; the http settings stay as they were");
+                        new.http = self.config.http.clone();
+                        false
+                    }
+                },
+                Change::Endpoints => self.reconfigure_endpoints(&mut new, &mut applied),
+                Change::Alerts => {
+                    self.alerter.set_config(new.alerts.clone());
+                    true
+                }
+                Change::LogLevel { to, .. } => {
+                    log::set_max_level(*to);
+                    true
+                }
+                Change::Retry | Change::Retention { .. } | Change::ShutdownTimeout { .. } => true,
+            };
+            if ok && *change != Change::Endpoints {
+                applied.push(change.describe(&new));
+            }
+        }
+        log::info!(
+            "reloaded {}: {}",
+            new.source
+                .as_ref()
+                .map_or_else(|| "(built-in defaults)".into(), |p| p.display().to_string()),
+            if applied.is_empty() {
+                "nothing changed".into()
+            } else {
+                applied.join("; ")
+            }
+        );
+        self.config = new;
+    }
+
+    /// Applies reloaded endpoints; false (and the old ones stay) if the store fails.
+    fn reconfigure_endpoints(&mut self, new: &mut Config, applied: &mut Vec<String>) -> bool {
+        let names: Vec<String> = new.endpoints.keys().cloned().collect();
+        let rows = self
+            .queue
+            .ensure_endpoints(&names)
+            .and_then(|()| self.queue.endpoint_health());
+        match rows {
+            Ok(rows) => {
+                let names = self.endpoints.reconfigure(
+                    rows,
+                    &new.endpoints,
+                    new.workers,
+                    crate::time::now_ms(),
+                );
+                if !names.is_empty() {
+                    applied.push(format!("endpoints {}", names.join(", ")));
+                }
+                super::warn_unconfigured(self.queue.as_ref(), &self.endpoints);
+                true
+            }
+            Err(e) => {
+                log::error!("reload: {e}; the endpoints stay as they were");
+                new.endpoints = self.config.endpoints.clone();
+                false
+            }
+        }
+    }
 }
 
 #[cfg(test)]

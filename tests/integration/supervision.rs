@@ -251,3 +251,42 @@ fn a_panicking_worker_is_logged_with_the_uuid_and_the_message_is_retried() {
         d.threads("webhookd-worke") == 4
     });
 }
+
+/// Daemon CPU time (user + system) in clock ticks, from /proc.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which may hold spaces) start after its ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// When the wake-up socket cannot be bound (here: its path is longer than a socket path may
+/// be), the daemon finds new messages by polling and idles without spinning.
+#[test]
+fn without_a_wake_up_socket_the_daemon_polls_and_stays_idle() {
+    let rx = Receiver::ok();
+    let mut env = TestEnv::new("no-wake-socket");
+    let deep = env.dir.join("d".repeat(120));
+    std::fs::create_dir_all(&deep).unwrap();
+    env.db = deep.join("webhookd.db");
+    env.write_config(FAST);
+    let d = env.daemon();
+    assert!(
+        d.log_text().contains("cannot bind wake-up socket"),
+        "{}",
+        d.log_text()
+    );
+    let uuid = env.enqueue(&[&rx.url("/polled")]);
+    wait_until(Duration::from_secs(5), "delivered by polling", || {
+        env.state(&uuid) == "delivered"
+    });
+    // Idle: a loop selecting on a closed channel would burn a whole core (about 100 ticks a
+    // second); an idle daemon uses a few.
+    let before = cpu_ticks(d.pid());
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let used = cpu_ticks(d.pid()) - before;
+    assert!(used < 50, "{used} ticks of CPU in 2 s while idle");
+}

@@ -47,24 +47,28 @@ pub(super) const INSERT_ATTEMPT: &str =
 pub(super) const MARK_DELIVERED: &str =
     "UPDATE OR FAIL messages SET state = 2, due_at = ?2, delivered_at = ?2, cancel_requested = 0,
      owner = NULL, lease_until = NULL,
-     attempts = attempts + 1, attempts_total = ?3, last_error = NULL WHERE seq = ?1 AND state = 1";
+     attempts = attempts + 1, attempts_total = ?3, last_error = NULL
+     WHERE seq = ?1 AND state = 1 AND owner IS CAST(?4 AS INTEGER)";
 /// A failed attempt: pending again at ?2, or cancelled (at ?5) when an operator asked for that
 /// while it was in flight. Returns the new state and the lane.
 pub(super) const MARK_RETRY: &str = "UPDATE OR FAIL messages SET
      state = iif(cancel_requested, 5, 0), due_at = iif(cancel_requested, ?5, ?2),
      cancelled_at = iif(cancel_requested, ?5, NULL), cancel_requested = 0, owner = NULL,
-     lease_until = NULL, attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1
+     lease_until = NULL, attempts = attempts + 1, attempts_total = ?3, last_error = ?4
+     WHERE seq = ?1 AND state = 1 AND owner IS CAST(?6 AS INTEGER)
      RETURNING state";
 pub(super) const MARK_DEAD: &str =
     "UPDATE OR FAIL messages SET state = iif(cancel_requested, 5, 3), due_at = ?2,
      dead_at = iif(cancel_requested, NULL, ?2), cancelled_at = iif(cancel_requested, ?2, NULL),
      cancel_requested = 0, owner = NULL, lease_until = NULL,
-     attempts = attempts + 1, attempts_total = ?3, last_error = ?4 WHERE seq = ?1 AND state = 1
+     attempts = attempts + 1, attempts_total = ?3, last_error = ?4
+     WHERE seq = ?1 AND state = 1 AND owner IS CAST(?5 AS INTEGER)
      RETURNING state";
 pub(super) const RELEASE: &str =
     "UPDATE OR FAIL messages SET state = iif(cancel_requested, 5, 0), due_at = ?2,
      cancelled_at = iif(cancel_requested, ?2, NULL), cancel_requested = 0, owner = NULL,
-     lease_until = NULL WHERE seq = ?1 AND state = 1 RETURNING state, lane";
+     lease_until = NULL WHERE seq = ?1 AND state = 1 AND owner IS CAST(?3 AS INTEGER)
+     RETURNING state, lane";
 /// Claims taken over (?1: now, ?2: this daemon): the cancelled ones first (their lanes move on),
 /// then the rest back to pending.
 /// Whose claims a take-over takes (?3): 0 every other owner's, 1 other owners' with an expired
@@ -200,13 +204,16 @@ impl Store {
             .map_err(e("begin"))?;
         let mut out = Claimed::default();
         if !c.outcomes.is_empty() {
-            record(&tx, c.outcomes, now, &mut out.cancelled).map_err(e("record outcome"))?;
+            record(&tx, c.outcomes, now, self.owner, &mut out.cancelled)
+                .map_err(e("record outcome"))?;
         }
         if !c.released.is_empty() {
             let mut release = tx.prepare_cached(RELEASE).map_err(e("prepare"))?;
             for seq in c.released {
                 let row: Option<(i64, Option<String>)> = release
-                    .query_row(params![seq, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row(params![seq, now, self.owner], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .optional()
                     .map_err(e("release"))?;
                 if let Some((CANCELLED, lane)) = row {
@@ -321,10 +328,13 @@ pub(super) fn delete_details(tx: &Transaction<'_>, seqs: &[i64]) -> rusqlite::Re
     Ok(())
 }
 
+/// Records outcomes of claims `owner` still holds; an outcome of a claim another daemon took over
+/// meanwhile (its lease expired) changes nothing but the attempt's history.
 fn record(
     tx: &Transaction<'_>,
     outcomes: &[Outcome],
     now: i64,
+    owner: i64,
     cancelled: &mut Vec<i64>,
 ) -> rusqlite::Result<()> {
     let mut attempt = tx.prepare_cached(INSERT_ATTEMPT)?;
@@ -344,16 +354,20 @@ fn record(
         ])?;
         let state: Option<i64> = match o.kind {
             OutcomeKind::Delivered => {
-                delivered.execute(params![o.seq, now, o.n])?;
-                Some(DELIVERED)
+                (delivered.execute(params![o.seq, now, o.n, owner])? > 0).then_some(DELIVERED)
             }
             OutcomeKind::Retry { due_at } => retry
-                .query_row(params![o.seq, due_at, o.n, o.summary, now], |r| r.get(0))
+                .query_row(params![o.seq, due_at, o.n, o.summary, now, owner], |r| {
+                    r.get(0)
+                })
                 .optional()?,
             OutcomeKind::Dead => dead
-                .query_row(params![o.seq, now, o.n, o.summary], |r| r.get(0))
+                .query_row(params![o.seq, now, o.n, o.summary, owner], |r| r.get(0))
                 .optional()?,
         };
+        if state.is_none() {
+            continue; // not this daemon's claim any more: its lane is the new owner's business
+        }
         let was_cancelled = state == Some(CANCELLED);
         if was_cancelled {
             cancelled.push(o.seq);

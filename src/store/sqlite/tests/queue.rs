@@ -204,17 +204,33 @@ fn only_expired_or_abandoned_claims_are_taken_over() -> Result<()> {
     }
     ins.commit()?;
     let lease = crate::time::duration_ms(crate::store::LEASE);
-    assert_eq!(cyc(&mut a, &[], &[], 2, 0)?.len(), 2);
+    let a_jobs = cyc(&mut a, &[], &[], 2, 0)?;
+    assert_eq!(a_jobs.len(), 2);
     assert_eq!(cyc(&mut b, &[], &[], 1, 0)?.len(), 1);
     assert_eq!(b.take_over_expired(lease - 1)?, 0, "a's lease still runs");
     assert_eq!(a.renew(lease * 2)?, 2);
     assert_eq!(b.take_over_expired(lease + 1)?, 0, "renewed");
     assert_eq!(b.take_over_expired(lease * 2 + 1)?, 2, "a stopped renewing");
     assert_eq!(b.totals()?.in_flight, 1, "b's own claim stays");
-    assert_eq!(a.abandon(lease * 2 + 2)?, 0, "a has nothing left");
-    assert_eq!(b.abandon(lease * 2 + 2)?, 1);
+    // b claims a's old messages again; a's late answers change nothing of b's claims.
+    let b_jobs = cyc(&mut b, &[], &[], 2, lease * 2 + 1)?;
+    assert_eq!(b_jobs.len(), 2);
+    let late = [
+        outcome(&a_jobs[0], OutcomeKind::Delivered),
+        outcome(&a_jobs[1], OutcomeKind::Dead),
+    ];
+    cyc(&mut a, &late, &[a_jobs[0].seq], 0, lease * 2 + 2)?;
     let c = b.totals()?;
-    assert_eq!((c.pending, c.in_flight), (4, 0));
+    assert_eq!((c.in_flight, c.delivered, c.dead), (3, 0, 0), "still b's");
+    assert_eq!(a.abandon(lease * 2 + 2)?, 0, "a has nothing left");
+    let done: Vec<Outcome> = b_jobs
+        .iter()
+        .map(|j| outcome(j, OutcomeKind::Delivered))
+        .collect();
+    cyc(&mut b, &done, &[], 0, lease * 2 + 3)?;
+    assert_eq!(b.abandon(lease * 2 + 3)?, 1);
+    let c = b.totals()?;
+    assert_eq!((c.pending, c.in_flight, c.delivered), (2, 0, 2));
     Ok(())
 }
 

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::model::Circuit;
 use crate::verdict::{Class, DeadReason, Outcome, Verdict};
 
@@ -83,6 +86,8 @@ pub(crate) struct EndpointState {
     pub(crate) circuit: Circuit,
     pub(crate) failures: i64,
     pub(crate) in_flight: usize,
+    /// Claim rounds in which its due messages waited for its rate limit alone.
+    pub(crate) rate_limited: u64,
 }
 
 /// What the dispatcher publishes: its counters, every configured endpoint's state, the requests
@@ -116,6 +121,49 @@ impl Published {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// Labels of one series: name and value pairs.
+pub(crate) type Labels = Vec<(&'static str, String)>;
+
+/// Seconds an attempt may take, as histogram buckets.
+const ATTEMPT_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Seconds from enqueue to delivery (retries make it hours).
+const END_TO_END_BUCKETS: [f64; 18] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0,
+    3600.0, 21600.0, 86400.0,
+];
+
+fn attempt_histogram() -> Histogram {
+    Histogram::new(ATTEMPT_BUCKETS)
+}
+
+/// The latency histograms the dispatcher observes and the metrics show (shared: cloning shares).
+#[derive(Debug, Clone)]
+pub(crate) struct Latencies {
+    /// Attempt durations by endpoint name (`""`: plain URLs).
+    pub(crate) attempt: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Enqueue (the uuid's time) to delivery.
+    pub(crate) end_to_end: Histogram,
+}
+
+impl Default for Latencies {
+    fn default() -> Latencies {
+        Latencies {
+            attempt: Family::new_with_constructor(attempt_histogram),
+            end_to_end: Histogram::new(END_TO_END_BUCKETS),
+        }
+    }
+}
+
+impl Latencies {
+    pub(crate) fn attempt(&self, endpoint: &str, seconds: f64) {
+        self.attempt
+            .get_or_create(&vec![("endpoint", endpoint.to_owned())])
+            .observe(seconds);
     }
 }
 
@@ -164,6 +212,7 @@ mod tests {
             circuit,
             failures: 0,
             in_flight: 0,
+            rate_limited: 0,
         };
         p.set(Snapshot {
             counters: c.clone(),

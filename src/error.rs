@@ -123,6 +123,8 @@ pub enum Error {
         name: String,
         source: std::io::Error,
     },
+    #[error("cannot serve the API on {what}: {reason}")]
+    ApiListen { what: String, reason: String },
     #[error("cannot set up signal handling: {source}")]
     Signals { source: std::io::Error },
     #[error("cannot set up logging: {message}")]
@@ -151,9 +153,11 @@ impl Error {
             Error::Unverified { .. } | Error::Aborted { .. } => exit::UNVERIFIED,
             Error::CreateDir { .. } => exit::CANTCREAT,
             Error::DbPermission { .. } => exit::NOPERM,
-            Error::OpenDb { .. } | Error::Db { .. } | Error::Write { .. } | Error::Lock { .. } => {
-                exit::IOERR
-            }
+            Error::OpenDb { .. }
+            | Error::Db { .. }
+            | Error::Write { .. }
+            | Error::Lock { .. }
+            | Error::ApiListen { .. } => exit::IOERR,
             Error::Busy { .. } | Error::AlreadyRunning { .. } => exit::TEMPFAIL,
             Error::Spawn { .. } | Error::Signals { .. } => exit::OSERR,
             Error::Logging { .. } => exit::SOFTWARE,

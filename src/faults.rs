@@ -8,6 +8,8 @@
 //!   next watchdog check, as a deadlocked daemon would (the watchdog test under systemd).
 //! - `WEBHOOKD_TEST_RESOLVE_DELAY=D` (e.g. `5s`): every host lookup first waits D, as a resolver
 //!   that does not answer would (the DNS timeout test).
+//! - `WEBHOOKD_TEST_INGEST_DELAY=D`: the API's group commit waits D before each transaction, as a
+//!   slow disk would (the back-pressure test).
 //!
 //! All are read once; without them every check is a branch on a `None`.
 
@@ -20,6 +22,7 @@ struct Faults {
     hang_url: Option<String>,
     wedge_file: Option<PathBuf>,
     resolve_delay: Option<Duration>,
+    ingest_delay: Option<Duration>,
 }
 
 fn faults() -> &'static Faults {
@@ -31,6 +34,8 @@ fn faults() -> &'static Faults {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
         resolve_delay: env("WEBHOOKD_TEST_RESOLVE_DELAY")
+            .and_then(|d| humantime::parse_duration(&d).ok()),
+        ingest_delay: env("WEBHOOKD_TEST_INGEST_DELAY")
             .and_then(|d| humantime::parse_duration(&d).ok()),
     })
 }
@@ -66,6 +71,13 @@ pub(crate) fn before_attempt(url: &str) {
 /// Called on a host lookup's thread before it asks the system resolver.
 pub(crate) fn before_resolve() {
     if let Some(d) = faults().resolve_delay {
+        std::thread::sleep(d);
+    }
+}
+
+/// Called by the API's group commit before each transaction.
+pub(crate) fn before_ingest() {
+    if let Some(d) = faults().ingest_delay {
         std::thread::sleep(d);
     }
 }

@@ -129,6 +129,43 @@ impl Request {
         })
     }
 
+    /// The request as a JSON object that [`Request::from_object`] reads back (the body as
+    /// `body_base64`, the headers as a list that keeps repeated names): what `enqueue` sends to
+    /// a running daemon's API.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut o = Map::new();
+        let mut put = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                o.insert(k.into(), Value::String(v.clone()));
+            }
+        };
+        put("url", &self.url);
+        put("endpoint", &self.endpoint);
+        put("path", &self.path);
+        put("method", &self.method);
+        put("key", &self.key);
+        put("delay", &self.delay);
+        put("ordering_key", &self.ordering_key);
+        if !self.headers.is_empty() {
+            let list = self
+                .headers
+                .iter()
+                .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
+                .collect();
+            o.insert("headers".into(), Value::Array(list));
+        }
+        if !self.body.is_empty() {
+            o.insert(
+                "body_base64".into(),
+                Value::String(base64::engine::general_purpose::STANDARD.encode(&self.body)),
+            );
+        }
+        if let Some(n) = self.max_attempts {
+            o.insert("max_attempts".into(), Value::from(n));
+        }
+        Value::Object(o)
+    }
+
     /// Resolves the destination (a URL, or a configured endpoint and a path, and the ordered lane
     /// if any) and checks every field.
     ///
@@ -216,7 +253,7 @@ impl Request {
 
 /// The `headers` of a JSON request: an object (`{"Name": "value"}`), or, to repeat a name, a
 /// list of `{"name": ..., "value": ...}` objects (the form every JSON output uses).
-fn headers(v: Option<Value>) -> Result<Vec<(String, String)>, Invalid> {
+pub(crate) fn headers(v: Option<Value>) -> Result<Vec<(String, String)>, Invalid> {
     let text = |value: &Value, at: String| match value {
         Value::String(value) => Ok(value.clone()),
         _ => Err(Invalid::new(at, "expected a string")),
@@ -319,7 +356,23 @@ mod tests {
             r.headers,
             [("A".into(), "1".into()), ("A".into(), "2".into())]
         );
-        assert_eq!((r.body, r.max_attempts), (vec![0, 255], Some(3)));
+        assert_eq!((r.body.clone(), r.max_attempts), (vec![0, 255], Some(3)));
+        // What the CLI sends to the API reads back as the same request.
+        let full = Request {
+            endpoint: Some("billing".into()),
+            path: Some("/p".into()),
+            method: Some("PUT".into()),
+            key: Some("k".into()),
+            delay: Some("5s".into()),
+            ordering_key: Some("o".into()),
+            ..r.clone()
+        };
+        for req in [r, full, Request::default()] {
+            let Value::Object(o) = req.to_json() else {
+                panic!("an object")
+            };
+            assert_eq!(Request::from_object(o).unwrap(), req);
+        }
     }
 
     #[test]

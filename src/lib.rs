@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod alert;
+mod api;
 mod check;
 mod cli;
 mod cmd;
@@ -29,6 +30,7 @@ mod ingest;
 mod logging;
 mod message;
 mod model;
+mod ops;
 mod sign;
 mod store;
 mod text;
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     match &cli.command {
         cli::Command::Completions { shell } => return cmd::completions(*shell),
         cli::Command::Verify(args) => return cmd::verify(args),
+        cli::Command::Token(args) => return cmd::token(args),
         _ => {}
     }
     let config = config::Config::load(&cli)?;

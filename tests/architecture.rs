@@ -19,8 +19,10 @@ const ROWS: &[&[&str]] = &[
     &["verdict", "ingest", "counters"],
     &["store"],
     &["deliver", "alert"],
-    &["daemon"],
     &["view"],
+    &["ops"],
+    &["api"],
+    &["daemon"],
     &["cmd"],
 ];
 

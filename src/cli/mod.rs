@@ -240,6 +240,19 @@ Exit status 0 when one of the signatures was made with one of the secrets (and t
 within the tolerance), 1 when not.")]
     Verify(VerifyArgs),
 
+    /// Make a token for the API's TCP listener: print it once, and its line for api.tokens_file.
+    #[command(after_help = "\
+Examples:
+  webhookd token billing-service --scope enqueue
+  webhookd token grafana --scope read
+  webhookd token ops --scope admin --scope enqueue --json
+
+Scopes: enqueue (post messages), read (every GET and /metrics), admin (act on messages and
+endpoints; includes read). Only the line's SHA-256 hash of the token goes into the file: keep
+the token itself where the client reads it. Add the line to api.tokens_file and reload the
+daemon (systemctl reload webhookd).")]
+    Token(TokenArgs),
+
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(after_help = "\
 Examples:
@@ -267,7 +280,7 @@ impl Command {
             Command::Replay(a) => Some(a.common.clone()),
             Command::Dlq(d) => Some(d.common.merged(d.command.common())),
             Command::Endpoints(e) => Some(e.common.merged(e.command.common())),
-            Command::Verify(_) | Command::Completions { .. } => None,
+            Command::Verify(_) | Command::Token(_) | Command::Completions { .. } => None,
         }
     }
 }
@@ -410,6 +423,19 @@ impl EndpointsCommand {
             | EndpointsCommand::Enable { common, .. } => common,
         }
     }
+}
+
+/// `token`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// A name for the token (shown in refusals and logs; no spaces).
+    pub(crate) name: String,
+    /// What the token may do (repeatable): enqueue, read or admin.
+    #[arg(long = "scope", value_name = "SCOPE", required = true, value_parser = ["enqueue", "read", "admin"])]
+    pub(crate) scopes: Vec<String>,
+    /// Print {"name", "scopes", "token", "line"} as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

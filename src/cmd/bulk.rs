@@ -1,6 +1,6 @@
 //! The bulk commands: `cancel`, `replay`, `dlq retry`, `dlq delete`. Named uuids are acted on
-//! all or none; filters in batches of `BATCH` messages, each its own short transaction, so the
-//! daemon keeps delivering meanwhile (`store::bulk`). Every run says how many messages matched and
+//! all or none; filters in batches, each its own short transaction, so the daemon keeps
+//! delivering meanwhile (`ops::bulk`, which the API runs too). Every run says how many messages matched and
 //! how many changed; `--dry-run` only counts. Destructive actions on filters ask first (or need
 //! `--yes` when stdin is not a terminal); progress goes to stderr when it is a terminal.
 
@@ -15,18 +15,10 @@ use crate::cli::{BulkArgs, CancelArgs, DlqDeleteArgs, DlqRetryArgs, ReplayArgs, 
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::{Filter, StateName};
-use crate::store::{self, parse_uuid, Access, Action, RetryEdit};
+use crate::ops::{self, bulk::Bulk};
+use crate::store::{self, parse_uuid, Action, RetryEdit};
 use crate::text::count;
 use crate::view::BulkJson;
-
-/// Messages per transaction: small enough that the daemon's next turn waits a few milliseconds
-/// at most (measured in BENCHMARKS.md: the longest gap between deliveries during a bulk retry).
-const BATCH: usize = 500;
-/// The pause after each batch. SQLite's write lock is not fair: a writer that commits and begins
-/// again within microseconds can keep a waiting daemon out for many batches in a row (measured:
-/// 129 ms without a pause). A millisecond lets the daemon's busy handler, which retries every
-/// 50 µs, take its turn.
-const BATCH_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What a bulk command does, and to what.
 struct Plan<'a> {
@@ -240,39 +232,17 @@ fn human(plan: &Plan<'_>, r: &BulkJson) -> String {
     text
 }
 
+fn bulk<'a>(plan: &Plan<'a>) -> Bulk<'a> {
+    Bulk {
+        name: plan.name,
+        action: plan.action,
+        wakes: plan.wakes,
+    }
+}
+
 fn on_uuids(config: &Config, plan: &Plan<'_>, uuids: &[Uuid], dry_run: bool) -> Result<BulkJson> {
-    let mut report = BulkJson {
-        action: plan.name,
-        dry_run,
-        matched: uuids.len() as u64,
-        changed: 0,
-        cancel_requested: 0,
-        uuids: Vec::new(),
-    };
-    if dry_run {
-        let store = store::open_admin(&config.db, Access::Read)?;
-        for u in uuids {
-            store.view(u)?; // exists
-        }
-        report.changed = report.matched;
-        report.uuids = uuids.iter().map(Uuid::to_string).collect();
-        return Ok(report);
-    }
-    let mut store = store::open_admin(&config.db, Access::Modify)?;
-    let done = store.act_on(plan.action, uuids, crate::time::now_ms())?;
-    drop(store);
-    if plan.wakes {
-        store::coordination(&config.db).notify(store::Notice::Messages);
-    }
-    report.changed = done.changed.len() as u64;
-    report.cancel_requested = done.later.len() as u64;
-    report.uuids = done
-        .changed
-        .iter()
-        .chain(&done.later)
-        .map(Uuid::to_string)
-        .collect();
-    Ok(report)
+    let wake = || store::coordination(&config.db).notify(store::Notice::Messages);
+    ops::bulk::on_uuids(config, &bulk(plan), uuids, dry_run, &wake)
 }
 
 fn on_filter(
@@ -283,57 +253,22 @@ fn on_filter(
     dry_run: bool,
     yes: bool,
 ) -> Result<BulkJson> {
-    let now = crate::time::now_ms();
-    let access = if dry_run {
-        Access::Read
-    } else {
-        Access::Modify
-    };
-    let mut store = store::open_admin(&config.db, access)?;
-    super::check_endpoint(config, store.as_ref(), f)?;
-    let q = store.query(f, states, now)?;
-    let mut report = BulkJson {
-        action: plan.name,
-        dry_run,
-        matched: 0,
-        changed: 0,
-        cancel_requested: 0,
-        uuids: Vec::new(),
-    };
-    if let Action::Retry(edit) = plan.action {
-        if edit.url.is_some() {
-            if let Some(u) = store.selects_endpoint_messages(&q)? {
-                return Err(Error::input(format!(
-                    "--url: message {u} goes to a named endpoint (change the endpoint's url instead); narrow the selection, e.g. with --url-prefix"
-                )));
-            }
-        }
-    }
+    let b = bulk(plan);
+    let mut selected = ops::bulk::select(config, &b, f, states, dry_run)?;
     let interactive = std::io::stderr().is_terminal();
     let confirm = plan.destructive && !yes;
-    if dry_run || confirm || interactive {
-        let mut cursor = None;
-        loop {
-            let page = store.find(&q, cursor, BATCH)?;
-            report.matched += page.len() as u64;
-            if dry_run {
-                report.uuids.extend(page.iter().map(|p| p.uuid.to_string()));
-            }
-            match page.last() {
-                Some(last) if page.len() == BATCH => cursor = Some(last.uuid),
-                _ => break,
-            }
+    let counted = if dry_run || confirm || interactive {
+        let report = selected.count(&b, dry_run)?;
+        if dry_run {
+            return Ok(report);
         }
-    }
-    if dry_run {
-        report.changed = report.matched;
-        return Ok(report);
-    }
+        report.matched
+    } else {
+        0
+    };
     if confirm {
-        ask(plan, report.matched)?;
+        ask(plan, counted)?;
     }
-    let counted = report.matched;
-    report.matched = 0;
     let progress = if interactive && counted > 0 {
         let bar = ProgressBar::with_draw_target(Some(counted), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -345,28 +280,13 @@ fn on_filter(
     } else {
         None
     };
-    let mut cursor = None;
-    loop {
-        let (found, done) =
-            store.act_batch(plan.action, &q, cursor, BATCH, crate::time::now_ms())?;
-        report.matched += found.len() as u64;
-        report.changed += done.changed.len() as u64;
-        report.cancel_requested += done.later.len() as u64;
-        report
-            .uuids
-            .extend(done.changed.iter().chain(&done.later).map(Uuid::to_string));
-        if plan.wakes && !done.changed.is_empty() {
-            store::coordination(&config.db).notify(store::Notice::Messages);
-        }
+    let wake = || store::coordination(&config.db).notify(store::Notice::Messages);
+    let advance = |n: u64| {
         if let Some(bar) = &progress {
-            bar.inc(found.len() as u64);
+            bar.inc(n);
         }
-        match found.last() {
-            Some(last) if found.len() == BATCH => cursor = Some(last.uuid),
-            _ => break,
-        }
-        std::thread::sleep(BATCH_PAUSE);
-    }
+    };
+    let report = selected.act(&b, &advance, &wake)?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }

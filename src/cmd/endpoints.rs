@@ -1,33 +1,16 @@
 //! `webhookd endpoints list|show|enable`: named endpoints as the config defines them and as the
 //! daemon last saved their health (state changes at once, counters about every second).
 
-use std::collections::BTreeMap;
-
 use super::out;
 use crate::config::Config;
 use crate::endpoint::OnDead;
 use crate::error::{exit, Error, Result};
 use crate::model::Circuit;
 use crate::model::State;
-use crate::store::{self, Access, Admin, EndpointRow};
+use crate::store::{self, Access};
 use crate::view::{EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
 
-/// Every endpoint of the config and of the database, by name. The database must exist: without
-/// it nothing is known about any endpoint's health.
-fn rows(store: &dyn Admin, config: &Config) -> Result<BTreeMap<String, EndpointRow>> {
-    let mut rows: BTreeMap<String, EndpointRow> = store
-        .endpoint_rows()?
-        .into_iter()
-        .map(|r| (r.name.clone(), r))
-        .collect();
-    for name in config.endpoints.keys() {
-        rows.entry(name.clone()).or_insert_with(|| EndpointRow {
-            name: name.clone(),
-            ..EndpointRow::default()
-        });
-    }
-    Ok(rows)
-}
+use crate::ops::endpoint_rows as rows;
 
 /// `endpoints list`.
 ///

@@ -5,6 +5,9 @@
 //! file before the write lock is taken (a slow producer never holds up other writers or the
 //! daemon), and the uuids wait in another one until the commit: neither grows memory.
 //!
+//! One message goes through a running daemon's API socket when there is one (group-committed
+//! with its other requests); `--jsonl` always writes the database.
+//!
 //! Exit codes: a bad argument is a usage error (64), a bad JSON line bad data (65, with its line
 //! number), an endpoint neither configured nor known 66 (65 in a JSON line).
 
@@ -17,6 +20,7 @@ use uuid::Uuid;
 
 use super::spool::Spool;
 use super::{out, read_body};
+use crate::api::Sent;
 use crate::check::{self, Invalid};
 use crate::cli::EnqueueArgs;
 use crate::config::Config;
@@ -71,6 +75,7 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
         max_attempts,
         ordering_key: args.ordering_key.clone(),
     };
+    let json = request.to_json();
     let message = request
         .validate(&config.endpoints, config.max_body_size)
         .map_err(|e| match e {
@@ -79,11 +84,20 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
                 message: as_flags(&e),
             },
         })?;
-    let mut store = store::open_admin(&config.db, Access::Write)?;
-    let mut inserter = store.inserter()?;
-    let enqueued = inserter.insert(&message, crate::time::now_ms())?;
-    inserter.commit()?;
-    store::coordination(&config.db).notify(store::Notice::Messages);
+    // A running daemon takes it through its API (group commit, no database to open); without one
+    // (or when it is stopping or full) it goes into the database directly.
+    let socket = config.api.socket_path(&config.db);
+    let enqueued = match crate::api::enqueue_through(&socket, &json)? {
+        Sent::Stored(e) => e,
+        Sent::NoDaemon => {
+            let mut store = store::open_admin(&config.db, Access::Write)?;
+            let mut inserter = store.inserter()?;
+            let enqueued = inserter.insert(&message, crate::time::now_ms())?;
+            inserter.commit()?;
+            store::coordination(&config.db).notify(store::Notice::Messages);
+            enqueued
+        }
+    };
     note_reused_key(&enqueued, message.key.as_deref(), None);
     out(render(&enqueued, args.json))?;
     Ok(exit::OK)

@@ -8,20 +8,10 @@ use crate::cli::ListArgs;
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 use crate::filter::StateName;
+use crate::ops::{DEFAULT_STATES, MAX_LIMIT};
 use crate::store::{self, Access, MessageView};
 use crate::text::escape;
 use crate::view::{MessageJson, Page};
-
-/// `list` without `--state`: everything but delivered messages.
-pub(crate) const DEFAULT_STATES: [StateName; 5] = [
-    StateName::Pending,
-    StateName::InFlight,
-    StateName::Waiting,
-    StateName::Dead,
-    StateName::Cancelled,
-];
-/// Largest `--limit`.
-const MAX_LIMIT: usize = 10_000;
 
 /// Runs `list`.
 ///
@@ -54,23 +44,8 @@ pub(crate) fn run(config: &Config, args: &ListArgs) -> Result<u8> {
         .states_within(&DEFAULT_STATES, &StateName::ALL)
         .map_err(|message| Error::Usage { message })?;
     let store = store::open_admin(&config.db, Access::Read)?;
-    store.snapshot()?;
-    super::check_endpoint(config, store.as_ref(), &f)?;
-    let q = store.query(&f, &states, now)?;
-    let mut found = store.find(&q, cursor, limit + 1)?;
-    let next_cursor = if found.len() > limit {
-        found.truncate(limit);
-        found.last().map(|f| f.uuid)
-    } else {
-        None
-    };
-    let mut views = Vec::with_capacity(found.len());
-    for f in &found {
-        // A message purged or deleted since it was found is simply not shown.
-        if let Some(v) = store.summary(f.seq)? {
-            views.push(v);
-        }
-    }
+    let (views, next_cursor) =
+        crate::ops::page(config, store.as_ref(), &f, &states, cursor, limit, now)?;
     if args.json {
         let page = Page {
             messages: views.iter().map(|v| MessageJson::new(config, v)).collect(),

@@ -11,16 +11,17 @@ mod list;
 mod show;
 mod spool;
 mod status;
+mod token;
 mod verify;
 
+pub(crate) use token::run as token;
 pub(crate) use verify::run as verify;
 
 use std::io::{Read, Write};
 
-use crate::cli::{Cli, Command, DlqArgs, DlqCommand, EndpointsArgs, EndpointsCommand, FilterArgs};
+use crate::cli::{Cli, Command, DlqArgs, DlqCommand, EndpointsArgs, EndpointsCommand};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
-use crate::filter::{self, Filter, StateName, StatusRange};
 
 /// Runs one subcommand.
 ///
@@ -97,6 +98,7 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             ..
         }) => endpoints::enable(config, name),
         Command::Verify(args) => verify(args),
+        Command::Token(args) => token(args),
         Command::Completions { shell } => completions(*shell),
     }
 }
@@ -111,73 +113,7 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     Ok(exit::OK)
 }
 
-/// The filters of the command line, validated (a bad value is a usage error, exit 64). An
-/// endpoint must be known to the config or the database (`check_endpoint`).
-///
-/// # Errors
-/// `Usage` naming the option.
-pub(crate) fn filter(args: &FilterArgs, now: i64) -> Result<Filter> {
-    let usage = |option: &str, m: String| Error::Usage {
-        message: format!("{option}: {m}"),
-    };
-    let states = args
-        .states
-        .iter()
-        .map(|s| StateName::parse(s).map_err(|m| usage("--state", m)))
-        .collect::<Result<Vec<_>>>()?;
-    let time = |option: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(|t| filter::parse_time(t, now).map_err(|m| usage(option, m)))
-            .transpose()
-    };
-    let non_empty = |option: &str, v: &Option<String>| match v {
-        Some(s) if s.is_empty() => Err(usage(option, "must not be empty".into())),
-        v => Ok(v.clone()),
-    };
-    let f = Filter {
-        states,
-        endpoint: non_empty("--endpoint", &args.endpoint)?,
-        url_prefix: non_empty("--url-prefix", &args.url_prefix)?,
-        key: non_empty("--key", &args.key)?,
-        since: time("--since", &args.since)?,
-        until: time("--until", &args.until)?,
-        status: args
-            .status
-            .as_deref()
-            .map(|s| StatusRange::parse(s).map_err(|m| usage("--status", m)))
-            .transpose()?,
-        error: non_empty("--error", &args.error)?,
-    };
-    if let (Some(since), Some(until)) = (f.since, f.until) {
-        if since >= until {
-            return Err(usage("--since", "must be earlier than --until".to_owned()));
-        }
-    }
-    if f.endpoint.is_some() && f.url_prefix.is_some() {
-        return Err(usage(
-            "--url-prefix",
-            "selects plain-URL messages; it cannot be combined with --endpoint".into(),
-        ));
-    }
-    Ok(f)
-}
-
-/// Refuses a `--endpoint` that neither the config nor the database knows (exit 66).
-///
-/// # Errors
-/// `NoSuchEndpoint`.
-pub(crate) fn check_endpoint(
-    config: &Config,
-    store: &dyn crate::store::Admin,
-    f: &Filter,
-) -> Result<()> {
-    if let Some(name) = &f.endpoint {
-        if !config.endpoints.contains_key(name) && store.find_endpoint(name)?.is_none() {
-            return Err(Error::NoSuchEndpoint { name: name.clone() });
-        }
-    }
-    Ok(())
-}
+pub(crate) use crate::ops::{check_endpoint, filter};
 
 /// Reads a body argument: `DATA` as given, `@FILE` from a file, `@-` from stdin; refuses more than
 /// `max` bytes without reading further (a `DATA` argument is a usage error, a file's content bad

@@ -6,9 +6,7 @@
 use super::out;
 use crate::config::Config;
 use crate::error::{exit, Result};
-use crate::model::Circuit;
 use crate::store::{self, Access, Counts, DaemonState, Presence};
-use crate::view::{DaemonJson, DbJson, EndpointCountsJson, QueueJson, StatusJson};
 
 /// Runs `status`.
 ///
@@ -35,45 +33,19 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
         Presence::Ready => (true, true),
     };
     // Endpoints by state; endpoints only in the database (no longer configured) are not counted.
-    let mut by_state = [0u64; 3];
-    for name in config.endpoints.keys() {
-        let state = health
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(Circuit::Closed, |(_, h)| h.state);
-        by_state[match state {
-            Circuit::Closed => 0,
-            Circuit::Open => 1,
-            Circuit::Disabled => 2,
-        }] += 1;
-    }
     let (running, pid) = match daemon {
         DaemonState::Running { pid } => (true, pid),
         DaemonState::Stopped => (false, None),
     };
     if json {
-        let v = StatusJson {
-            daemon: DaemonJson { running, pid },
-            db: DbJson {
-                path: config.db.to_string(),
-                exists,
-                initialised,
-            },
-            queue: QueueJson {
-                pending: counts.pending,
-                scheduled: counts.scheduled,
-                waiting: counts.waiting,
-                in_flight: counts.in_flight,
-                delivered: counts.delivered,
-                dead: counts.dead,
-                cancelled: counts.cancelled,
-            },
-            endpoints: EndpointCountsJson {
-                healthy: by_state[0],
-                open: by_state[1],
-                disabled: by_state[2],
-            },
-        };
+        let v = crate::ops::status(
+            config,
+            running,
+            pid,
+            (exists, initialised),
+            &counts,
+            &health,
+        );
         out(serde_json::to_string(&v).expect("a view serializes"))?;
     } else {
         let daemon = match (running, pid) {
@@ -97,9 +69,18 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
             counts.cancelled
         );
         if !config.endpoints.is_empty() {
+            let e = crate::ops::status(
+                config,
+                running,
+                pid,
+                (exists, initialised),
+                &counts,
+                &health,
+            )
+            .endpoints;
             text.push_str(&format!(
                 "\nendpoints:  {} healthy, {} open, {} disabled",
-                by_state[0], by_state[1], by_state[2]
+                e.healthy, e.open, e.disabled
             ));
         }
         out(text)?;

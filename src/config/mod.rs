@@ -105,6 +105,8 @@ pub(crate) struct Config {
     pub(crate) endpoints: BTreeMap<String, Arc<Endpoint>>,
     /// Where alerts are posted, and in which form.
     pub(crate) alerts: Option<AlertConfig>,
+    /// The HTTP API of `webhookd run`.
+    pub(crate) api: ApiConfig,
 }
 
 /// `alert_url` and `alert_format`.
@@ -138,6 +140,8 @@ struct FileConfig {
     http: HttpSection,
     alert_url: Option<String>,
     alert_format: Option<String>,
+    #[serde(default)]
+    api: api::ApiSection,
     #[serde(default)]
     endpoints: BTreeMap<String, EndpointSection>,
 }
@@ -342,7 +346,9 @@ impl Config {
                 .map_err(|e| bad(&e.field, e.reason))?;
             endpoints.insert(name, Arc::new(e));
         }
+        let api = file.api.check(&bad)?;
         Ok(Config {
+            api,
             endpoints,
             alerts,
             source: path.map(Path::to_path_buf),
@@ -474,5 +480,8 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+mod api;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use api::ApiConfig;

@@ -37,7 +37,7 @@ fn man_page_covers_every_config_key() {
             }
         }
     }
-    assert_eq!(keys.len(), 29, "{keys:?}");
+    assert_eq!(keys.len(), 40, "{keys:?}");
 }
 
 /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
@@ -62,6 +62,10 @@ fn shipped_config_shows_the_defaults() {
     // example endpoint.
     assert!(all.http.ca_file.take().is_some());
     assert!(all.alerts.take().is_some());
+    // The example TCP listener.
+    assert!(all.api.listen.take().is_some());
+    assert!(all.api.tokens_file.take().is_some());
+    assert!(all.api.tls.take().is_some());
     let billing = all.endpoints.remove("billing").unwrap();
     assert_eq!(billing.concurrency, Some(4));
     assert_eq!(
@@ -72,7 +76,10 @@ fn shipped_config_shows_the_defaults() {
         billing.disable_after,
         crate::endpoint::DEFAULT_DISABLE_AFTER
     );
-    let defaults = parse("db = \"/var/lib/webhookd/webhookd.db\"").unwrap();
+    // The package puts the socket where the unit's RuntimeDirectory is.
+    let defaults =
+        parse("db = \"/var/lib/webhookd/webhookd.db\"\n[api]\nsocket = \"/run/webhookd/api.sock\"")
+            .unwrap();
     assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
     assert_eq!(format!("{all:?}"), format!("{defaults:?}"));
 }

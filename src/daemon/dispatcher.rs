@@ -14,7 +14,7 @@ use super::wait::{sleep_time, Wait};
 use super::{texts, Control, Reload};
 use crate::alert::{Alert, Alerter};
 use crate::config::Config;
-use crate::counters::{Counters, Published, Snapshot, Totals};
+use crate::counters::{Counters, Latencies, Published, Snapshot, Totals};
 use crate::deliver::endpoints::{Endpoints, Event};
 use crate::deliver::pool::Pool;
 use crate::deliver::{Finished, Job};
@@ -56,6 +56,9 @@ pub(super) struct Dispatcher {
     pub(super) counters: Counters,
     /// What readers outside the loop see (`report_status` refreshes it).
     pub(super) published: Published,
+    pub(super) latencies: Latencies,
+    /// The API's copy of the configuration, replaced on reload.
+    pub(super) api_config: crate::api::SharedConfig,
     /// The totals the last periodic log line was about.
     pub(super) logged: Totals,
 }
@@ -287,6 +290,17 @@ impl Dispatcher {
         let cancelled = cancelled && !matches!(o.kind, OutcomeKind::Delivered);
         self.counters.attempt(f.endpoint, v, cancelled);
         let endpoint = self.endpoints.config(f.endpoint).map(|c| c.name.clone());
+        self.latencies
+            .attempt(endpoint.as_deref().unwrap_or(""), f.duration.as_secs_f64());
+        if matches!(o.kind, OutcomeKind::Delivered) {
+            if let Some(ts) = f.uuid.get_timestamp() {
+                let (secs, nanos) = ts.to_unix();
+                let created = secs as f64 + f64::from(nanos) / 1e9;
+                self.latencies
+                    .end_to_end
+                    .observe((now as f64 / 1000.0 - created).max(0.0));
+            }
+        }
         let target = texts::target(endpoint.as_deref(), &f.url);
         let uuid = f.uuid.to_string();
         if cancelled {

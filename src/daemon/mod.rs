@@ -39,8 +39,9 @@ use crossbeam_channel::unbounded;
 use log::LevelFilter;
 
 use crate::alert::Alerter;
+use crate::api::Api;
 use crate::config::Config;
-use crate::counters::{Counters, Published};
+use crate::counters::{Counters, Latencies, Published};
 use crate::deliver::endpoints::Endpoints;
 use crate::deliver::http::Http;
 use crate::deliver::pool::Pool;
@@ -103,7 +104,10 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let (control_tx, control_rx) = unbounded();
     let signals = SignalThread::start(control_tx)?;
     let (notice_tx, notice_rx) = unbounded::<Notice>();
-    let listener = coordination.listen(notice_tx)?;
+    let listener = coordination.listen(notice_tx.clone())?;
+    let published = Published::default();
+    let latencies = Latencies::default();
+    let api = Api::start(config, published.clone(), &latencies, notice_tx)?;
     let maintenance = coordination.maintain()?;
 
     // Unbounded: the dispatcher itself never has more than `capacity` jobs unfinished.
@@ -124,6 +128,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     );
     let watchdog = Watchdog::from_env();
     systemd::ready();
+    api.ready();
 
     let mut dispatcher = Dispatcher {
         queue,
@@ -138,7 +143,9 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         take_enables: false,
         finished: Vec::new(),
         counters: Counters::default(),
-        published: Published::default(),
+        published,
+        latencies,
+        api_config: api.config_handle(),
         logged: crate::counters::Totals::default(),
     };
     dispatcher.report_status();
@@ -147,6 +154,8 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let stop_by = Instant::now() + dispatcher.config.shutdown_timeout;
     log::info!("{reason}: stopping; waiting for requests in flight");
     systemd::stopping();
+    // New messages are refused from now on; those accepted are committed before it returns.
+    api.stop(&dispatcher.config);
     let drained = dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, stop_by);
     let grace = if drained.abandoned > 0 {
         Duration::ZERO

@@ -202,6 +202,7 @@ impl Dispatcher {
                 applied.join("; ")
             }
         );
+        self.api_config.set(&new);
         self.config = new;
     }
 

@@ -124,7 +124,7 @@ pub(crate) trait Inserter {
 }
 
 /// What commands (and the API) use.
-pub(crate) trait Admin {
+pub(crate) trait Admin: Send {
     /// Starts storing messages.
     ///
     /// # Errors
@@ -148,6 +148,12 @@ pub(crate) trait Admin {
     /// # Errors
     /// `Db`/`Busy`.
     fn snapshot(&self) -> Result<()>;
+
+    /// Ends the snapshot `snapshot` began (a kept connection must not hold one).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn end_snapshot(&self) -> Result<()>;
 
     /// Resolves `filter` over `states`.
     ///
@@ -198,6 +204,13 @@ pub(crate) trait Admin {
     /// # Errors
     /// `Db`/`Busy`.
     fn endpoint_health(&self) -> Result<Vec<(String, Health)>>;
+
+    /// When the oldest pending message was created (ms), overall (name `""`) and per endpoint
+    /// that has one; index seeks only.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn oldest_pending(&self) -> Result<Vec<(String, i64)>>;
 
     /// Every known endpoint with its health and message counts.
     ///

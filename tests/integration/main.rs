@@ -3,6 +3,12 @@
 
 mod util;
 
+/// The HTTP API on its Unix socket: every route, errors as problems, bounds, group commit.
+mod api;
+/// The operator's actions over the API: cancel, dlq retry/delete, replay.
+mod api_act;
+/// The HTTP API over TCP: tokens with scopes, TLS, refused listeners.
+mod api_tcp;
 /// Delivery: bodies and headers intact, webhook-id/timestamp, many messages, delays, keys.
 mod delivery;
 /// The dead-letter queue: list, show, retry (with edits), delete.

@@ -57,6 +57,19 @@ check "alice sees it delivered" bash -c "runuser -u alice -- webhookd show $uuid
 runuser -u bob -- webhookd enqueue "$RX/bob" -d x 2>/tmp/bob.err; rc=$?
 check "bob (not in the group) is refused with 77 (got $rc: $(cat /tmp/bob.err))" test "$rc" = 77
 
+section "the API socket: group webhookd only"
+check "runtime directory /run/webhookd is 770 webhookd:webhookd" test "$(stat -c '%a %U %G' /run/webhookd)" = "770 webhookd webhookd"
+check "API socket is 660 webhookd:webhookd" test "$(stat -c '%a %U %G' /run/webhookd/api.sock)" = "660 webhookd webhookd"
+check "alice's enqueue went through the socket" bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/metrics | grep -q '^webhookd_api_requests_total{route=\"/v1/messages\",code=\"202\"} [1-9]'"
+code=$(runuser -u alice -- curl -s -o /tmp/alice-api.json -w '%{http_code}' --unix-socket /run/webhookd/api.sock \
+    -H 'Content-Type: application/json' -d "{\"url\": \"$RX/alice-api\", \"body\": \"via curl\"}" http://webhookd/v1/messages)
+check "alice posts with curl --unix-socket: 202 (got $code: $(cat /tmp/alice-api.json))" test "$code" = 202
+check "alice's API message delivered" wait_for 10 has_unique /alice-api 1
+code=$(runuser -u bob -- curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/webhookd/api.sock http://webhookd/healthz || true)
+check "bob cannot connect to the socket (got $code)" test "$code" = 000
+check "readyz answers ready" bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/readyz | grep -q ready"
+check "metrics count deliveries (published every 5 s)" wait_for 10 bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/metrics | grep -q '^webhookd_deliveries_total{endpoint=\"\"} [1-9]'"
+
 section "systemctl status shows the STATUS= line"
 check "StatusText has the counts" wait_for 10 bash -c "systemctl show -p StatusText --value $U | grep -q 'delivered in the last minute'"
 echo "    StatusText: $(prop StatusText)"

@@ -99,6 +99,13 @@ impl Work {
         c
     }
 
+    /// Appends `text` (a table) to the config.
+    pub(super) fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(&self.config).unwrap();
+        config.push_str(text);
+        std::fs::write(&self.config, config).unwrap();
+    }
+
     /// Adds `[endpoints.NAME]` to the config.
     pub(super) fn add_endpoint(&self, name: &str, url: &str) {
         let mut config = std::fs::read_to_string(&self.config).unwrap();

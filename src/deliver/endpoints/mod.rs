@@ -72,6 +72,9 @@ impl Round {
             return;
         }
         rt.refill(self.now);
+        if rt.held_by_rate(self.workers, self.now, self.room) {
+            rt.rate_limited += 1;
+        }
         let limit = rt.allowed(self.workers, self.now, self.room).min(self.left);
         if limit > 0 {
             if rt.degraded() {
@@ -463,6 +466,7 @@ impl Endpoints {
                 circuit: rt.health.state,
                 failures: rt.health.failures,
                 in_flight: rt.in_flight,
+                rate_limited: rt.rate_limited,
             })
             .collect()
     }

@@ -30,6 +30,8 @@ pub(super) struct Runtime {
     pub(super) proven: bool,
     /// Consecutive `410 Gone` answers.
     pub(super) gone: u32,
+    /// Claim rounds in which due messages waited for the rate limit alone (a metric).
+    pub(super) rate_limited: u64,
 }
 
 impl Runtime {
@@ -49,6 +51,7 @@ impl Runtime {
             probe_interval: cooldown,
             next_probe: now + crate::time::duration_ms(cooldown),
             in_flight: 0,
+            rate_limited: 0,
             tokens: 0.0,
             refilled_at: now,
             want: true,
@@ -125,6 +128,19 @@ impl Runtime {
         };
         let by_budget = if self.degraded() { room } else { usize::MAX };
         by_state.min(by_rate).min(by_budget)
+    }
+
+    /// Whether the rate limit alone holds back a claim now.
+    pub(super) fn held_by_rate(&self, workers: usize, now: i64, room: usize) -> bool {
+        let Some(c) = &self.config else {
+            return false;
+        };
+        c.rate.is_some()
+            && self.tokens_at(now) < 1.0
+            && self.health.state != DISABLED
+            && self.health.state != OPEN
+            && self.cap(c, workers) > self.in_flight
+            && (!self.degraded() || room > 0)
     }
 
     /// When this endpoint may next be claimed, if it is held back only by time.

@@ -11,6 +11,14 @@ use crate::model::State;
 use crate::store::{Attempt, Counts, MessageView};
 
 const TOTALS: &str = "SELECT state, n FROM counts";
+/// The oldest pending message overall (`messages_live`: its first row) and of each endpoint
+/// (`messages_live_endpoint`: one seek per endpoint).
+const OLDEST_PENDING: &str =
+    "SELECT uuid FROM messages WHERE state = 0 AND state NOT IN (1, 2) ORDER BY uuid LIMIT 1";
+const OLDEST_PENDING_BY_ENDPOINT: &str = "SELECT e.name,
+     (SELECT m.uuid FROM messages m WHERE m.endpoint = e.id AND m.state = 0
+        AND m.state NOT IN (1, 2) AND m.endpoint != 0 ORDER BY m.uuid LIMIT 1)
+     FROM endpoints e";
 const IN_FLIGHT_COUNT: &str = "SELECT count(*) FROM messages WHERE state = 1";
 /// Served by the partial index `messages_live` (state, uuid): a count of one state's range.
 const WAITING: &str = "SELECT count(*) FROM messages WHERE state = 4 AND state NOT IN (1, 2)";
@@ -50,6 +58,55 @@ impl Store {
         self.conn
             .execute_batch("BEGIN DEFERRED")
             .map_err(|e| self.err("begin read", e))
+    }
+
+    /// When the oldest pending message was created (from its UUIDv7), overall (name `""`) and
+    /// for each endpoint that has one.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
+        let e = |source| self.err("find the oldest pending message", source);
+        let created = |b: Vec<u8>| -> Option<i64> {
+            let u = Uuid::from_slice(&b).ok()?;
+            let (secs, nanos) = u.get_timestamp()?.to_unix();
+            Some(i64::try_from(secs).ok()? * 1000 + i64::from(nanos / 1_000_000))
+        };
+        let mut out = Vec::new();
+        let first: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(OLDEST_PENDING)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(e)?;
+        if let Some(at) = first.and_then(created) {
+            out.push((String::new(), at));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(OLDEST_PENDING_BY_ENDPOINT)
+            .map_err(e)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<Vec<u8>>>(1)?))
+            })
+            .map_err(e)?;
+        for row in rows {
+            let (name, uuid) = row.map_err(e)?;
+            if let Some(at) = uuid.and_then(created) {
+                out.push((name, at));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends the read transaction `snapshot` began, if one is open.
+    pub(crate) fn end_snapshot(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self.err("end read", e))
     }
 
     /// Messages per state: the trigger-kept `counts` (pending and in flight together, delivered,
@@ -255,6 +312,51 @@ mod tests {
                 plan.iter().all(|p| !p.starts_with("SCAN")),
                 "{sql}: {plan:?}"
             );
+        }
+    }
+
+    /// The oldest pending message, overall and per endpoint, is found by index seeks; delivered,
+    /// in-flight and other endpoints' messages do not count.
+    #[test]
+    fn oldest_pending_is_an_index_seek() {
+        let (_d, mut s) = test_store();
+        s.ensure_endpoints(&["billing".into(), "idle".into()])
+            .unwrap();
+        let mut ins = s.inserter().unwrap();
+        let plain = ins
+            .insert(&crate::store::sqlite::tests::msg("http://127.0.0.1:9/a"), 0)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let billing = crate::message::Message {
+            endpoint: Some("billing".into()),
+            ..crate::store::sqlite::tests::msg("")
+        };
+        let b = ins.insert(&billing, 0).unwrap();
+        ins.commit().unwrap();
+        let created = |u: Uuid| {
+            let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        };
+        assert_eq!(
+            s.oldest_pending().unwrap(),
+            vec![
+                (String::new(), created(plain.uuid)),
+                ("billing".into(), created(b.uuid))
+            ]
+        );
+        for sql in [OLDEST_PENDING, OLDEST_PENDING_BY_ENDPOINT] {
+            let plan: Vec<String> = s
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let messages_scanned = plan
+                .iter()
+                .any(|p| p.starts_with("SCAN m") || p.starts_with("SCAN messages"));
+            assert!(!messages_scanned, "{sql}: {plan:?}");
         }
     }
 }

@@ -84,6 +84,14 @@ impl Admin for Store {
         Store::snapshot(self)
     }
 
+    fn end_snapshot(&self) -> Result<()> {
+        Store::end_snapshot(self)
+    }
+
+    fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
+        Store::oldest_pending(self)
+    }
+
     fn query<'f>(&self, filter: &'f Filter, states: &[StateName], now: i64) -> Result<Query<'f>> {
         Store::query(self, filter, states, now)
     }

@@ -2,6 +2,7 @@
 //! (`CARGO_BIN_EXE_webhookd`), a daemon handle that waits for `READY=1` on its own notify socket,
 //! and `wait_until` (poll with a deadline, never a bare sleep).
 
+pub mod api;
 pub mod receiver;
 
 use std::os::unix::net::UnixDatagram;
@@ -87,7 +88,10 @@ impl TestEnv {
     /// directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        if !matches!(args.first(), Some(&"verify") | Some(&"completions")) {
+        if !matches!(
+            args.first(),
+            Some(&"verify") | Some(&"completions") | Some(&"token")
+        ) {
             c.arg("--config").arg(&self.config);
         }
         c.args(args);

@@ -1,0 +1,263 @@
+//! The routes: each one the CLI's operation, with the CLI's JSON view.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::auth::Scope;
+use super::problem::Problem;
+use super::stream::Peer;
+use super::wire::{Handler, Request, Response};
+use super::Context;
+use crate::error::Error;
+
+pub(super) type Answer = Result<Response, Problem>;
+
+mod act;
+mod post;
+mod read;
+
+impl Handler for Context {
+    fn handle(&self, request: Request) -> Response {
+        let (route, answer) = match self.authorize(&request) {
+            Ok(()) => self.route(&request),
+            Err(p) => ("unauthorized", Err(p)),
+        };
+        let response = answer.unwrap_or_else(|p| p.response());
+        self.metrics.request(route, response.status);
+        response
+    }
+}
+
+pub(super) fn json(status: u16, v: &impl Serialize) -> Response {
+    Response {
+        status,
+        content_type: "application/json",
+        headers: Vec::new(),
+        body: serde_json::to_vec(v).expect("a view serializes"),
+    }
+}
+
+fn not_allowed(methods: &[&str]) -> Problem {
+    let allow = methods.join(", ");
+    Problem::new(405, "method not allowed")
+        .detail(format!("this resource answers {allow}"))
+        .header("allow", allow)
+}
+
+/// Every route: its pattern and methods. The OpenAPI document (docs/openapi.json) lists exactly
+/// these (a test keeps them in step).
+pub(crate) const ROUTES: &[(&str, &[&str])] = &[
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/metrics", &["GET"]),
+    ("/v1/messages", &["GET", "POST"]),
+    ("/v1/messages/batch", &["POST"]),
+    ("/v1/messages/cancel", &["POST"]),
+    ("/v1/messages/{uuid}", &["GET"]),
+    ("/v1/messages/{uuid}/cancel", &["POST"]),
+    ("/v1/dlq", &["GET"]),
+    ("/v1/dlq/retry", &["POST"]),
+    ("/v1/dlq/delete", &["POST"]),
+    ("/v1/dlq/{uuid}", &["GET"]),
+    ("/v1/replay", &["POST"]),
+    ("/v1/endpoints", &["GET"]),
+    ("/v1/endpoints/{name}", &["GET"]),
+    ("/v1/endpoints/{name}/enable", &["POST"]),
+    ("/v1/status", &["GET"]),
+];
+
+/// The route `path` matches (a literal segment wins over a parameter) and its parameter.
+fn resolve(path: &str) -> Option<(&'static str, &'static [&'static str], Option<&str>)> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut with_param = None;
+    for (pattern, methods) in ROUTES {
+        let parts: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut param = None;
+        let matched = parts.iter().zip(&segments).all(|(p, s)| {
+            if p.starts_with('{') {
+                param = Some(*s);
+                !s.is_empty()
+            } else {
+                p == s
+            }
+        });
+        match (matched, param) {
+            (true, None) => return Some((pattern, methods, None)),
+            (true, Some(_)) if with_param.is_none() => {
+                with_param = Some((*pattern, *methods, param))
+            }
+            _ => {}
+        }
+    }
+    with_param
+}
+
+impl Context {
+    /// Over TCP, a token with the scope the request needs: `enqueue` to post messages, `admin`
+    /// for every other change, `read` for the rest (but `/healthz` and `/readyz`, open to load
+    /// balancers). Over the Unix socket the file permissions decided already.
+    fn authorize(&self, r: &Request) -> Result<(), Problem> {
+        if r.peer != Peer::Tcp {
+            return Ok(());
+        }
+        let needed = match (r.method.as_str(), r.path.as_str()) {
+            (_, "/healthz" | "/readyz") => return Ok(()),
+            ("POST", "/v1/messages" | "/v1/messages/batch") => Scope::Enqueue,
+            ("GET", _) => Scope::Read,
+            (_, p) if p.starts_with("/v1/") => Scope::Admin,
+            _ => Scope::Read,
+        };
+        self.config
+            .tokens()
+            .check(r.header("authorization"), needed)
+    }
+
+    /// The route's pattern (a metrics label) and its answer.
+    fn route(&self, r: &Request) -> (&'static str, Answer) {
+        let Some((pattern, methods, param)) = resolve(&r.path) else {
+            return (
+                "other",
+                Err(Problem::new(404, "not found")
+                    .detail("no such resource (see the API reference)")),
+            );
+        };
+        let m = r.method.as_str();
+        if !methods.contains(&m) {
+            return (pattern, Err(not_allowed(methods)));
+        }
+        if pattern.starts_with("/v1/") && self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return (
+                pattern,
+                Err(Problem::new(503, "stopping")
+                    .detail("the daemon is stopping")
+                    .retry_after(5)),
+            );
+        }
+        let p = param.unwrap_or("");
+        let answer = match (pattern, m) {
+            ("/healthz", _) => Ok(json(200, &Status { status: "ok" })),
+            ("/readyz", _) => self.readyz(),
+            ("/metrics", _) => self.metrics(),
+            ("/v1/messages", "POST") => self.enqueue_one(r),
+            ("/v1/messages", _) => self.list(r, false),
+            ("/v1/messages/batch", _) => self.enqueue_batch(r),
+            ("/v1/messages/cancel", _) => self.act(act::Kind::Cancel, &r.body),
+            ("/v1/messages/{uuid}", _) => self.show(p, false),
+            ("/v1/messages/{uuid}/cancel", _) => self.cancel_one(p),
+            ("/v1/dlq", _) => self.list(r, true),
+            ("/v1/dlq/retry", _) => self.act(act::Kind::Retry, &r.body),
+            ("/v1/dlq/delete", _) => self.act(act::Kind::Delete, &r.body),
+            ("/v1/dlq/{uuid}", _) => self.show(p, true),
+            ("/v1/replay", _) => self.act(act::Kind::Replay, &r.body),
+            ("/v1/endpoints", _) => self.endpoints(),
+            ("/v1/endpoints/{name}", _) => self.endpoint(p),
+            ("/v1/endpoints/{name}/enable", _) => self.enable(p),
+            ("/v1/status", _) => self.status(),
+            _ => unreachable!("every route of ROUTES is dispatched"),
+        };
+        (pattern, answer)
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct Status {
+    status: &'static str,
+}
+
+pub(super) fn bad(detail: &str) -> Problem {
+    Problem::new(400, "invalid request").detail(detail)
+}
+
+/// A command-line style refusal (`--url-prefix: ...`) as an API one (field `url_prefix`).
+pub(super) fn usage(e: &Error) -> Problem {
+    let text = e.to_string();
+    match text.strip_prefix("--").and_then(|t| t.split_once(": ")) {
+        Some((flag, reason)) => {
+            let field = flag.replace('-', "_");
+            bad(&format!("{field}: {reason}")).field(field)
+        }
+        None => Problem::from_error(e),
+    }
+}
+
+/// A uuid in a path.
+pub(super) fn uuid(id: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(id).map_err(|_| {
+        Problem::new(400, "invalid request")
+            .field("uuid")
+            .detail(format!("{:?} is not a uuid", crate::text::escape(id)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn names(v: &Value) -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// docs/openapi.json describes exactly the routes the server answers, the fields a message
+    /// takes, the list's query parameters and the actions' bodies.
+    #[test]
+    fn openapi_document_is_in_step_with_the_server() {
+        let doc: Value = serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: BTreeSet<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                names(ops)
+                    .into_iter()
+                    .map(move |m| (p.clone(), m.to_uppercase()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .flat_map(|(p, ms)| ms.iter().map(move |m| ((*p).to_owned(), (*m).to_owned())))
+            .collect();
+        assert_eq!(documented, served);
+        for (pattern, methods) in ROUTES {
+            let path = pattern
+                .replace("{uuid}", "01890a5d-ac96-774b-bcce-b302099a8057")
+                .replace("{name}", "billing");
+            let (found, m, _) = resolve(&path).unwrap();
+            assert_eq!((found, m), (*pattern, *methods), "{path}");
+        }
+        assert!(resolve("/v1/nowhere").is_none() && resolve("/v1/messages/").is_none());
+        let message = names(&doc["components"]["schemas"]["Message"]["properties"]);
+        let fields: BTreeSet<String> = crate::ingest::FIELDS
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        assert_eq!(message, fields);
+        let params: BTreeSet<String> = paths["/v1/messages"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        let query: BTreeSet<String> = read::QUERY.iter().map(|q| (*q).to_owned()).collect();
+        assert_eq!(params, query);
+        let body = |p: &str| {
+            names(
+                &paths[p]["post"]["requestBody"]["content"]["application/json"]["schema"]
+                    ["properties"],
+            )
+        };
+        let selection: BTreeSet<String> = act::SELECTION.iter().map(|q| (*q).to_owned()).collect();
+        assert_eq!(body("/v1/messages/cancel"), selection);
+        assert_eq!(body("/v1/replay"), selection);
+        let mut with_all = selection.clone();
+        with_all.insert("all".into());
+        assert_eq!(body("/v1/dlq/delete"), with_all);
+        with_all.extend(act::EDITS.iter().map(|e| (*e).to_owned()));
+        assert_eq!(body("/v1/dlq/retry"), with_all);
+    }
+}

@@ -1,0 +1,251 @@
+//! Reading: messages, dead letters, endpoints, status, readiness and metrics, as the commands'
+//! `--json` views; and enabling an endpoint.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{bad, json, usage, uuid, Answer, Status};
+use crate::api::problem::Problem;
+use crate::api::wire::{Request, Response};
+use crate::api::Context;
+use crate::cli::FilterArgs;
+use crate::error::Error;
+use crate::filter::StateName;
+use crate::model::State;
+use crate::store::{self, Access, Notice};
+use crate::view::{EndpointDetailJson, EndpointJson, LaneJson, MessageJson, Page, PolicyJson};
+
+/// A page of `list` when `limit` is not given.
+const DEFAULT_LIMIT: usize = 50;
+/// The query parameters of `GET /v1/messages` and `GET /v1/dlq`.
+pub(super) const QUERY: &[&str] = &[
+    "state",
+    "endpoint",
+    "url_prefix",
+    "key",
+    "since",
+    "until",
+    "status",
+    "error",
+    "limit",
+    "cursor",
+];
+
+impl Context {
+    pub(super) fn readyz(&self) -> Answer {
+        let stopping = self.stopping.load(std::sync::atomic::Ordering::SeqCst);
+        let ready = self.ready.load(std::sync::atomic::Ordering::SeqCst);
+        match (ready, stopping) {
+            (true, false) => Ok(json(200, &Status { status: "ready" })),
+            (_, true) => Err(Problem::new(503, "stopping").detail("the daemon is stopping")),
+            (false, _) => Err(Problem::new(503, "starting").detail("the daemon is starting")),
+        }
+    }
+
+    pub(super) fn metrics(&self) -> Answer {
+        let config = self.config();
+        let now = crate::time::now_ms();
+        let (counts, oldest) = self
+            .read(&config, |s| Ok((s.counts(now)?, s.oldest_pending()?)))
+            .map_err(|e| Problem::from_error(&e))?;
+        let text = self
+            .metrics
+            .render(&self.published.get(), &counts, &oldest, now);
+        Ok(Response {
+            status: 200,
+            content_type: crate::api::metrics::CONTENT_TYPE,
+            headers: Vec::new(),
+            body: text.into_bytes(),
+        })
+    }
+
+    pub(super) fn show(&self, id: &str, dead_only: bool) -> Answer {
+        let config = self.config();
+        let uuid = uuid(id)?;
+        let view = self
+            .read(&config, |s| s.view(&uuid))
+            .map_err(|e| Problem::from_error(&e))?;
+        if dead_only && view.state != State::Dead {
+            return Err(Problem::new(404, "not found").detail(format!(
+                "message {uuid} is {}, not dead",
+                view.state.as_str()
+            )));
+        }
+        Ok(json(200, &MessageJson::new(&config, &view)))
+    }
+
+    pub(super) fn list(&self, r: &Request, dead_only: bool) -> Answer {
+        let config = self.config();
+        let now = crate::time::now_ms();
+        let q = ListQuery::parse(&r.query)?;
+        let f = crate::ops::filter(&q.filter, now).map_err(|e| usage(&e))?;
+        let states = if dead_only {
+            f.states_within(&[StateName::Dead], &[StateName::Dead])
+        } else {
+            f.states_within(&crate::ops::DEFAULT_STATES, &StateName::ALL)
+        }
+        .map_err(|m| bad(&m).field("state"))?;
+        let (views, next) = self
+            .read(&config, |s| {
+                crate::ops::page(&config, s, &f, &states, q.cursor, q.limit, now)
+            })
+            .map_err(|e| Problem::from_error(&e))?;
+        Ok(json(
+            200,
+            &Page {
+                messages: views.iter().map(|v| MessageJson::new(&config, v)).collect(),
+                next_cursor: next.map(|u| u.to_string()),
+            },
+        ))
+    }
+
+    pub(super) fn endpoints(&self) -> Answer {
+        let config = self.config();
+        let rows = self
+            .read(&config, |s| crate::ops::endpoint_rows(s, &config))
+            .map_err(|e| Problem::from_error(&e))?;
+        let all: Vec<EndpointJson> = rows
+            .values()
+            .map(|r| EndpointJson::new(r, config.endpoints.contains_key(&r.name)))
+            .collect();
+        Ok(json(200, &all))
+    }
+
+    pub(super) fn endpoint(&self, name: &str) -> Answer {
+        let config = self.config();
+        let (row, lanes) = self
+            .read(&config, |s| {
+                let rows = crate::ops::endpoint_rows(s, &config)?;
+                let Some(row) = rows.get(name).cloned() else {
+                    return Err(Error::NoSuchEndpoint { name: name.into() });
+                };
+                let lanes = match s.find_endpoint(name)? {
+                    Some(id) => s.lanes(id)?,
+                    None => Vec::new(),
+                };
+                Ok((row, lanes))
+            })
+            .map_err(|e| Problem::from_error(&e))?;
+        let cfg = config.endpoints.get(name);
+        Ok(json(
+            200,
+            &EndpointDetailJson {
+                endpoint: EndpointJson::new(&row, cfg.is_some()),
+                policy: cfg.map(|e| PolicyJson::new(e, config.workers)),
+                lanes: lanes.iter().map(LaneJson::new).collect(),
+            },
+        ))
+    }
+
+    pub(super) fn enable(&self, name: &str) -> Answer {
+        let config = self.config();
+        if !config.endpoints.contains_key(name) {
+            return Err(Problem::new(404, "not found").detail(format!(
+                "no endpoint named {:?} in the config",
+                crate::text::escape(name)
+            )));
+        }
+        let mut s =
+            store::open_admin(&config.db, Access::Modify).map_err(|e| Problem::from_error(&e))?;
+        s.ensure_endpoints(&[name.to_owned()])
+            .and_then(|()| s.request_enable(name, crate::time::now_ms()))
+            .map_err(|e| Problem::from_error(&e))?;
+        let _ = self.wake.send(Notice::Endpoints);
+        Ok(json(
+            200,
+            &Enabled {
+                endpoint: name,
+                enabled: true,
+            },
+        ))
+    }
+
+    pub(super) fn status(&self) -> Answer {
+        let config = self.config();
+        let now = crate::time::now_ms();
+        let (counts, health) = self
+            .read(&config, |s| Ok((s.counts(now)?, s.endpoint_health()?)))
+            .map_err(|e| Problem::from_error(&e))?;
+        Ok(json(
+            200,
+            &crate::ops::status(
+                &config,
+                true,
+                Some(std::process::id()),
+                (true, true),
+                &counts,
+                &health,
+            ),
+        ))
+    }
+}
+
+#[derive(Serialize)]
+struct Enabled<'a> {
+    endpoint: &'a str,
+    enabled: bool,
+}
+
+/// The query of `GET /v1/messages` and `GET /v1/dlq`: the CLI's filters, `limit` and `cursor`.
+struct ListQuery {
+    filter: FilterArgs,
+    limit: usize,
+    cursor: Option<Uuid>,
+}
+
+impl ListQuery {
+    fn parse(query: &str) -> Result<ListQuery, Problem> {
+        let mut q = ListQuery {
+            filter: FilterArgs::default(),
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .map(|v| v.into_owned())
+                    .map_err(|_| bad(&format!("{name}: not UTF-8")).field(name.to_owned()))
+            };
+            let (name, value) = (decode(name)?, decode(value)?);
+            let f = &mut q.filter;
+            match name.as_str() {
+                "state" => f.states.push(value),
+                "endpoint" => f.endpoint = Some(value),
+                "url_prefix" => f.url_prefix = Some(value),
+                "key" => f.key = Some(value),
+                "since" => f.since = Some(value),
+                "until" => f.until = Some(value),
+                "status" => f.status = Some(value),
+                "error" => f.error = Some(value),
+                "limit" => {
+                    q.limit = match value.trim().parse::<usize>() {
+                        Ok(n @ 1..=crate::ops::MAX_LIMIT) => n,
+                        _ => {
+                            return Err(bad(&format!(
+                                "limit: {value:?} is not a number in 1..={}",
+                                crate::ops::MAX_LIMIT
+                            ))
+                            .field("limit"))
+                        }
+                    }
+                }
+                "cursor" => {
+                    q.cursor = Some(Uuid::parse_str(value.trim()).map_err(|_| {
+                        bad("cursor: not a cursor (the next_cursor of a page)").field("cursor")
+                    })?)
+                }
+                other => {
+                    return Err(bad(&format!(
+                        "unknown parameter {:?} (expected {})",
+                        crate::text::escape(other),
+                        QUERY.join(", ")
+                    ))
+                    .field(other.to_owned()))
+                }
+            }
+        }
+        Ok(q)
+    }
+}

@@ -1,57 +1,119 @@
-//! Group commit: the API's one writer of new messages.
+//! Group commit: how posted messages reach the queue.
 //!
-//! Connection threads validate their requests and hand the messages to `webhookd-ingest`, then
-//! wait. The writer takes everything waiting, stores it in one transaction with one fsync
-//! (`synchronous=FULL`), answers every waiter, and wakes the dispatcher in-process. So a `202`
-//! is only ever sent for a message on disk, and the fsync is shared by every concurrent request.
-//! Messages waiting for the writer are bounded by `api.ingest_queue`: beyond it a request is
-//! refused at once (429), so memory never grows with a flood.
+//! Connection threads validate their requests and hand the messages over as a [`Job`], then
+//! wait. The daemon's dispatcher, the one writer of the queue, takes every job waiting and stores
+//! them in its next cycle transaction, which commits with a sync of the log (`synchronous=FULL`)
+//! and may claim them in the same breath; then it answers each job. So a `202` is only ever sent
+//! for a message on disk, one fsync serves every concurrent request, and posting never contends
+//! with delivery for the database's write lock. Messages waiting for a cycle are bounded by
+//! `api.ingest_queue`: beyond it a request is refused at once (429), so memory never grows with a
+//! flood. A job dropped unanswered (the daemon is stopping) answers "stopping" by itself.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, Sender};
 
-use crate::config::Database;
-use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::store::{self, Access, Enqueued, Notice};
+use crate::store::Enqueued;
 
-/// The most messages in one transaction (a batch request is never split).
-const GROUP_MAX: usize = 10_000;
+/// The most messages the dispatcher takes into one cycle (a batch request is never split).
+pub(crate) const GROUP_MAX: usize = 10_000;
 
-/// What the writer answers.
+/// What a job is answered.
 pub(crate) type Answer = std::result::Result<Vec<Enqueued>, Failed>;
 
-/// Why a group was not stored (none of it was).
+/// Why a job was not stored (none of it was).
 #[derive(Debug, Clone)]
 pub(crate) struct Failed {
-    /// Another writer held the store too long: worth retrying.
+    /// Worth retrying: the store was busy, or the daemon is stopping.
     pub(crate) busy: bool,
     pub(crate) message: String,
 }
 
-struct Job {
-    messages: Vec<Message>,
-    reply: Sender<Answer>,
-}
-
-/// Why a submission was refused before it reached the writer.
+/// Why a submission was refused before it was queued.
 #[derive(Debug)]
 pub(crate) enum Refusal {
     /// `api.ingest_queue` messages are waiting already.
     Full,
-    /// The writer is gone (stopping).
+    /// The daemon no longer takes messages (stopping).
     Stopped,
 }
 
-/// The writer's handle; dropping every clone of the sender and `stop` end it.
-pub(crate) struct Writer {
-    tx: Sender<Job>,
+/// Where a job's answer goes. A mutex and a condition variable rather than a channel: a
+/// channel's receiver spins and yields before it sleeps, and with one waiter per connection (64
+/// or more, for a millisecond each) that spinning took a third of the CPU.
+#[derive(Default)]
+struct Reply {
+    answer: Mutex<Option<Answer>>,
+    ready: Condvar,
+}
+
+impl Reply {
+    fn send(&self, a: Answer) {
+        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(a);
+        self.ready.notify_one();
+    }
+
+    fn wait(&self) -> Answer {
+        let mut slot = self.answer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(a) = slot.take() {
+                return a;
+            }
+            slot = self
+                .ready
+                .wait(slot)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Messages of one request, waiting for a cycle; answered exactly once.
+pub(crate) struct Job {
+    messages: Vec<Message>,
+    count: usize,
+    reply: Arc<Reply>,
     waiting: Arc<AtomicUsize>,
-    limit: usize,
-    handle: Option<JoinHandle<()>>,
+    answered: bool,
+}
+
+impl Job {
+    /// The messages, moved out for the cycle (the job keeps their count).
+    pub(crate) fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages)
+    }
+
+    /// Peeks at the messages not yet taken.
+    pub(crate) fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Answers the waiting request.
+    pub(crate) fn answer(mut self, a: Answer) {
+        self.finish(a);
+    }
+
+    fn finish(&mut self, a: Answer) {
+        if !self.answered {
+            self.answered = true;
+            self.waiting.fetch_sub(self.count, Ordering::SeqCst);
+            self.reply.send(a);
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.finish(Err(Failed {
+            busy: true,
+            message: "the daemon is stopping; nothing was stored".into(),
+        }));
+    }
 }
 
 /// What connection threads submit through.
@@ -62,50 +124,22 @@ pub(crate) struct Submit {
     limit: usize,
 }
 
-impl Writer {
-    /// Opens its own connection to the store and starts `webhookd-ingest`.
-    ///
-    /// # Errors
-    /// The store's open errors, `Spawn`.
-    pub(crate) fn start(db: &Database, limit: usize, wake: Sender<Notice>) -> Result<Writer> {
-        let mut store = store::open_admin(db, Access::Write)?;
-        let (tx, rx) = unbounded::<Job>();
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let w = Arc::clone(&waiting);
-        let handle = crate::threads::spawn("webhookd-ingest", move || {
-            run(store.as_mut(), &rx, &w, &wake);
-        })?;
-        Ok(Writer {
-            tx,
-            waiting,
-            limit,
-            handle: Some(handle),
-        })
-    }
-
-    pub(crate) fn submitter(&self) -> Submit {
-        Submit {
-            tx: self.tx.clone(),
-            waiting: Arc::clone(&self.waiting),
-            limit: self.limit,
-        }
-    }
-
-    /// Commits what is waiting, then ends (every submitter must be gone: the server stopped).
-    pub(crate) fn stop(mut self) {
-        let Writer { tx, handle, .. } = &mut self;
-        drop(std::mem::replace(tx, unbounded().0));
-        if let Some(h) = handle.take() {
-            let _ = h.join();
-        }
-    }
+/// A new intake: the connection threads' end and the dispatcher's.
+pub(crate) fn intake(limit: usize) -> (Submit, Receiver<Job>) {
+    let (tx, rx) = unbounded();
+    let submit = Submit {
+        tx,
+        waiting: Arc::new(AtomicUsize::new(0)),
+        limit,
+    };
+    (submit, rx)
 }
 
 impl Submit {
     /// Stores `messages` (all or none) and waits until they are durable.
     ///
     /// # Errors
-    /// `Refusal` before anything was queued; the store's error (nothing stored) inside.
+    /// `Refusal` before anything was queued; the store's failure (nothing stored) inside.
     pub(crate) fn submit(&self, messages: Vec<Message>) -> std::result::Result<Answer, Refusal> {
         let n = messages.len();
         let queued = self
@@ -117,68 +151,19 @@ impl Submit {
         if !queued {
             return Err(Refusal::Full);
         }
-        let (reply, answer) = bounded(1);
-        if self.tx.send(Job { messages, reply }).is_err() {
-            self.waiting.fetch_sub(n, Ordering::SeqCst);
+        let reply = Arc::new(Reply::default());
+        let job = Job {
+            messages,
+            count: n,
+            reply: Arc::clone(&reply),
+            waiting: Arc::clone(&self.waiting),
+            answered: false,
+        };
+        if let Err(unsent) = self.tx.send(job) {
+            // The dispatcher is gone: answered (stopping) as the job drops; say it plainly.
+            drop(unsent);
             return Err(Refusal::Stopped);
         }
-        answer.recv().map_err(|_| Refusal::Stopped)
+        Ok(reply.wait())
     }
-}
-
-fn run(
-    store: &mut dyn store::Admin,
-    rx: &Receiver<Job>,
-    waiting: &AtomicUsize,
-    wake: &Sender<Notice>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut n = first.messages.len();
-        let mut group = vec![first];
-        while n < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(job) => {
-                    n += job.messages.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        crate::faults::before_ingest();
-        let result = commit(store, &group);
-        waiting.fetch_sub(n, Ordering::SeqCst);
-        match result {
-            Ok(answers) => {
-                let _ = wake.send(Notice::Messages);
-                for (job, answer) in group.into_iter().zip(answers) {
-                    let _ = job.reply.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                log::warn!("api: storing {n} messages failed, none stored: {e}");
-                let failed = Failed {
-                    busy: matches!(e, Error::Busy { .. }),
-                    message: e.to_string(),
-                };
-                for job in group {
-                    let _ = job.reply.send(Err(failed.clone()));
-                }
-            }
-        }
-    }
-}
-
-fn commit(store: &mut dyn store::Admin, group: &[Job]) -> Result<Vec<Vec<Enqueued>>> {
-    let now = crate::time::now_ms();
-    let mut inserter = store.inserter()?;
-    let mut answers = Vec::with_capacity(group.len());
-    for job in group {
-        let mut out = Vec::with_capacity(job.messages.len());
-        for m in &job.messages {
-            out.push(inserter.insert(m, now)?);
-        }
-        answers.push(out);
-    }
-    inserter.commit()?;
-    Ok(answers)
 }

@@ -1,8 +1,9 @@
 //! The HTTP API of `webhookd run`: JSON under `/v1`, `/healthz`, `/readyz` and `/metrics`, on a
 //! Unix socket (access: its file permissions).
 //!
-//! Threads: `webhookd-api` accepts, `webhookd-api-N` serve one connection each (at most
-//! `api.max_connections`), `webhookd-ingest` commits new messages in groups (`ingest`). Reads use
+//! Threads: `webhookd-api` (and `webhookd-api-tcp`) accept, `webhookd-api-N` serve one
+//! connection each (at most `api.max_connections`); posted messages go to the dispatcher, which
+//! stores them in groups (`ingest`). Reads use
 //! a small pool of read-only store connections; operator actions open their own, as the CLI does.
 //! The same operations and JSON views as the CLI (`ops`, `view`, `ingest::Request`).
 
@@ -20,7 +21,7 @@ mod wire;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
 use crate::counters::{Latencies, Published};
@@ -28,6 +29,7 @@ use crate::error::Result;
 use crate::store::{self, Access, Admin, Notice};
 pub(crate) use auth::{new_token, Scope};
 pub(crate) use client::{enqueue as enqueue_through, Sent};
+pub(crate) use ingest::{Failed, Job, GROUP_MAX};
 use server::Server;
 use stream::Listener;
 use wire::Limits;
@@ -35,7 +37,6 @@ use wire::Limits;
 /// The running API; `stop` ends it.
 pub(crate) struct Api {
     server: Server,
-    writer: ingest::Writer,
     context: Arc<Context>,
 }
 
@@ -53,16 +54,17 @@ pub(crate) struct Context {
 }
 
 impl Api {
-    /// Binds the socket and starts serving. `/readyz` answers 503 until `ready`.
+    /// Binds the socket and starts serving. `/readyz` answers 503 until `ready`. Posted messages
+    /// come out of the returned receiver, for the dispatcher to store.
     ///
     /// # Errors
-    /// `ApiSocket`, the store's open errors, `Spawn`.
+    /// `ApiListen`, `InvalidConfig` (tokens, TLS files), `Spawn`.
     pub(crate) fn start(
         config: &Config,
         published: Published,
         latencies: &Latencies,
         wake: Sender<Notice>,
-    ) -> Result<Api> {
+    ) -> Result<(Api, Receiver<Job>)> {
         let path = config.api.socket_path(&config.db);
         let mut listeners = Vec::new();
         if config.api.socket.is_none() && path.as_os_str().len() > 107 {
@@ -93,13 +95,13 @@ impl Api {
             }
             _ => auth::Tokens::default(),
         };
-        let writer = ingest::Writer::start(&config.db, config.api.ingest_queue, wake.clone())?;
+        let (submit, jobs) = ingest::intake(config.api.ingest_queue);
         let context = Arc::new(Context {
             config: SharedConfig(Arc::new(RwLock::new((
                 Arc::new(config.clone()),
                 Arc::new(tokens),
             )))),
-            submit: writer.submitter(),
+            submit,
             readers: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -117,11 +119,7 @@ impl Api {
         };
         let handler: Arc<dyn wire::Handler> = context.clone();
         let server = Server::start(listeners, handler, limits)?;
-        Ok(Api {
-            server,
-            writer,
-            context,
-        })
+        Ok((Api { server, context }, jobs))
     }
 
     /// The daemon is delivering: `/readyz` answers 200.
@@ -139,13 +137,11 @@ impl Api {
         self.context.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// Closes the socket and idle connections, answers requests being handled (committing
-    /// accepted messages), and joins every thread.
+    /// Closes the socket and idle connections, answers requests being handled, and joins every
+    /// thread. The dispatcher must have answered (or dropped) every job first.
     pub(crate) fn stop(self, config: &Config) {
         self.stopping();
         self.server.stop();
-        drop(self.context);
-        self.writer.stop();
         let path = config.api.socket_path(&config.db);
         let _ = std::fs::remove_file(path);
     }

@@ -59,6 +59,8 @@ pub(super) struct Dispatcher {
     pub(super) latencies: Latencies,
     /// The API's copy of the configuration, replaced on reload.
     pub(super) api_config: crate::api::SharedConfig,
+    /// Messages posted to the API, stored by the next cycle.
+    pub(super) intake: Vec<crate::api::Job>,
     /// The totals the last periodic log line was about.
     pub(super) logged: Totals,
 }
@@ -71,6 +73,7 @@ impl Dispatcher {
         done: &Receiver<Finished>,
         control: &Receiver<Control>,
         notices: &Receiver<Notice>,
+        ingest: &Receiver<crate::api::Job>,
         reload: Reload<'_>,
     ) -> &'static str {
         let mut notices = notices.clone();
@@ -116,6 +119,7 @@ impl Dispatcher {
                     }
                 },
                 recv(done) -> f => if let Ok(f) = f { self.finished.push(f) },
+                recv(ingest) -> job => if let Ok(job) = job { self.take_posts(job, ingest) },
                 default(timeout) => {}
             }
             self.finished.extend(done.try_iter());
@@ -170,6 +174,23 @@ impl Dispatcher {
         }
     }
 
+    /// Takes `job` and every other posted message waiting (up to `GROUP_MAX`) for the next cycle,
+    /// and wants their endpoints claimed: a message due now may be claimed in the same cycle.
+    pub(super) fn take_posts(&mut self, job: crate::api::Job, ingest: &Receiver<crate::api::Job>) {
+        let mut count: usize = self.intake.iter().map(crate::api::Job::len).sum();
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            count += job.len();
+            for m in job.messages() {
+                self.endpoints.want_named(m.endpoint.as_deref());
+            }
+            self.intake.push(job);
+            if count < crate::api::GROUP_MAX {
+                next = ingest.try_recv().ok();
+            }
+        }
+    }
+
     /// Publishes the snapshot, and `STATUS=` for `systemctl status` from it.
     pub(super) fn report_status(&self) {
         self.publish();
@@ -207,6 +228,7 @@ impl Dispatcher {
         };
         if self.finished.is_empty()
             && claims.is_empty()
+            && self.intake.is_empty()
             && !self.take_enables
             && !self.endpoints.health_due(now)
         {
@@ -251,14 +273,39 @@ impl Dispatcher {
             .map(|f| decide(f, &self.config.retry, &self.endpoints, now, fastrand::f64()))
             .unzip();
         let health = self.endpoints.health_to_save(now, save_all);
+        let mut posts = std::mem::take(&mut self.intake);
+        let inserts: Vec<crate::message::Message> =
+            posts.iter_mut().flat_map(|j| j.take_messages()).collect();
+        if !inserts.is_empty() {
+            crate::faults::before_ingest();
+        }
         let cycle = Cycle {
             outcomes: &outcomes,
             released,
             claims,
             health: &health,
             take_enables: self.take_enables,
+            inserts: &inserts,
         };
-        let claimed = self.queue.cycle(&cycle, now)?;
+        let mut claimed = match self.queue.cycle(&cycle, now) {
+            Ok(c) => c,
+            Err(e) => {
+                // Nothing was stored: every waiting request hears so now (and may retry).
+                let failed = crate::api::Failed {
+                    busy: matches!(e, crate::error::Error::Busy { .. }),
+                    message: e.to_string(),
+                };
+                for job in posts {
+                    job.answer(Err(failed.clone()));
+                }
+                return Err(e);
+            }
+        };
+        let mut stored = std::mem::take(&mut claimed.inserted).into_iter();
+        for job in posts {
+            let n = job.len();
+            job.answer(Ok(stored.by_ref().take(n).collect()));
+        }
         self.endpoints.saved(&health, now);
         self.take_enables = false;
         let finished = std::mem::take(&mut self.finished);
@@ -402,7 +449,7 @@ impl Dispatcher {
         let mut last_renew = None::<Instant>;
         loop {
             self.finished.extend(done.try_iter());
-            if !self.finished.is_empty() || !released.is_empty() {
+            if !self.finished.is_empty() || !released.is_empty() || !self.intake.is_empty() {
                 match self.record(&released, &[], true, crate::time::now_ms()) {
                     Ok(_) => released.clear(),
                     Err(e) => {

@@ -107,7 +107,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let listener = coordination.listen(notice_tx.clone())?;
     let published = Published::default();
     let latencies = Latencies::default();
-    let api = Api::start(config, published.clone(), &latencies, notice_tx)?;
+    let (api, posts) = Api::start(config, published.clone(), &latencies, notice_tx)?;
     let maintenance = coordination.maintain()?;
 
     // Unbounded: the dispatcher itself never has more than `capacity` jobs unfinished.
@@ -146,17 +146,22 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         published,
         latencies,
         api_config: api.config_handle(),
+        intake: Vec::new(),
         logged: crate::counters::Totals::default(),
     };
     dispatcher.report_status();
     dispatcher.watchdog.ping();
-    let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx, &notice_rx, reload);
+    let reason = dispatcher.deliver(&jobs_tx, &done_rx, &control_rx, &notice_rx, &posts, reload);
     let stop_by = Instant::now() + dispatcher.config.shutdown_timeout;
     log::info!("{reason}: stopping; waiting for requests in flight");
     systemd::stopping();
-    // New messages are refused from now on; those accepted are committed before it returns.
-    api.stop(&dispatcher.config);
+    // Posts are refused (503) from now on; those already queued are stored by the drain's first
+    // cycle, and any sent after this are answered "stopping" as they drop.
+    api.stopping();
+    dispatcher.intake.extend(posts.try_iter());
+    drop(posts);
     let drained = dispatcher.drain(jobs_tx, &jobs_rx, &done_rx, stop_by);
+    api.stop(&dispatcher.config);
     let grace = if drained.abandoned > 0 {
         Duration::ZERO
     } else {

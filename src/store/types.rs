@@ -62,6 +62,9 @@ pub(crate) struct Cycle<'a> {
     pub(crate) health: &'a [Health],
     /// Take the endpoints an operator asked to enable (`webhookd endpoints enable`).
     pub(crate) take_enables: bool,
+    /// New messages (posted to the API), stored first and durably: a cycle with inserts commits
+    /// with a sync of the log, as an enqueue does, and may claim them at once.
+    pub(crate) inserts: &'a [crate::message::Message],
 }
 
 /// What a cycle claimed and learnt.
@@ -75,6 +78,8 @@ pub(crate) struct Claimed {
     pub(crate) next_due: Vec<(i64, Option<i64>)>,
     /// Endpoints to enable.
     pub(crate) enabled: Vec<i64>,
+    /// What each of `Cycle::inserts` became, in order.
+    pub(crate) inserted: Vec<Enqueued>,
 }
 
 /// Messages per state. `pending` includes the `scheduled` ones (due in the future).

@@ -241,19 +241,26 @@ impl Bench {
             self.fail(format!("{name}: {bad} batches refused"));
         }
         d.stop();
-        self.api_mixed();
+        let rates: &[u64] = if self.args.quick {
+            &[2_000]
+        } else {
+            &[2_500, 5_000, 7_500, 10_000]
+        };
+        for rate in rates {
+            self.api_mixed(*rate);
+        }
     }
 
-    /// 10,000 messages a second through the API while the daemon delivers them.
-    fn api_mixed(&mut self) {
-        let rate: u64 = 10_000;
+    /// `rate` messages a second through the API (64 paced clients) while the daemon delivers
+    /// them to a receiver on the same machine.
+    fn api_mixed(&mut self, rate: u64) {
         let secs: u64 = if self.args.quick { 1 } else { 10 };
         let rx = Receiver::start(Behaviour::default());
         let w = Work::new(&self.args.dir, "api-mixed", 16);
         let mut d = w.daemon();
         let target = Target::Unix(socket(&w.db));
         let n = rate * secs;
-        let clients = 16u64;
+        let clients = 64u64;
         let start = Instant::now();
         let url = rx.url();
         let refused = Arc::new(AtomicU64::new(0));

@@ -186,6 +186,18 @@ impl Endpoints {
         }
     }
 
+    /// Like `want`, by name (`None`: plain URLs).
+    pub(crate) fn want_named(&mut self, name: Option<&str>) {
+        match name {
+            None => self.want(0),
+            Some(n) => {
+                if let Some(rt) = self.by_id.values_mut().find(|rt| rt.name == n) {
+                    rt.want = true;
+                }
+            }
+        }
+    }
+
     /// A retry of endpoint `id` is due at `due_at`.
     pub(crate) fn due(&mut self, id: i64, due_at: i64) {
         if let Some(rt) = self.by_id.get_mut(&id) {

@@ -71,7 +71,31 @@ impl Inserter<'_> {
     /// # Errors
     /// `Db`/`Busy`.
     pub(crate) fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
+        insert(&self.tx, self.store_path, &mut self.endpoints, m, now)
+    }
+
+    /// Commits every insert durably.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`; nothing is stored then.
+    pub(crate) fn commit(self) -> Result<()> {
         let path = self.store_path;
+        self.tx
+            .commit()
+            .map_err(|e| wrap(path, "commit enqueue", e))
+    }
+}
+
+/// Inserts one message in the open transaction on `conn` (the enqueue's, or the daemon's cycle);
+/// `endpoints` caches endpoint ids by name.
+pub(super) fn insert(
+    conn: &rusqlite::Connection,
+    path: &std::path::Path,
+    endpoints: &mut std::collections::HashMap<String, i64>,
+    m: &Message,
+    now: i64,
+) -> Result<Enqueued> {
+    {
         let e = |op| move |source| wrap(path, op, source);
         let uuid = Uuid::now_v7();
         // `created_at` is the time in the uuid, so that filters on it are uuid ranges.
@@ -79,12 +103,19 @@ impl Inserter<'_> {
         let due = now.saturating_add(crate::time::duration_ms(m.delay));
         let endpoint = match &m.endpoint {
             None => 0,
-            Some(name) => self.endpoint_id(name)?,
+            Some(name) => match endpoints.get(name) {
+                Some(id) => *id,
+                None => {
+                    let id =
+                        endpoint_id(conn, name).map_err(|e| wrap(path, "look up endpoint", e))?;
+                    endpoints.insert(name.clone(), id);
+                    id
+                }
+            },
         };
         let state = match &m.lane {
             Some(lane) => {
-                let busy: bool = self
-                    .tx
+                let busy: bool = conn
                     .prepare_cached(LANE_BUSY)
                     .and_then(|mut s| s.query_row(params![lane, m.lane_dead_blocks], |r| r.get(0)))
                     .map_err(e("look up ordered lane"))?;
@@ -96,8 +127,7 @@ impl Inserter<'_> {
             }
             None => PENDING,
         };
-        let inserted = self
-            .tx
+        let inserted = conn
             .prepare_cached(INSERT_MESSAGE)
             .and_then(|mut s| {
                 s.execute(params![
@@ -114,8 +144,7 @@ impl Inserter<'_> {
             .map_err(e("insert message"))?;
         if inserted == 0 {
             type First = ([u8; 16], i64, i64, String, String, String, Vec<u8>);
-            let first: First = self
-                .tx
+            let first: First = conn
                 .prepare_cached(SELECT_BY_KEY)
                 .and_then(|mut s| {
                     s.query_row([&m.key], |r| {
@@ -149,9 +178,8 @@ impl Inserter<'_> {
                     && body == m.body,
             });
         }
-        let seq = self.tx.last_insert_rowid();
-        self.tx
-            .prepare_cached(INSERT_PAYLOAD)
+        let seq = conn.last_insert_rowid();
+        conn.prepare_cached(INSERT_PAYLOAD)
             .and_then(|mut s| {
                 s.execute(params![
                     seq,
@@ -168,27 +196,5 @@ impl Inserter<'_> {
             state: super::codes::state(state).map_err(e("read state"))?,
             same_request: true,
         })
-    }
-
-    /// The id of endpoint `name`, created at its first use.
-    fn endpoint_id(&mut self, name: &str) -> Result<i64> {
-        if let Some(id) = self.endpoints.get(name) {
-            return Ok(*id);
-        }
-        let id = endpoint_id(&self.tx, name)
-            .map_err(|e| wrap(self.store_path, "look up endpoint", e))?;
-        self.endpoints.insert(name.to_owned(), id);
-        Ok(id)
-    }
-
-    /// Commits every insert durably.
-    ///
-    /// # Errors
-    /// `Db`/`Busy`; nothing is stored then.
-    pub(crate) fn commit(self) -> Result<()> {
-        let path = self.store_path;
-        self.tx
-            .commit()
-            .map_err(|e| wrap(path, "commit enqueue", e))
     }
 }

@@ -196,6 +196,25 @@ impl Store {
     /// # Errors
     /// `Db`/`Busy`; the transaction is rolled back and nothing changes.
     pub(crate) fn cycle(&mut self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
+        if c.inserts.is_empty() {
+            return self.cycle_in_tx(c, now);
+        }
+        // New messages must be on disk when the cycle returns: this commit syncs the log (and
+        // with it every commit before it), the others do not (see the module's Durability).
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(|e| self.err("set synchronous", e))?;
+        let result = self.cycle_in_tx(c, now);
+        let restored = self
+            .conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .map_err(|e| self.err("set synchronous", e));
+        let out = result?;
+        restored?;
+        Ok(out)
+    }
+
+    fn cycle_in_tx(&mut self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
         let path = &self.path;
         let e = |op| move |source| wrap(path, op, source);
         let tx = self
@@ -203,6 +222,14 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e("begin"))?;
         let mut out = Claimed::default();
+        if !c.inserts.is_empty() {
+            let mut endpoints = std::collections::HashMap::new();
+            out.inserted = c
+                .inserts
+                .iter()
+                .map(|m| super::insert::insert(&tx, path, &mut endpoints, m, now))
+                .collect::<Result<_>>()?;
+        }
         if !c.outcomes.is_empty() {
             record(&tx, c.outcomes, now, self.owner, &mut out.cancelled)
                 .map_err(e("record outcome"))?;

@@ -63,6 +63,7 @@ pub(crate) fn cyc(
         limit: claim,
     }];
     let c = Cycle {
+        inserts: &[],
         outcomes,
         released,
         claims: &claims,

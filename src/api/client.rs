@@ -24,12 +24,21 @@ pub(crate) enum Sent {
     NoDaemon,
 }
 
-/// Posts `request` (a JSON message) to the API on `socket`.
+/// Posts `request` (a JSON message for the queue `db`) to the API on `socket`. Only a daemon
+/// that serves `db` takes it: another one (a CLI given another `--db`) answers 421, and the
+/// message goes to `db` directly.
 ///
 /// # Errors
 /// `InvalidInput` when the daemon refuses the message (its configuration differs from this
-/// one), `Busy`-like `Write` errors when it does not answer.
-pub(crate) fn enqueue(socket: &Path, request: &Value) -> Result<Sent> {
+/// one), `Write` when it does not answer.
+pub(crate) fn enqueue(socket: &Path, db: &Path, request: &Value) -> Result<Sent> {
+    // A database that does not exist yet has no daemon.
+    let Ok(db) = std::fs::canonicalize(db) else {
+        return Ok(Sent::NoDaemon);
+    };
+    let Some(db) = db.to_str().filter(|d| !d.contains(['\r', '\n'])) else {
+        return Ok(Sent::NoDaemon);
+    };
     let Ok(mut stream) = UnixStream::connect(socket) else {
         return Ok(Sent::NoDaemon);
     };
@@ -42,7 +51,7 @@ pub(crate) fn enqueue(socket: &Path, request: &Value) -> Result<Sent> {
     };
     let body = serde_json::to_vec(request).expect("JSON serializes");
     let mut raw = format!(
-        "POST /v1/messages HTTP/1.1\r\nhost: webhookd\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "POST /v1/messages HTTP/1.1\r\nhost: webhookd\r\ncontent-type: application/json\r\nwebhookd-db: {db}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -103,7 +112,7 @@ pub(crate) fn enqueue(socket: &Path, request: &Value) -> Result<Sent> {
     match status {
         202 => stored(v.get("created") != Some(&Value::Bool(false)), true),
         409 => stored(false, false),
-        429 | 503 => Ok(Sent::NoDaemon),
+        421 | 429 | 503 => Ok(Sent::NoDaemon),
         _ => Err(Error::input(format!(
             "the running daemon refused the message ({status}): {}",
             crate::text::escape(field("detail"))

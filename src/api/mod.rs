@@ -51,6 +51,9 @@ pub(crate) struct Context {
     metrics: metrics::Metrics,
     published: Published,
     wake: Sender<Notice>,
+    /// The queue's file, resolved: `webhookd enqueue` names the one it means (`Webhookd-Db`), so
+    /// that a CLI given another `--db` never posts into this daemon's queue.
+    db: Option<std::path::PathBuf>,
 }
 
 impl Api {
@@ -108,6 +111,9 @@ impl Api {
             metrics: metrics::Metrics::new(latencies),
             published,
             wake,
+            db: match &config.db {
+                crate::config::Database::Sqlite(p) => std::fs::canonicalize(p).ok(),
+            },
         });
         let a = &config.api;
         let limits = Limits {

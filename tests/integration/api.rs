@@ -705,3 +705,47 @@ fn enqueue_goes_through_a_running_daemons_socket() {
     let (code, _) = env.fail(&["enqueue", "http://127.0.0.1:9/x", "--delay", "soon"]);
     assert_eq!(code, 64);
 }
+
+/// A CLI given another `--db` with the same config (so the same `api.socket`) must not post into
+/// this daemon's queue: the daemon answers 421 and the message goes to the named database.
+#[test]
+fn enqueue_for_another_database_is_not_taken_by_this_daemon() {
+    let env = TestEnv::new("api-other-db");
+    let sock = env.dir.join("shared.sock");
+    env.write_config(&format!(
+        "{FAST}\n[api]\nsocket = {:?}\n",
+        sock.display().to_string()
+    ));
+    let _d = env.daemon();
+    let other = env.dir.join("other.db");
+    let other_s = other.display().to_string();
+    // The other database exists (so the CLI might think a daemon serves it).
+    env.ok(&[
+        "--db",
+        &other_s,
+        "enqueue",
+        "http://127.0.0.1:9/a",
+        "--delay",
+        "1h",
+    ]);
+    let uuid = env.ok(&[
+        "--db",
+        &other_s,
+        "enqueue",
+        "http://127.0.0.1:9/b",
+        "--delay",
+        "1h",
+    ]);
+    let uuid = uuid.trim();
+    assert_eq!(
+        call(&sock, "GET", &format!("/v1/messages/{uuid}"), None).status,
+        404
+    );
+    let shown = env.ok(&["--db", &other_s, "show", uuid, "--json"]);
+    assert!(shown.contains(uuid));
+    assert_eq!(
+        env.status()["queue"]["pending"],
+        0,
+        "nothing went to the daemon's queue"
+    );
+}

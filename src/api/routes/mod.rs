@@ -136,7 +136,9 @@ impl Context {
                     .retry_after(5)),
             );
         }
-        let p = param.unwrap_or("");
+        // A path parameter may be percent-encoded (an endpoint name with a space).
+        let decoded = param.map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy());
+        let p = decoded.as_deref().unwrap_or("");
         let answer = match (pattern, m) {
             ("/healthz", _) => Ok(json(200, &Status { status: "ok" })),
             ("/readyz", _) => self.readyz(),

@@ -21,6 +21,13 @@ const MAX_BATCH: usize = 10_000;
 impl Context {
     pub(super) fn enqueue_one(&self, r: &Request) -> Answer {
         content_type(r, false)?;
+        if let Some(db) = r.header("webhookd-db") {
+            if self.db.as_deref() != Some(std::path::Path::new(db)) {
+                return Err(Problem::new(421, "misdirected request").detail(
+                    "this daemon serves another database than the one named in Webhookd-Db",
+                ));
+            }
+        }
         let mut object = match serde_json::from_slice::<Value>(&r.body) {
             Ok(Value::Object(o)) => o,
             Ok(_) => return Err(bad("the body must be a JSON object (one message)")),

@@ -172,6 +172,9 @@ pub(crate) fn parse_time(s: &str, now: i64) -> Result<i64, String> {
 /// Splits `2026-12-01T11:00:00+01:00` into the local time and the offset (ms east of UTC).
 fn split_offset(t: &str) -> Option<(&str, i64)> {
     let at = t.len().checked_sub(6)?;
+    if !t.is_char_boundary(at) {
+        return None;
+    }
     let (local, offset) = t.split_at(at);
     let sign = match offset.as_bytes()[0] {
         b'+' => 1,

@@ -108,7 +108,7 @@ impl Tokens {
             let scopes = Scope::parse_list(scopes).map_err(|m| at(&m))?;
             let digest = hashed
                 .strip_prefix("sha256:")
-                .filter(|h| h.len() == 64)
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
                 .and_then(|h| {
                     (0..32)
                         .map(|j| u8::from_str_radix(&h[2 * j..2 * j + 2], 16).ok())
@@ -236,6 +236,7 @@ mod tests {
             ("a b", "line 1: expected"),
             ("a write sha256:00", "unknown scope"),
             ("a read md5:00", "64 hex"),
+            (&format!("a read sha256:{}é", "0".repeat(62)), "64 hex"),
             (
                 &format!("{line}\n{line}"),
                 "line 2: token name \"billing\" is used twice",

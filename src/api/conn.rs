@@ -59,12 +59,24 @@ impl<'a> Connection<'a> {
         loop {
             match self.next() {
                 Ok((request, keep_alive, reserved)) => {
-                    let response = self.shared.handler.handle(request);
+                    let head_only = request.method == "HEAD";
+                    // A handler that panics answers 500 and leaves the connection's thread, its
+                    // slot and its body reservation intact.
+                    let handler = &self.shared.handler;
+                    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        handler.handle(request)
+                    }))
+                    .unwrap_or_else(|_| {
+                        log::error!("api: a request handler panicked; answered 500");
+                        Problem::new(500, "internal error")
+                            .detail("the request could not be handled")
+                            .response()
+                    });
                     self.shared.buffered.fetch_sub(reserved, Ordering::SeqCst);
                     let keep_alive = keep_alive && !self.shared.stopping.load(Ordering::SeqCst);
                     if self
                         .stream
-                        .write_all(&encode(&response, !keep_alive))
+                        .write_all(&encode(&response, !keep_alive, head_only))
                         .is_err()
                         || !keep_alive
                     {
@@ -73,7 +85,7 @@ impl<'a> Connection<'a> {
                 }
                 Err(Fail::Gone) => return,
                 Err(Fail::Answer(response)) => {
-                    let _ = self.stream.write_all(&encode(&response, true));
+                    let _ = self.stream.write_all(&encode(&response, true, false));
                     return;
                 }
             }
@@ -172,6 +184,13 @@ impl<'a> Connection<'a> {
 
     fn body(&mut self, head: &Head) -> std::result::Result<(Vec<u8>, usize), Fail> {
         let limits = self.shared.limits;
+        // One framing header, given once: a second (even equal) one is how requests are smuggled
+        // past a proxy that reads the other.
+        if head.count("transfer-encoding") > 1 || head.count("content-length") > 1 {
+            return Err(bad_request(
+                "Transfer-Encoding or Content-Length given more than once".into(),
+            ));
+        }
         let te = head.get("transfer-encoding");
         let cl = head.get("content-length");
         let length = match (te, cl) {
@@ -332,6 +351,10 @@ impl Head {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    fn count(&self, name: &str) -> usize {
+        self.headers.iter().filter(|(n, _)| n == name).count()
     }
 
     fn keep_alive(&self) -> bool {

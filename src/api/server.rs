@@ -172,6 +172,11 @@ fn hand_over(shared: &Arc<Shared>, stream: Stream) {
 }
 
 fn refuse(mut stream: Stream, max: usize) {
+    // A TLS answer would need the handshake first, read on this (the accepting) thread: a client
+    // that sends nothing would stall every later connection. It is closed instead.
+    if matches!(stream, Stream::Tls(_)) {
+        return;
+    }
     let r = Problem::new(503, "too many connections")
         .detail(format!(
             "{max} connections are being served (api.max_connections); try again"
@@ -179,7 +184,7 @@ fn refuse(mut stream: Stream, max: usize) {
         .retry_after(1)
         .response();
     stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = stream.write_all(&encode(&r, true));
+    let _ = stream.write_all(&encode(&r, true, false));
 }
 
 fn worker(shared: &Arc<Shared>) {

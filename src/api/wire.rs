@@ -54,8 +54,9 @@ pub(crate) trait Handler: Send + Sync {
     fn handle(&self, request: Request) -> Response;
 }
 
-/// The bytes of a response.
-pub(super) fn encode(r: &Response, close: bool) -> Vec<u8> {
+/// The bytes of a response; `head_only`: its head alone (an answer to HEAD keeps the length of
+/// the body it leaves out).
+pub(super) fn encode(r: &Response, close: bool, head_only: bool) -> Vec<u8> {
     let reason = http::StatusCode::from_u16(r.status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -75,6 +76,8 @@ pub(super) fn encode(r: &Response, close: bool) -> Vec<u8> {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&r.body);
+    if !head_only {
+        out.extend_from_slice(&r.body);
+    }
     out
 }

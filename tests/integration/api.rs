@@ -255,6 +255,30 @@ fn protocol_errors_are_problems() {
     c.send_raw(raw.as_bytes());
     assert_eq!(c.read_answer().unwrap().status, 431);
 
+    // A duplicate framing header is refused (request smuggling); HEAD gets a head only, so the
+    // next answer on the connection still parses; a query the CLI's parser would choke on is a
+    // 400, and the server goes on.
+    let mut c = Client::connect(&sock);
+    c.send_raw(b"POST /v1/messages HTTP/1.1\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\n{}");
+    assert_eq!(c.read_answer().unwrap().status, 400);
+    let head = {
+        use std::io::{Read, Write};
+        let mut raw = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        raw.write_all(b"HEAD /v1/status HTTP/1.1\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut all = Vec::new();
+        raw.read_to_end(&mut all).unwrap();
+        String::from_utf8_lossy(&all).into_owned()
+    };
+    assert!(
+        head.starts_with("HTTP/1.1 405") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("content-length: "), "{head}");
+    let euro = call(&sock, "GET", "/v1/messages?since=%E2%82%AC00000", None);
+    assert_eq!(euro.status, 400, "{}", euro.text());
+    assert_eq!(call(&sock, "GET", "/healthz", None).status, 200);
+
     // Chunked bodies and pipelined requests are served in order.
     let mut c = Client::connect(&sock);
     let msg = br#"{"url":"http://127.0.0.1:9/c"}"#;

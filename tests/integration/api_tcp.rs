@@ -169,6 +169,26 @@ fn tcp_requests_need_a_token_with_the_scope() {
     assert_eq!(s, 200, "admin reads");
     let (s, _, _) = send(&a, "GET", &format!("{base}/nowhere"), None, None);
     assert_eq!(s, 401, "no token, no map of the API");
+    // The scope follows the route, not the raw path: a doubled slash is no way around it.
+    let dead = json!({"all": true});
+    for path in ["//v1/dlq/delete", "//v1/messages/cancel", "/v1//dlq/delete"] {
+        let (s, _, _) = send(
+            &a,
+            "POST",
+            &format!("{base}{path}"),
+            Some(&reader),
+            Some(dead.clone()),
+        );
+        assert!(s == 404 || s == 403, "{path}: {s}");
+    }
+    let (s, _, _) = send(
+        &a,
+        "POST",
+        &format!("{base}/v1/dlq/delete"),
+        Some(&reader),
+        Some(dead),
+    );
+    assert_eq!(s, 403);
 }
 
 #[test]
@@ -243,4 +263,64 @@ fn tls_listener_serves_https_and_bad_listeners_are_refused() {
         .get(format!("http://127.0.0.1:{port}/healthz"))
         .call();
     assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200);
+}
+
+/// Beyond `api.max_connections` a TLS connection is closed at once, without a handshake on the
+/// accepting thread: a client that sends nothing cannot stall the connections after it.
+#[test]
+fn a_full_tls_listener_closes_extra_connections_without_stalling() {
+    use std::io::Read;
+    let env = TestEnv::new("api-tls-full");
+    let (producer, line) = token(&env, "producer", &["enqueue"]);
+    let tokens = env.dir.join("api-tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (env.dir.join("api.crt"), env.dir.join("api.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let port = free_port();
+    env.write_config(&format!(
+        "{FAST}\n[api]\nmax_connections = 2\nlisten = \"127.0.0.1:{port}\"\ntokens_file = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n",
+        tokens.display().to_string(),
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    ));
+    let _d = env.daemon();
+    let addr = format!("127.0.0.1:{port}");
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..2 {
+        let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(extra.read(&mut buf).unwrap(), 0, "closed at once");
+    }
+    drop(held);
+    let ca = ureq::tls::Certificate::from_pem(cert.pem().as_bytes()).unwrap();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+            ca,
+        ])))
+        .build();
+    let a: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into();
+    let body = serde_json::to_vec(&json!({"url": "http://127.0.0.1:9/x", "delay": "1h"})).unwrap();
+    wait_until(Duration::from_secs(5), "a slot again", || {
+        a.post(format!("https://{addr}/v1/messages"))
+            .header("authorization", &format!("Bearer {producer}"))
+            .header("content-type", "application/json")
+            .send(&body[..])
+            .is_ok_and(|r| r.status().as_u16() == 202)
+    });
 }

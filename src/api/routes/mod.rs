@@ -18,7 +18,8 @@ mod read;
 
 impl Handler for Context {
     fn handle(&self, request: Request) -> Response {
-        let (route, answer) = match self.authorize(&request) {
+        let pattern = resolve(&request.path).map(|(p, _, _)| p);
+        let (route, answer) = match self.authorize(&request, pattern) {
             Ok(()) => self.route(&request),
             Err(p) => ("unauthorized", Err(p)),
         };
@@ -68,7 +69,8 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
 
 /// The route `path` matches (a literal segment wins over a parameter) and its parameter.
 fn resolve(path: &str) -> Option<(&'static str, &'static [&'static str], Option<&str>)> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // Exactly one leading slash: `//v1/...` is no route (and so never a way around a scope).
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let mut with_param = None;
     for (pattern, methods) in ROUTES {
         let parts: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
@@ -96,19 +98,20 @@ fn resolve(path: &str) -> Option<(&'static str, &'static [&'static str], Option<
 }
 
 impl Context {
-    /// Over TCP, a token with the scope the request needs: `enqueue` to post messages, `admin`
+    /// Over TCP, a token with the scope the route needs: `enqueue` to post messages, `admin`
     /// for every other change, `read` for the rest (but `/healthz` and `/readyz`, open to load
-    /// balancers). Over the Unix socket the file permissions decided already.
-    fn authorize(&self, r: &Request) -> Result<(), Problem> {
+    /// balancers; an unknown path needs `read`, so that it is not a map of the API). Decided on
+    /// the resolved route, never on the raw path. Over the Unix socket the file permissions
+    /// decided already.
+    fn authorize(&self, r: &Request, route: Option<&'static str>) -> Result<(), Problem> {
         if r.peer != Peer::Tcp {
             return Ok(());
         }
-        let needed = match (r.method.as_str(), r.path.as_str()) {
-            (_, "/healthz" | "/readyz") => return Ok(()),
-            ("POST", "/v1/messages" | "/v1/messages/batch") => Scope::Enqueue,
-            ("GET", _) => Scope::Read,
-            (_, p) if p.starts_with("/v1/") => Scope::Admin,
-            _ => Scope::Read,
+        let needed = match (route, r.method.as_str()) {
+            (Some("/healthz" | "/readyz"), _) => return Ok(()),
+            (Some("/v1/messages" | "/v1/messages/batch"), "POST") => Scope::Enqueue,
+            (Some(_) | None, "GET") | (None, _) => Scope::Read,
+            (Some(_), _) => Scope::Admin,
         };
         self.config
             .tokens()
@@ -233,6 +236,7 @@ mod tests {
             assert_eq!((found, m), (*pattern, *methods), "{path}");
         }
         assert!(resolve("/v1/nowhere").is_none() && resolve("/v1/messages/").is_none());
+        assert!(resolve("//v1/dlq/delete").is_none() && resolve("v1/status").is_none());
         let message = names(&doc["components"]["schemas"]["Message"]["properties"]);
         let fields: BTreeSet<String> = crate::ingest::FIELDS
             .iter()

@@ -49,7 +49,13 @@ impl Listener {
             what: path.display().to_string(),
             reason,
         };
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(err(
+                    "a file that is not a socket is in the way (not removed)".into(),
+                ));
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(err("another process is listening on it".into()));
             }

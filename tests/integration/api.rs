@@ -773,3 +773,19 @@ fn enqueue_for_another_database_is_not_taken_by_this_daemon() {
         "nothing went to the daemon's queue"
     );
 }
+
+/// A file at `api.socket` that is not a socket is never removed: the daemon refuses to start.
+#[test]
+fn a_file_in_the_sockets_place_is_left_alone() {
+    let env = TestEnv::new("api-not-a-socket");
+    let path = env.dir.join("precious.txt");
+    std::fs::write(&path, "keep me").unwrap();
+    env.write_config(&format!(
+        "{FAST}\n[api]\nsocket = {:?}\n",
+        path.display().to_string()
+    ));
+    let (code, err) = env.fail(&["run"]);
+    assert_eq!(code, 74, "{err}");
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+}

@@ -133,28 +133,23 @@ impl Tokens {
         self.entries.len()
     }
 
-    /// Checks an `Authorization` header for `needed`.
-    ///
-    /// # Errors
-    /// 401 without a known token, 403 without the scope.
-    pub(crate) fn check(
-        &self,
-        authorization: Option<&str>,
-        needed: Scope,
-    ) -> std::result::Result<(), Problem> {
-        let unauthorized = |d: &str| {
-            Problem::new(401, "unauthorized")
-                .detail(d)
-                .header("www-authenticate", "Bearer")
-        };
-        let Some(value) = authorization else {
-            return Err(unauthorized("send Authorization: Bearer TOKEN"));
-        };
-        let token = value
+    /// Whether an `Authorization` header carries a known token (whatever its scopes).
+    pub(crate) fn known(&self, authorization: Option<&str>) -> bool {
+        self.entry(authorization).is_some()
+    }
+
+    /// The answer to a request without a known token.
+    pub(crate) fn unauthorized(&self) -> Problem {
+        Problem::new(401, "unauthorized")
+            .detail("send Authorization: Bearer TOKEN")
+            .header("www-authenticate", "Bearer")
+    }
+
+    fn entry(&self, authorization: Option<&str>) -> Option<&Entry> {
+        let token = authorization?
             .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("send Authorization: Bearer TOKEN"))?;
+            .or_else(|| authorization?.strip_prefix("bearer "))?
+            .trim();
         let presented = hash(token);
         // Compare every entry without stopping early.
         let mut found = None;
@@ -168,8 +163,20 @@ impl Tokens {
                 found = Some(e);
             }
         }
-        let Some(entry) = found else {
-            return Err(unauthorized("unknown token"));
+        found
+    }
+
+    /// Checks an `Authorization` header for `needed`.
+    ///
+    /// # Errors
+    /// 401 without a known token, 403 without the scope.
+    pub(crate) fn check(
+        &self,
+        authorization: Option<&str>,
+        needed: Scope,
+    ) -> std::result::Result<(), Problem> {
+        let Some(entry) = self.entry(authorization) else {
+            return Err(self.unauthorized());
         };
         let allowed = entry.scopes.contains(&needed)
             || (needed == Scope::Read && entry.scopes.contains(&Scope::Admin));

@@ -156,6 +156,15 @@ impl<'a> Connection<'a> {
             return Err(head_too_large());
         }
         self.buf.drain(..head.len);
+        // A client without a valid token never gets to send (and have buffered) a body.
+        let path = head.target.split('?').next().unwrap_or("");
+        if let Some(r) =
+            self.shared
+                .handler
+                .admit(self.stream.peer(), path, head.get("authorization"))
+        {
+            return Err(Fail::Answer(r));
+        }
         let keep_alive = head.keep_alive();
         let (body, reserved) = self.body(&head)?;
         let Head {

@@ -52,6 +52,12 @@ pub(crate) struct Response {
 /// What answers requests.
 pub(crate) trait Handler: Send + Sync {
     fn handle(&self, request: Request) -> Response;
+
+    /// Decides from the head alone, before any body is read or buffered, whether a request is
+    /// let in; `Some` answers it (and closes the connection).
+    fn admit(&self, _peer: Peer, _path: &str, _authorization: Option<&str>) -> Option<Response> {
+        None
+    }
 }
 
 /// The bytes of a response; `head_only`: its head alone (an answer to HEAD keeps the length of

@@ -189,6 +189,19 @@ fn tcp_requests_need_a_token_with_the_scope() {
         Some(dead),
     );
     assert_eq!(s, 403);
+    // Without a known token the body is never read: a 16 MB promise is answered 401 at once.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        raw.write_all(b"POST /v1/messages HTTP/1.1\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: 16000000\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = raw.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(!answer.contains("100 Continue"), "{answer}");
+    }
 }
 
 #[test]

@@ -17,6 +17,18 @@ mod post;
 mod read;
 
 impl Handler for Context {
+    fn admit(&self, peer: Peer, path: &str, authorization: Option<&str>) -> Option<Response> {
+        if peer != Peer::Tcp || matches!(path, "/healthz" | "/readyz") {
+            return None;
+        }
+        let tokens = self.config.tokens();
+        if tokens.known(authorization) {
+            return None;
+        }
+        self.metrics.request("unauthorized", 401);
+        Some(tokens.unauthorized().response())
+    }
+
     fn handle(&self, request: Request) -> Response {
         let pattern = resolve(&request.path).map(|(p, _, _)| p);
         let (route, answer) = match self.authorize(&request, pattern) {

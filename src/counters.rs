@@ -146,6 +146,8 @@ fn attempt_histogram() -> Histogram {
 pub(crate) struct Latencies {
     /// Attempt durations by endpoint name (`""`: plain URLs).
     pub(crate) attempt: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Due time to attempt start.
+    pub(crate) lag: Histogram,
     /// Enqueue (the uuid's time) to delivery.
     pub(crate) end_to_end: Histogram,
 }
@@ -154,6 +156,7 @@ impl Default for Latencies {
     fn default() -> Latencies {
         Latencies {
             attempt: Family::new_with_constructor(attempt_histogram),
+            lag: Histogram::new(END_TO_END_BUCKETS),
             end_to_end: Histogram::new(END_TO_END_BUCKETS),
         }
     }

@@ -107,6 +107,8 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     /// An endpoint's message without a path: it goes to the endpoint's own URL.
     pub(crate) to_endpoint_url: bool,
+    /// When it was due (ms): the delivery lag runs from here to the attempt's start.
+    pub(crate) due_at: i64,
 }
 
 /// An endpoint's circuit, as its health records it.

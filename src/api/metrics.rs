@@ -99,6 +99,12 @@ impl Metrics {
             latencies.attempt.clone(),
         );
         r.register_with_unit(
+            "delivery_lag",
+            "From a message's due time to the start of its attempt",
+            Unit::Seconds,
+            latencies.lag.clone(),
+        );
+        r.register_with_unit(
             "end_to_end",
             "From enqueue to delivery",
             Unit::Seconds,

@@ -339,6 +339,13 @@ impl Dispatcher {
         let endpoint = self.endpoints.config(f.endpoint).map(|c| c.name.clone());
         self.latencies
             .attempt(endpoint.as_deref().unwrap_or(""), f.duration.as_secs_f64());
+        let started_ms = f
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.latencies
+            .lag
+            .observe((started_ms - f.due_at).max(0) as f64 / 1000.0);
         if matches!(o.kind, OutcomeKind::Delivered) {
             if let Some(ts) = f.uuid.get_timestamp() {
                 let (secs, nanos) = ts.to_unix();

@@ -28,6 +28,8 @@ pub(crate) struct Finished {
     pub(crate) started: SystemTime,
     pub(crate) duration: Duration,
     pub(crate) reply: Reply,
+    /// When the message was due (ms).
+    pub(crate) due_at: i64,
 }
 
 impl Finished {
@@ -40,6 +42,7 @@ impl Finished {
             max_attempts: job.max_attempts,
             endpoint: job.endpoint,
             lane: job.lane.clone(),
+            due_at: job.due_at,
             to_endpoint_url: job.to_endpoint_url,
             url: String::new(),
             started,

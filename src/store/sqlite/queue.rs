@@ -30,12 +30,13 @@ use super::codes::{CANCELLED, DELIVERED};
 /// LIMIT and then recompiles the statement whenever a new value is bound, which was every claim
 /// (and each recompile freed and reallocated its program: musl's allocator turned that into
 /// munmap/TLB shootdowns, the static binary drained at 13k/s instead of 50k/s).
-/// Claims record their owner (?4) and lease (?5).
-pub(super) const CLAIM: &str = "UPDATE OR FAIL messages SET state = 1, due_at = ?1,
+/// Claims record their owner (?4) and lease (?5), and keep `due_at`: it returns when the message
+/// was due (for the delivery lag), and nothing reads it while the message is in flight.
+pub(super) const CLAIM: &str = "UPDATE OR FAIL messages SET state = 1,
      owner = CAST(?4 AS INTEGER), lease_until = CAST(?5 AS INTEGER)
      WHERE seq IN (SELECT seq FROM messages WHERE state = 0 AND endpoint = CAST(?3 AS INTEGER) AND due_at <= ?1
                    ORDER BY due_at LIMIT CAST(?2 AS INTEGER))
-     RETURNING seq, uuid, attempts, attempts_total, max_attempts, endpoint, lane";
+     RETURNING seq, uuid, attempts, attempts_total, max_attempts, endpoint, lane, due_at";
 /// A daemon's leases, extended (its claims are in the state index's in-flight range).
 pub(super) const RENEW: &str = "UPDATE messages SET lease_until = CAST(?2 AS INTEGER)
      WHERE state = 1 AND owner = CAST(?1 AS INTEGER)";
@@ -429,6 +430,7 @@ fn claim_due(
                     max_attempts: r.get(4)?,
                     endpoint: r.get(5)?,
                     lane: r.get(6)?,
+                    due_at: r.get(7)?,
                     ..Job::default()
                 })
             },

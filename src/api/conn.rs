@@ -40,6 +40,8 @@ pub(super) struct Connection<'a> {
     deadline: Instant,
     /// The socket's read timeout now (set only when it must change: a system call each).
     timeout: Option<std::time::Duration>,
+    /// The request being answered is HTTP/1.0 (keep-alive must then be said).
+    http10: bool,
 }
 
 impl<'a> Connection<'a> {
@@ -52,6 +54,7 @@ impl<'a> Connection<'a> {
             chunk: vec![0u8; 16 * 1024],
             deadline: Instant::now(),
             timeout: None,
+            http10: false,
         }
     }
 
@@ -74,22 +77,41 @@ impl<'a> Connection<'a> {
                     });
                     self.shared.buffered.fetch_sub(reserved, Ordering::SeqCst);
                     let keep_alive = keep_alive && !self.shared.stopping.load(Ordering::SeqCst);
-                    if self
-                        .stream
-                        .write_all(&encode(&response, !keep_alive, head_only))
-                        .is_err()
-                        || !keep_alive
-                    {
+                    let mut response = response;
+                    if keep_alive && self.http10 {
+                        response.headers.push(("connection", "keep-alive".into()));
+                    }
+                    if !self.send(&encode(&response, !keep_alive, head_only)) || !keep_alive {
                         return;
                     }
                 }
                 Err(Fail::Gone) => return,
                 Err(Fail::Answer(response)) => {
-                    let _ = self.stream.write_all(&encode(&response, true, false));
+                    self.send(&encode(&response, true, false));
                     return;
                 }
             }
         }
+    }
+
+    /// Writes an answer within `request_timeout` in all (the socket's write timeout bounds each
+    /// call only: a client reading a byte at a time would hold the thread for as long as the
+    /// answer is long); false when it could not.
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        let deadline = Instant::now() + self.shared.limits.request_timeout;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            match self.stream.write(rest) {
+                Ok(0) => return false,
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Reads more bytes before the deadline (`idle`: waiting for a request to start).
@@ -166,6 +188,7 @@ impl<'a> Connection<'a> {
             return Err(Fail::Answer(r));
         }
         let keep_alive = head.keep_alive();
+        self.http10 = head.minor == 0;
         let (body, reserved) = self.body(&head)?;
         let Head {
             method,
@@ -271,14 +294,23 @@ impl<'a> Connection<'a> {
         Ok(std::mem::replace(&mut self.buf, rest))
     }
 
+    /// A chunked body. Consumed bytes are dropped from the buffer in bulk (every 64 KiB and at
+    /// the end), not per chunk: a body of one-byte chunks would otherwise move the buffer once
+    /// per byte.
     fn chunked(&mut self, reserved: &mut usize) -> std::result::Result<Vec<u8>, Fail> {
+        const COMPACT: usize = 64 * 1024;
         let max = self.shared.limits.max_request_size;
         let mut body = Vec::new();
+        let mut pos = 0;
         loop {
+            if pos >= COMPACT {
+                self.buf.drain(..pos);
+                pos = 0;
+            }
             let (start, size) = loop {
-                match httparse::parse_chunk_size(&self.buf) {
+                match httparse::parse_chunk_size(&self.buf[pos..]) {
                     Ok(httparse::Status::Complete((start, size))) => break (start, size),
-                    Ok(httparse::Status::Partial) if self.buf.len() > 1024 => {
+                    Ok(httparse::Status::Partial) if self.buf.len() - pos > 1024 => {
                         return Err(bad_request("a chunk size line is too long".into()))
                     }
                     Ok(httparse::Status::Partial) => self.fill(false)?,
@@ -293,31 +325,31 @@ impl<'a> Connection<'a> {
                 return Err(Fail::Answer(busy()));
             }
             *reserved += size;
-            self.buf.drain(..start);
+            pos += start;
             if size == 0 {
                 // Trailers (ignored) end with an empty line.
                 loop {
-                    if let Some(i) = find_crlf(&self.buf) {
-                        let empty = i == 0;
-                        self.buf.drain(..i + 2);
-                        if empty {
+                    if let Some(i) = find_crlf(&self.buf[pos..]) {
+                        pos += i + 2;
+                        if i == 0 {
+                            self.buf.drain(..pos);
                             return Ok(body);
                         }
-                    } else if self.buf.len() > MAX_HEAD {
+                    } else if self.buf.len() - pos > MAX_HEAD {
                         return Err(head_too_large());
                     } else {
                         self.fill(false)?;
                     }
                 }
             }
-            while self.buf.len() < size + 2 {
+            while self.buf.len() - pos < size + 2 {
                 self.fill(false)?;
             }
-            if &self.buf[size..size + 2] != b"\r\n" {
+            if &self.buf[pos + size..pos + size + 2] != b"\r\n" {
                 return Err(bad_request("a chunk does not end with CRLF".into()));
             }
-            body.extend_from_slice(&self.buf[..size]);
-            self.buf.drain(..size + 2);
+            body.extend_from_slice(&self.buf[pos..pos + size]);
+            pos += size + 2;
         }
     }
 }

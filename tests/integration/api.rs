@@ -800,3 +800,35 @@ fn a_file_in_the_sockets_place_is_left_alone() {
     assert!(err.contains("not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
 }
+
+/// A body of one-byte chunks (with a trailer) is read whole; HTTP/1.0 keep-alive is said back.
+#[test]
+fn chunked_bodies_and_http_1_0_keep_alive() {
+    let env = TestEnv::new("api-chunked");
+    let _d = env.daemon();
+    let sock = socket(&env.db);
+    let body = format!(
+        "{{\"url\":\"http://127.0.0.1:9/c\",\"delay\":\"1h\",\"body\":\"{}\"}}",
+        "x".repeat(5000)
+    );
+    let mut raw = b"POST /v1/messages HTTP/1.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for b in body.bytes() {
+        raw.extend_from_slice(b"1\r\n");
+        raw.push(b);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\nx-trailer: yes\r\n\r\n");
+    let mut c = Client::connect(&sock);
+    c.send_raw(&raw);
+    let a = c.read_answer().unwrap();
+    assert_eq!(a.status, 202, "{}", a.text());
+    let uuid = a.json()["uuid"].as_str().unwrap().to_owned();
+    assert_eq!(env.show(&uuid)["body_size"], 5000);
+    let mut c = Client::connect(&sock);
+    c.send_raw(b"GET /healthz HTTP/1.0\r\nconnection: keep-alive\r\n\r\n");
+    let a = c.read_answer().unwrap();
+    assert_eq!(a.header("connection"), Some("keep-alive"));
+    c.send_raw(b"GET /healthz HTTP/1.0\r\n\r\n");
+    let a = c.read_answer().unwrap();
+    assert_eq!((a.status, a.header("connection")), (200, Some("close")));
+}

@@ -124,12 +124,9 @@ impl<'a> Connection<'a> {
         if timeout.is_zero() {
             return Err(timed_out());
         }
-        // Idle: exactly idle_timeout. Within a request: never longer than what is left of it.
-        let stale = if idle {
-            self.timeout != Some(timeout)
-        } else {
-            self.timeout.is_none_or(|t| t > timeout)
-        };
+        // Exactly idle_timeout while idle, exactly what is left of the request within one (a
+        // request that arrives in one read never gets here, so this costs nothing per request).
+        let stale = self.timeout != Some(timeout);
         if stale {
             self.stream.set_read_timeout(Some(timeout));
             self.timeout = Some(timeout);

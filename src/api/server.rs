@@ -35,6 +35,8 @@ struct Shared {
     /// Workers waiting for a connection and not yet promised one.
     available: AtomicUsize,
     spawned: AtomicUsize,
+    /// TCP (and TLS) connections taken: they may have all slots but `reserved_for_socket`.
+    tcp: AtomicUsize,
     next_id: AtomicU64,
     /// A handle on every open connection, to close idle ones at stop.
     open: Mutex<HashMap<u64, Stream>>,
@@ -74,6 +76,7 @@ impl Server {
             },
             available: AtomicUsize::new(0),
             spawned: AtomicUsize::new(0),
+            tcp: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
@@ -147,13 +150,34 @@ fn accept_loop(shared: &Arc<Shared>, listener: &Listener) {
 /// Gives the connection to a waiting worker, or a new one, or refuses it when `max_connections`
 /// are being served.
 fn hand_over(shared: &Arc<Shared>, stream: Stream) {
+    let max = shared.env.limits.max_connections;
+    if !matches!(stream, Stream::Unix(_)) {
+        let tcp_max = max - reserved_for_socket(max);
+        let taken = shared
+            .tcp
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < tcp_max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            refuse(stream, max);
+            return;
+        }
+    }
+    let is_tcp = !matches!(stream, Stream::Unix(_));
+    let give_up = |stream: Stream| {
+        if is_tcp {
+            shared.tcp.fetch_sub(1, Ordering::SeqCst);
+        }
+        refuse(stream, max);
+    };
     let promised = shared
         .available
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     if !promised {
-        if shared.spawned.load(Ordering::SeqCst) >= shared.env.limits.max_connections {
-            refuse(stream, shared.env.limits.max_connections);
+        if shared.spawned.load(Ordering::SeqCst) >= max {
+            give_up(stream);
             return;
         }
         let n = shared.spawned.fetch_add(1, Ordering::SeqCst);
@@ -163,12 +187,21 @@ fn hand_over(shared: &Arc<Shared>, stream: Stream) {
             Err(e) => {
                 shared.spawned.fetch_sub(1, Ordering::SeqCst);
                 log::warn!("api: {e}");
-                refuse(stream, shared.env.limits.max_connections);
+                give_up(stream);
                 return;
             }
         }
     }
     let _ = shared.conns.0.send(Some(stream));
+}
+
+/// Slots TCP clients can never take: the local socket (operators, the CLI) is always served.
+fn reserved_for_socket(max: usize) -> usize {
+    if max <= 1 {
+        0
+    } else {
+        (max / 8).max(1)
+    }
 }
 
 fn refuse(mut stream: Stream, max: usize) {
@@ -194,8 +227,12 @@ fn worker(shared: &Arc<Shared>) {
         if let Some(handle) = stream.try_clone() {
             lock(&shared.open).insert(id, handle);
         }
+        let tcp = !matches!(stream, Stream::Unix(_));
         if !shared.env.stopping.load(Ordering::SeqCst) {
             Connection::new(&shared.env, stream).serve();
+        }
+        if tcp {
+            shared.tcp.fetch_sub(1, Ordering::SeqCst);
         }
         lock(&shared.open).remove(&id);
         shared.available.fetch_add(1, Ordering::SeqCst);

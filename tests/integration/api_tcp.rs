@@ -337,3 +337,38 @@ fn a_full_tls_listener_closes_extra_connections_without_stalling() {
             .is_ok_and(|r| r.status().as_u16() == 202)
     });
 }
+
+/// TCP clients can take every slot but an eighth (at least one): the local socket is still
+/// served when they hold all theirs.
+#[test]
+fn tcp_clients_cannot_take_the_sockets_last_slots() {
+    use std::io::Read;
+    let env = TestEnv::new("api-tcp-slots");
+    let (_, line) = token(&env, "reader", &["read"]);
+    let tokens = env.dir.join("api-tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
+    let port = free_port();
+    env.write_config(&format!(
+        "{FAST}\n[api]\nmax_connections = 4\nlisten = \"127.0.0.1:{port}\"\ntokens_file = {:?}\n",
+        tokens.display().to_string()
+    ));
+    let _d = env.daemon();
+    let addr = format!("127.0.0.1:{port}");
+    let held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = std::net::TcpStream::connect(&addr).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = fourth.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let sock = crate::util::api::socket(&env.db);
+    assert_eq!(
+        crate::util::api::call(&sock, "GET", "/healthz", None).status,
+        200
+    );
+    drop(held);
+}

@@ -166,7 +166,17 @@ impl ApiSection {
             )?,
             max_request_size: match &self.max_request_size {
                 None => DEFAULT_MAX_REQUEST_SIZE,
-                Some(b) => super::parse_byte_size(b).map_err(|m| bad("api.max_request_size", m))?,
+                Some(b) => match super::parse_byte_size(b) {
+                    // Bodies are held whole, within max_buffered over every connection.
+                    Ok(n) if n > DEFAULT_MAX_BUFFERED => {
+                        return Err(bad(
+                            "api.max_request_size",
+                            format!("{n} bytes is more than the 256MiB of bodies held at once"),
+                        ))
+                    }
+                    Ok(n) => n,
+                    Err(m) => return Err(bad("api.max_request_size", m)),
+                },
             },
             max_buffered: DEFAULT_MAX_BUFFERED,
             request_timeout: duration(

@@ -188,3 +188,32 @@ fn defaults_survive_a_receiver_down_for_24_hours() {
         .sum();
     assert!(span >= Duration::from_secs(24 * 3600), "{span:?}");
 }
+
+/// Every bad `[api]` value is refused naming its key; a TCP listener needs tokens, and TLS (or
+/// the opt-out) off loopback.
+#[test]
+fn api_settings_are_checked() {
+    let db = "db = \"/tmp/x.db\"\n[api]\n";
+    for (text, needle) in [
+        ("max_connections = 0", "api.max_connections"),
+        ("max_request_size = \"1GiB\"", "api.max_request_size"),
+        ("request_timeout = \"0s\"", "api.request_timeout"),
+        ("socket = \"\"", "api.socket"),
+        ("listen = \"nope\"", "api.listen"),
+        ("listen = \"127.0.0.1:8080\"", "api.tokens_file"),
+        (
+            "listen = \"0.0.0.0:8080\"\ntokens_file = \"/t\"",
+            "tls_cert",
+        ),
+        ("tls_cert = \"/c\"", "api.tls_key"),
+        ("tls_cert = \"/c\"\ntls_key = \"/k\"", "without api.listen"),
+    ] {
+        let e = parse(&format!("{db}{text}\n")).unwrap_err().to_string();
+        assert!(e.contains(needle), "{text}: {e}");
+    }
+    let ok = parse(&format!(
+        "{db}listen = \"0.0.0.0:8080\"\ntokens_file = \"/t\"\nallow_plaintext = true\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.api.listen.map(|a| a.port()), Some(8080));
+}

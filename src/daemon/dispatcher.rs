@@ -181,8 +181,15 @@ impl Dispatcher {
         let mut next = Some(job);
         while let Some(job) = next.take() {
             count += job.len();
+            // A job's messages usually share one destination: look each name up once.
+            let mut names: Vec<Option<&str>> = Vec::new();
             for m in job.messages() {
-                self.endpoints.want_named(m.endpoint.as_deref());
+                if !names.contains(&m.endpoint.as_deref()) {
+                    names.push(m.endpoint.as_deref());
+                }
+            }
+            for name in names {
+                self.endpoints.want_named(name);
             }
             self.intake.push(job);
             if count < crate::api::GROUP_MAX {

@@ -30,6 +30,42 @@ fn token(env: &TestEnv, name: &str, scopes: &[&str]) -> (String, String) {
     )
 }
 
+/// The tokens file holding `lines`.
+fn tokens_file(env: &TestEnv, lines: &[&str]) -> std::path::PathBuf {
+    let path = env.dir.join("api-tokens");
+    std::fs::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
+    path
+}
+
+/// A self-signed certificate for 127.0.0.1 in `api.crt` and its key in `api.key`: the PEM and
+/// both paths.
+fn tls_files(env: &TestEnv) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (env.dir.join("api.crt"), env.dir.join("api.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert.pem(), cert_path, key_path)
+}
+
+/// A client that trusts only the certificate `pem`.
+fn https_agent(pem: &str) -> ureq::Agent {
+    let ca = ureq::tls::Certificate::from_pem(pem.as_bytes()).unwrap();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+            ca,
+        ])))
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -208,16 +244,8 @@ fn tcp_requests_need_a_token_with_the_scope() {
 fn tls_listener_serves_https_and_bad_listeners_are_refused() {
     let env = TestEnv::new("api-tls");
     let (producer, line) = token(&env, "producer", &["enqueue"]);
-    let tokens = env.dir.join("api-tokens");
-    std::fs::write(&tokens, format!("{line}\n")).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (cert_path, key_path) = (env.dir.join("api.crt"), env.dir.join("api.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tokens = tokens_file(&env, &[&line]);
+    let (pem, cert_path, key_path) = tls_files(&env);
     let port = free_port();
     let tokens_s = tokens.display().to_string();
     let api = |listen: &str, extra: &str| {
@@ -252,17 +280,7 @@ fn tls_listener_serves_https_and_bad_listeners_are_refused() {
         ),
     ));
     let _d = env.daemon();
-    let ca = ureq::tls::Certificate::from_pem(cert.pem().as_bytes()).unwrap();
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
-            ca,
-        ])))
-        .build();
-    let a: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .build()
-        .into();
+    let a = https_agent(&pem);
     let (s, p, _) = send(
         &a,
         "POST",
@@ -285,16 +303,8 @@ fn a_full_tls_listener_closes_extra_connections_without_stalling() {
     use std::io::Read;
     let env = TestEnv::new("api-tls-full");
     let (producer, line) = token(&env, "producer", &["enqueue"]);
-    let tokens = env.dir.join("api-tokens");
-    std::fs::write(&tokens, format!("{line}\n")).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let (cert_path, key_path) = (env.dir.join("api.crt"), env.dir.join("api.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tokens = tokens_file(&env, &[&line]);
+    let (pem, cert_path, key_path) = tls_files(&env);
     let port = free_port();
     env.write_config(&format!(
         "{FAST}\n[api]\nmax_connections = 2\nlisten = \"127.0.0.1:{port}\"\ntokens_file = {:?}\ntls_cert = {:?}\ntls_key = {:?}\n",
@@ -317,17 +327,7 @@ fn a_full_tls_listener_closes_extra_connections_without_stalling() {
         assert_eq!(extra.read(&mut buf).unwrap(), 0, "closed at once");
     }
     drop(held);
-    let ca = ureq::tls::Certificate::from_pem(cert.pem().as_bytes()).unwrap();
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
-            ca,
-        ])))
-        .build();
-    let a: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .build()
-        .into();
+    let a = https_agent(&pem);
     let body = serde_json::to_vec(&json!({"url": "http://127.0.0.1:9/x", "delay": "1h"})).unwrap();
     wait_until(Duration::from_secs(5), "a slot again", || {
         a.post(format!("https://{addr}/v1/messages"))
@@ -345,8 +345,7 @@ fn tcp_clients_cannot_take_the_sockets_last_slots() {
     use std::io::Read;
     let env = TestEnv::new("api-tcp-slots");
     let (_, line) = token(&env, "reader", &["read"]);
-    let tokens = env.dir.join("api-tokens");
-    std::fs::write(&tokens, format!("{line}\n")).unwrap();
+    let tokens = tokens_file(&env, &[&line]);
     let port = free_port();
     env.write_config(&format!(
         "{FAST}\n[api]\nmax_connections = 4\nlisten = \"127.0.0.1:{port}\"\ntokens_file = {:?}\n",

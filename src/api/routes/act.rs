@@ -8,7 +8,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{bad, json, usage, Answer};
+use super::{bad, json, set_filter, usage, Answer, FILTERS};
 use crate::api::problem::Problem;
 use crate::api::Context;
 use crate::cli::FilterArgs;
@@ -34,18 +34,8 @@ struct Body {
     edit: RetryEdit,
 }
 
-pub(super) const SELECTION: &[&str] = &[
-    "uuids",
-    "state",
-    "endpoint",
-    "url_prefix",
-    "key",
-    "since",
-    "until",
-    "status",
-    "error",
-    "dry_run",
-];
+/// The fields of an action's body besides the `FILTERS`.
+pub(super) const SELECTION: &[&str] = &["uuids", "dry_run"];
 pub(super) const EDITS: &[&str] = &["url", "headers", "remove_headers", "body", "body_base64"];
 
 fn string(o: &mut Map<String, Value>, name: &str) -> Result<Option<String>, Problem> {
@@ -93,6 +83,7 @@ impl Body {
         };
         let known = |k: &str| {
             SELECTION.contains(&k)
+                || FILTERS.contains(&k)
                 || (matches!(kind, Kind::Retry | Kind::Delete) && k == "all")
                 || (kind == Kind::Retry && EDITS.contains(&k))
         };
@@ -112,16 +103,15 @@ impl Body {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let filter = FilterArgs {
-            states: strings(&mut o, "state")?,
-            endpoint: string(&mut o, "endpoint")?,
-            url_prefix: string(&mut o, "url_prefix")?,
-            key: string(&mut o, "key")?,
-            since: string(&mut o, "since")?,
-            until: string(&mut o, "until")?,
-            status: string(&mut o, "status")?,
-            error: string(&mut o, "error")?,
-        };
+        let mut filter = FilterArgs::default();
+        for name in FILTERS {
+            // `state` may repeat (a list); every other filter is one string.
+            let values = match *name {
+                "state" => strings(&mut o, name)?,
+                _ => string(&mut o, name)?.into_iter().collect(),
+            };
+            set_filter(&mut filter, name, values);
+        }
         let all = flag(&mut o, "all")?;
         let dry_run = flag(&mut o, "dry_run")?;
         let url = string(&mut o, "url")?;

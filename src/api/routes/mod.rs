@@ -8,6 +8,7 @@ use super::problem::Problem;
 use super::stream::Peer;
 use super::wire::{Handler, Request, Response};
 use super::Context;
+use crate::cli::FilterArgs;
 use crate::error::Error;
 
 pub(super) type Answer = Result<Response, Problem>;
@@ -30,9 +31,9 @@ impl Handler for Context {
     }
 
     fn handle(&self, request: Request) -> Response {
-        let pattern = resolve(&request.path).map(|(p, _, _)| p);
-        let (route, answer) = match self.authorize(&request, pattern) {
-            Ok(()) => self.route(&request),
+        let resolved = resolve(&request.path);
+        let (route, answer) = match self.authorize(&request, resolved.map(|(p, _, _)| p)) {
+            Ok(()) => self.route(&request, resolved),
             Err(p) => ("unauthorized", Err(p)),
         };
         let response = answer.unwrap_or_else(|p| p.response());
@@ -79,8 +80,48 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/status", &["GET"]),
 ];
 
+/// The filters of `list` and the bulk actions, as the API names them (query parameters, body
+/// fields): the `FilterArgs` of the command line.
+pub(super) const FILTERS: &[&str] = &[
+    "state",
+    "endpoint",
+    "url_prefix",
+    "key",
+    "since",
+    "until",
+    "status",
+    "error",
+];
+
+/// Sets the filter `name` (one of `FILTERS`) from `values`: `state` takes every value, the others
+/// the one given. False for a name that is not a filter.
+pub(super) fn set_filter(f: &mut FilterArgs, name: &str, values: Vec<String>) -> bool {
+    let one = values.into_iter();
+    let slot = match name {
+        "state" => {
+            f.states.extend(one);
+            return true;
+        }
+        "endpoint" => &mut f.endpoint,
+        "url_prefix" => &mut f.url_prefix,
+        "key" => &mut f.key,
+        "since" => &mut f.since,
+        "until" => &mut f.until,
+        "status" => &mut f.status,
+        "error" => &mut f.error,
+        _ => return false,
+    };
+    if let Some(v) = one.last() {
+        *slot = Some(v);
+    }
+    true
+}
+
+/// A route's pattern, its methods and the path's parameter, if it has one.
+type Resolved<'p> = (&'static str, &'static [&'static str], Option<&'p str>);
+
 /// The route `path` matches (a literal segment wins over a parameter) and its parameter.
-fn resolve(path: &str) -> Option<(&'static str, &'static [&'static str], Option<&str>)> {
+fn resolve(path: &str) -> Option<Resolved<'_>> {
     // Exactly one leading slash: `//v1/...` is no route (and so never a way around a scope).
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let mut with_param = None;
@@ -131,8 +172,8 @@ impl Context {
     }
 
     /// The route's pattern (a metrics label) and its answer.
-    fn route(&self, r: &Request) -> (&'static str, Answer) {
-        let Some((pattern, methods, param)) = resolve(&r.path) else {
+    fn route(&self, r: &Request, resolved: Option<Resolved<'_>>) -> (&'static str, Answer) {
+        let Some((pattern, methods, param)) = resolved else {
             return (
                 "other",
                 Err(Problem::new(404, "not found")
@@ -261,7 +302,11 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap().to_owned())
             .collect();
-        let query: BTreeSet<String> = read::QUERY.iter().map(|q| (*q).to_owned()).collect();
+        let query: BTreeSet<String> = FILTERS
+            .iter()
+            .chain(read::PAGING)
+            .map(|q| (*q).to_owned())
+            .collect();
         assert_eq!(params, query);
         let body = |p: &str| {
             names(
@@ -269,7 +314,11 @@ mod tests {
                     ["properties"],
             )
         };
-        let selection: BTreeSet<String> = act::SELECTION.iter().map(|q| (*q).to_owned()).collect();
+        let selection: BTreeSet<String> = FILTERS
+            .iter()
+            .chain(act::SELECTION)
+            .map(|q| (*q).to_owned())
+            .collect();
         assert_eq!(body("/v1/messages/cancel"), selection);
         assert_eq!(body("/v1/replay"), selection);
         let mut with_all = selection.clone();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{bad, json, usage, uuid, Answer, Status};
+use super::{bad, json, set_filter, usage, uuid, Answer, Status, FILTERS};
 use crate::api::problem::Problem;
 use crate::api::wire::{Request, Response};
 use crate::api::Context;
@@ -17,19 +17,8 @@ use crate::view::{EndpointDetailJson, EndpointJson, LaneJson, MessageJson, Page,
 
 /// A page of `list` when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
-/// The query parameters of `GET /v1/messages` and `GET /v1/dlq`.
-pub(super) const QUERY: &[&str] = &[
-    "state",
-    "endpoint",
-    "url_prefix",
-    "key",
-    "since",
-    "until",
-    "status",
-    "error",
-    "limit",
-    "cursor",
-];
+/// The query parameters of `GET /v1/messages` and `GET /v1/dlq` besides the `FILTERS`.
+pub(super) const PAGING: &[&str] = &["limit", "cursor"];
 
 impl Context {
     pub(super) fn readyz(&self) -> Answer {
@@ -209,16 +198,11 @@ impl ListQuery {
                     .map_err(|_| bad(&format!("{name}: not UTF-8")).field(name.to_owned()))
             };
             let (name, value) = (decode(name)?, decode(value)?);
-            let f = &mut q.filter;
+            if FILTERS.contains(&name.as_str()) {
+                set_filter(&mut q.filter, &name, vec![value]);
+                continue;
+            }
             match name.as_str() {
-                "state" => f.states.push(value),
-                "endpoint" => f.endpoint = Some(value),
-                "url_prefix" => f.url_prefix = Some(value),
-                "key" => f.key = Some(value),
-                "since" => f.since = Some(value),
-                "until" => f.until = Some(value),
-                "status" => f.status = Some(value),
-                "error" => f.error = Some(value),
                 "limit" => {
                     q.limit = match value.trim().parse::<usize>() {
                         Ok(n @ 1..=crate::ops::MAX_LIMIT) => n,
@@ -240,7 +224,12 @@ impl ListQuery {
                     return Err(bad(&format!(
                         "unknown parameter {:?} (expected {})",
                         crate::text::escape(other),
-                        QUERY.join(", ")
+                        FILTERS
+                            .iter()
+                            .chain(PAGING)
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                     .field(other.to_owned()))
                 }

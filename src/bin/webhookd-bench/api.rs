@@ -251,6 +251,33 @@ impl Bench {
         }
     }
 
+    /// `--api-socket PATH`: the load generator alone against a server someone else started on
+    /// PATH (a running daemon, or `bench/tiny-http-probe`), so that servers can be compared
+    /// with the same client: `GET /healthz` and single `POST /v1/messages`, 64 clients each.
+    pub(super) fn api_external(&mut self, socket: &Path) {
+        let secs = Duration::from_secs_f64(if self.args.quick { 0.5 } else { 5.0 });
+        let target = Target::Unix(socket.to_owned());
+        let later: Arc<dyn Fn() -> Vec<u8> + Send + Sync> =
+            Arc::new(|| message("http://127.0.0.1:9/later", Some("1h")));
+        for (name, path, ok, body) in [
+            (
+                "api-socket: GET /healthz, 64 clients",
+                "/healthz",
+                200,
+                Arc::new(Vec::new) as Arc<dyn Fn() -> Vec<u8> + Send + Sync>,
+            ),
+            (
+                "api-socket: POST /v1/messages, 64 clients",
+                "/v1/messages",
+                202,
+                later,
+            ),
+        ] {
+            let (n, bad, lat) = closed_loop(&target, 64, secs, path, "application/json", ok, body);
+            self.rate_rows(name, n, bad, &lat, secs, ("", "", ""));
+        }
+    }
+
     /// `rate` messages a second through the API (64 paced clients) while the daemon delivers
     /// them to a receiver on the same machine.
     fn api_mixed(&mut self, rate: u64) {

@@ -23,6 +23,8 @@ struct Args {
     only: Option<Vec<String>>,
     dir: PathBuf,
     out: PathBuf,
+    /// Load another server's socket instead of running scenarios (see `api::api_external`).
+    api_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,6 +52,11 @@ fn main() {
     };
     let started = Instant::now();
     b.machine();
+    if let Some(socket) = b.args.api_socket.clone() {
+        b.api_external(&socket);
+        b.report(started.elapsed());
+        return;
+    }
     if b.wants("receiver") {
         b.receiver_ceiling();
     }
@@ -132,6 +139,7 @@ fn parse_args() -> Args {
         only: None,
         dir: std::env::temp_dir().join("webhookd-bench"),
         out: PathBuf::from("bench-results.json"),
+        api_socket: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -140,8 +148,11 @@ fn parse_args() -> Args {
             "--only" => args.only = it.next().map(|s| s.split(',').map(str::to_owned).collect()),
             "--dir" => args.dir = it.next().map(PathBuf::from).expect("--dir DIR"),
             "--out" => args.out = it.next().map(PathBuf::from).expect("--out FILE"),
+            "--api-socket" => {
+                args.api_socket = Some(it.next().map(PathBuf::from).expect("--api-socket PATH"))
+            }
             "-h" | "--help" => {
-                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk,api] [--dir DIR] [--out FILE]");
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk,api] [--dir DIR] [--out FILE] [--api-socket PATH]");
                 std::process::exit(0);
             }
             other => {

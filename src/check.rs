@@ -124,6 +124,63 @@ pub(crate) fn endpoint_name(field: &str, name: &str) -> Check {
     Ok(())
 }
 
+/// Tenants and event types are at most this long.
+pub(crate) const MAX_TAG_LEN: usize = 128;
+
+/// A tenant id (a customer, an application): 1 to 128 bytes of printable ASCII, no spaces.
+///
+/// # Errors
+/// `Invalid` naming the problem.
+pub(crate) fn tenant(field: &str, tenant: &str) -> Check {
+    if tenant.is_empty()
+        || tenant.len() > MAX_TAG_LEN
+        || !tenant.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Invalid::new(
+            field,
+            format!("invalid tenant {tenant:?}: use 1 to {MAX_TAG_LEN} printable ASCII characters without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+/// An event type (`invoice.paid`): 1 to 128 letters, digits, `.`, `_`, `-` or `:`.
+///
+/// # Errors
+/// `Invalid` naming the problem.
+pub(crate) fn event_type(field: &str, event: &str) -> Check {
+    if event.is_empty()
+        || event.len() > MAX_TAG_LEN
+        || !event
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+    {
+        return Err(Invalid::new(
+            field,
+            format!("invalid event type {event:?}: use 1 to {MAX_TAG_LEN} letters, digits, '.', '_', '-' or ':'"),
+        ));
+    }
+    Ok(())
+}
+
+/// A subscription pattern: an event type (`invoice.paid`), a prefix ending in `.*`
+/// (`invoice.*`: every type that starts with `invoice.`), or `*` (every type).
+///
+/// # Errors
+/// `Invalid` naming the problem.
+pub(crate) fn event_pattern(field: &str, pattern: &str) -> Check {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let exact = pattern.strip_suffix(".*").unwrap_or(pattern);
+    event_type(field, exact).map_err(|_| {
+        Invalid::new(
+            field,
+            format!("invalid event pattern {pattern:?}: an event type (invoice.paid), a prefix (invoice.*) or *"),
+        )
+    })
+}
+
 /// A path to append to an endpoint's URL: it starts with `/` (a query may follow).
 ///
 /// # Errors
@@ -363,6 +420,33 @@ mod tests {
             let e = header_arg("-H", bad).unwrap_err();
             assert_eq!(e.field, "-H", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn tenants_event_types_and_patterns() {
+        assert!(tenant("t", "acme-42:eu").is_ok());
+        for bad in ["", "a b", "a\tb", "é", &"x".repeat(129)] {
+            assert!(tenant("t", bad).is_err(), "{bad:?}");
+        }
+        for ok in ["invoice.paid", "invoice.*", "*", "a:b_c-d"] {
+            assert!(event_pattern("e", ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "in voice",
+            "invoice*",
+            "*.paid",
+            "invoice.**",
+            ".*",
+            "a/b",
+        ] {
+            let e = event_pattern("events[0]", bad).unwrap_err();
+            assert_eq!(e.field, "events[0]", "{bad:?}");
+        }
+        assert!(
+            event_type("e", "invoice.*").is_err(),
+            "a type is not a pattern"
+        );
     }
 
     #[test]

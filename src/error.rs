@@ -46,6 +46,9 @@ pub enum Error {
     Usage { message: String },
     #[error("{message}")]
     InvalidInput { message: String },
+    /// A value refused, with the field it was given in.
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
     #[error("{}: line {line}: {message}", .input)]
     InvalidLine {
         input: String,
@@ -106,6 +109,14 @@ pub enum Error {
     NoSuchMessage { uuid: String },
     #[error("no endpoint named {name:?} in the config or the database")]
     NoSuchEndpoint { name: String },
+    #[error("endpoint {name:?} already exists {place}")]
+    EndpointExists { name: String, place: &'static str },
+    #[error("endpoint {name:?} is defined in the config file {}; change it there (endpoints managed at runtime are added with `webhookd endpoints add`)", .path.display())]
+    EndpointReadOnly { name: String, path: PathBuf },
+    #[error("endpoint {name:?} has {} pending, in flight or waiting; give --cancel-pending to cancel them with it (or wait until they are delivered)", crate::text::count(*.queued, "message"))]
+    EndpointBusy { name: String, queued: u64 },
+    #[error("secrets key {}: {reason}", .path.display())]
+    SecretsKey { path: PathBuf, reason: String },
     #[error("{message}")]
     Unverified { message: String },
     #[error("{what}: not confirmed; nothing changed")]
@@ -131,21 +142,35 @@ pub enum Error {
     Logging { message: String },
 }
 
+impl From<crate::check::Invalid> for Error {
+    fn from(i: crate::check::Invalid) -> Error {
+        Error::InvalidField {
+            field: i.field,
+            reason: i.reason,
+        }
+    }
+}
+
 impl Error {
     /// The process exit code for this error (see README.md, "Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::ReadConfig { .. } | Error::InvalidConfig { .. } | Error::CaFile { .. } => {
-                exit::CONFIG
-            }
+            Error::ReadConfig { .. }
+            | Error::InvalidConfig { .. }
+            | Error::CaFile { .. }
+            | Error::SecretsKey { .. } => exit::CONFIG,
             Error::Usage { .. } => exit::USAGE,
             Error::InvalidInput { .. }
+            | Error::InvalidField { .. }
             | Error::InvalidLine { .. }
             | Error::NotOurDb { .. }
             | Error::NewerSchema { .. }
             | Error::OldSchema { .. }
             | Error::NotDead { .. }
-            | Error::WrongState { .. } => exit::DATAERR,
+            | Error::WrongState { .. }
+            | Error::EndpointExists { .. }
+            | Error::EndpointReadOnly { .. }
+            | Error::EndpointBusy { .. } => exit::DATAERR,
             Error::ReadInput { .. }
             | Error::NoDatabase { .. }
             | Error::NoSuchMessage { .. }

@@ -322,6 +322,10 @@ mod tests {
             breaker_cooldown: Duration::from_secs(10),
             disable_after: Duration::from_secs(100),
             unreadable: Vec::new(),
+            tenant: None,
+            events: Vec::new(),
+            paused: false,
+            managed: false,
         };
         BTreeMap::from([("billing".to_owned(), Arc::new(e))])
     }

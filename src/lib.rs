@@ -31,6 +31,7 @@ mod logging;
 mod message;
 mod model;
 mod ops;
+mod random;
 mod sign;
 mod store;
 mod text;

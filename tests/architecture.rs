@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// The rows of DEVELOPERS.md's layout, leaves first.
 const ROWS: &[&[&str]] = &[
     &[
-        "check", "time", "text", "sign", "threads", "error", "model", "filter", "message", "faults",
+        "check", "time", "text", "sign", "threads", "error", "model", "filter", "message",
+        "faults", "random",
     ],
     &["cli", "config", "endpoint", "logging"],
     &["verdict", "ingest", "counters"],

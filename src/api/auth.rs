@@ -6,7 +6,6 @@
 //! `admin` (act on messages and endpoints; includes `read`). `webhookd token NAME` makes a token
 //! and prints its line. Only hashes are stored: the file does not reveal a token.
 
-use std::io::Read;
 use std::path::Path;
 
 use base64::Engine;
@@ -198,12 +197,7 @@ impl Tokens {
 /// `ReadInput` when the system's random source cannot be read.
 pub(crate) fn new_token(name: &str, scopes: &[Scope]) -> Result<(String, String)> {
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|source| Error::ReadInput {
-            what: "/dev/urandom".into(),
-            source,
-        })?;
+    crate::random::fill(&mut bytes)?;
     let token = format!(
         "whk_{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

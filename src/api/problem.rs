@@ -121,12 +121,19 @@ impl Problem {
 
     /// The store's and the commands' errors, as HTTP says them.
     pub(crate) fn from_error(e: &Error) -> Problem {
+        if let Error::InvalidField { field, reason } = e {
+            return Problem::invalid(&crate::check::Invalid::new(field.as_str(), reason.as_str()));
+        }
         let (status, title) = match e {
             Error::NoSuchMessage { .. } | Error::NoSuchEndpoint { .. } => (404, "not found"),
             Error::Usage { .. } | Error::InvalidInput { .. } | Error::InvalidLine { .. } => {
                 (400, "invalid request")
             }
-            Error::NotDead { .. } | Error::WrongState { .. } => (409, "conflict"),
+            Error::NotDead { .. }
+            | Error::WrongState { .. }
+            | Error::EndpointExists { .. }
+            | Error::EndpointReadOnly { .. }
+            | Error::EndpointBusy { .. } => (409, "conflict"),
             Error::Busy { .. } => (503, "busy"),
             _ => (500, "internal error"),
         };

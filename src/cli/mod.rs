@@ -6,12 +6,14 @@
 //! after the subcommand, and only on the subcommands they apply to (`verify` and `completions`
 //! need no config and have none).
 
+mod endpoints;
 mod queue;
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+pub(crate) use endpoints::{EndpointsCommand, SettingsArgs};
 pub(crate) use queue::{
     BulkArgs, CancelArgs, DlqCommand, DlqDeleteArgs, DlqRetryArgs, FilterArgs, ListArgs,
     ReplayArgs, Selection,
@@ -222,12 +224,14 @@ Examples:
   webhookd dlq delete --all --yes")]
     Dlq(DlqArgs),
 
-    /// Named endpoints: their health, queue and policy; enable a disabled one.
+    /// Named endpoints: their health, queue and policy; enable, pause or resume one; add,
+    /// change and remove endpoints at runtime.
     #[command(after_help = "\
 Examples:
   webhookd endpoints list
   webhookd endpoints show billing --json | jq '{state, consecutive_failures, last_error}'
-  webhookd endpoints enable billing")]
+  webhookd endpoints enable billing
+  webhookd endpoints add acme-billing --url https://hooks.acme.example/webhooks --tenant acme --event 'invoice.*'")]
     Endpoints(EndpointsArgs),
 
     /// Check a Standard Webhooks signature, as a receiver would (exit 0 valid, 1 not).
@@ -371,58 +375,6 @@ pub(crate) struct EnqueueArgs {
 
     #[command(flatten)]
     pub(crate) common: Common,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum EndpointsCommand {
-    /// List endpoints (configured, or with messages in the database) with their health.
-    #[command(after_help = "\
-Examples:
-  webhookd endpoints list
-  webhookd endpoints list --json | jq -r '.[] | select(.state != \"healthy\") | .name'")]
-    List {
-        /// Print a JSON array of objects.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        common: Common,
-    },
-
-    /// Show one endpoint: policy, health, queue and ordered lanes (never its secrets).
-    #[command(after_help = "\
-Examples:
-  webhookd endpoints show billing
-  webhookd endpoints show billing --json | jq .lanes")]
-    Show {
-        /// The endpoint's name.
-        name: String,
-        /// Print one JSON object.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        common: Common,
-    },
-
-    /// Enable an endpoint that was disabled (or open): its held messages are delivered again.
-    #[command(after_help = "\
-Examples:
-  webhookd endpoints enable billing")]
-    Enable {
-        /// The endpoint's name.
-        name: String,
-        #[command(flatten)]
-        common: Common,
-    },
-}
-
-impl EndpointsCommand {
-    fn common(&self) -> &Common {
-        match self {
-            EndpointsCommand::List { common, .. }
-            | EndpointsCommand::Show { common, .. }
-            | EndpointsCommand::Enable { common, .. } => common,
-        }
-    }
 }
 
 /// `token`.

@@ -10,19 +10,37 @@ use crate::model::State;
 use crate::store::{self, Access};
 use crate::view::{EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
 
+use crate::cli::EndpointsCommand;
 use crate::ops::endpoint_rows as rows;
+
+/// `endpoints SUBCOMMAND`.
+///
+/// # Errors
+/// What the subcommand fails with.
+pub(crate) fn run(config: &Config, command: &EndpointsCommand) -> Result<u8> {
+    if let Some(result) = super::defined::run(config, command) {
+        return result;
+    }
+    match command {
+        EndpointsCommand::List { json, .. } => list(config, *json),
+        EndpointsCommand::Show { name, json, .. } => show(config, name, *json),
+        EndpointsCommand::Enable { name, .. } => enable(config, name),
+        _ => unreachable!("handled by cmd::defined"),
+    }
+}
 
 /// `endpoints list`.
 ///
 /// # Errors
 /// Store errors.
-pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
+fn list(config: &Config, json: bool) -> Result<u8> {
     let store = store::open_admin(&config.db, Access::Read)?;
+    let config = &crate::ops::defined::with_defined(config, store.as_ref())?;
     let rows = rows(store.as_ref(), config)?;
     if json {
         let all: Vec<EndpointJson> = rows
             .values()
-            .map(|r| EndpointJson::new(r, config.endpoints.contains_key(&r.name)))
+            .map(|r| EndpointJson::new(r, config.endpoints.get(&r.name).map(AsRef::as_ref)))
             .collect();
         out(serde_json::to_string(&all).expect("a view serializes"))?;
         return Ok(exit::OK);
@@ -59,8 +77,9 @@ pub(crate) fn list(config: &Config, json: bool) -> Result<u8> {
 ///
 /// # Errors
 /// `NoSuchEndpoint`, store errors.
-pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
+fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
     let store = store::open_admin(&config.db, Access::Read)?;
+    let config = &crate::ops::defined::with_defined(config, store.as_ref())?;
     let rows = rows(store.as_ref(), config)?;
     let Some(row) = rows.get(name) else {
         return Err(Error::NoSuchEndpoint { name: name.into() });
@@ -72,7 +91,7 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
     };
     if json {
         let v = EndpointDetailJson {
-            endpoint: EndpointJson::new(row, cfg.is_some()),
+            endpoint: EndpointJson::new(row, cfg.map(AsRef::as_ref)),
             policy: cfg.map(|e| PolicyJson::new(e, config.workers)),
             lanes: lanes.iter().map(LaneJson::new).collect(),
         };
@@ -93,6 +112,23 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
         text.push_str(&format!("since:        {}\n", super::time(at)));
     }
     if let Some(e) = cfg {
+        text.push_str(&format!(
+            "source:       {}\n",
+            if e.managed {
+                "database (managed at runtime)"
+            } else {
+                "config file"
+            }
+        ));
+        if e.paused {
+            text.push_str("paused:       yes: nothing is sent until `webhookd endpoints resume`\n");
+        }
+        if let Some(t) = &e.tenant {
+            text.push_str(&format!("tenant:       {}\n", crate::text::escape(t)));
+        }
+        if !e.events.is_empty() {
+            text.push_str(&format!("events:       {}\n", e.events.join(", ")));
+        }
         text.push_str(&format!("url:          {}\n", e.url));
         if !e.headers.is_empty() {
             let names: Vec<&str> = e.headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -210,8 +246,9 @@ pub(crate) fn show(config: &Config, name: &str, json: bool) -> Result<u8> {
 ///
 /// # Errors
 /// `NoSuchEndpoint`, store errors.
-pub(crate) fn enable(config: &Config, name: &str) -> Result<u8> {
+fn enable(config: &Config, name: &str) -> Result<u8> {
     let mut store = store::open_admin(&config.db, Access::Modify)?;
+    let config = &crate::ops::defined::with_defined(config, store.as_ref())?;
     let rows = rows(store.as_ref(), config)?;
     let Some(row) = rows.get(name) else {
         return Err(Error::NoSuchEndpoint { name: name.into() });

@@ -35,10 +35,33 @@ use crate::view::EnqueuedJson;
 /// # Errors
 /// `InvalidInput`/`InvalidLine` for bad messages (nothing is stored), `ReadInput`, store errors.
 pub(crate) fn run(args: &EnqueueArgs, config: &Config) -> Result<u8> {
+    // Endpoints managed at runtime are in the database: read them when a message may name one
+    // the config file does not have.
+    let stored;
+    let config = if args.jsonl.is_some()
+        || args
+            .endpoint
+            .as_ref()
+            .is_some_and(|n| !config.endpoints.contains_key(n))
+    {
+        stored = with_stored_endpoints(config)?;
+        &stored
+    } else {
+        config
+    };
     match &args.jsonl {
         Some(input) if args.stream => enqueue_stream(input, args.json, config),
         Some(input) => enqueue_lines(input, args.json, config),
         None => enqueue_one(args, config),
+    }
+}
+
+/// The config with the database's endpoints, when the database exists yet.
+fn with_stored_endpoints(config: &Config) -> Result<Config> {
+    match store::open_admin(&config.db, Access::Read) {
+        Ok(store) => crate::ops::defined::with_defined(config, store.as_ref()),
+        Err(Error::NoDatabase { .. } | Error::OldSchema { .. }) => Ok(config.clone()),
+        Err(e) => Err(e),
     }
 }
 

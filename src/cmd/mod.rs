@@ -4,6 +4,7 @@
 //! escaped (`text::escape`): receiver responses, bodies and keys never reach a terminal raw.
 
 mod bulk;
+mod defined;
 mod dlq;
 mod endpoints;
 mod enqueue;
@@ -19,7 +20,7 @@ pub(crate) use verify::run as verify;
 
 use std::io::{Read, Write};
 
-use crate::cli::{Cli, Command, DlqArgs, DlqCommand, EndpointsArgs, EndpointsCommand};
+use crate::cli::{Cli, Command, DlqArgs, DlqCommand, EndpointsArgs};
 use crate::config::Config;
 use crate::error::{exit, Error, Result};
 
@@ -85,18 +86,7 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             command: DlqCommand::Delete(args),
             ..
         }) => bulk::dlq_delete(config, args),
-        Command::Endpoints(EndpointsArgs {
-            command: EndpointsCommand::List { json, .. },
-            ..
-        }) => endpoints::list(config, *json),
-        Command::Endpoints(EndpointsArgs {
-            command: EndpointsCommand::Show { name, json, .. },
-            ..
-        }) => endpoints::show(config, name, *json),
-        Command::Endpoints(EndpointsArgs {
-            command: EndpointsCommand::Enable { name, .. },
-            ..
-        }) => endpoints::enable(config, name),
+        Command::Endpoints(EndpointsArgs { command, .. }) => endpoints::run(config, command),
         Command::Verify(args) => verify(args),
         Command::Token(args) => token(args),
         Command::Completions { shell } => completions(*shell),

@@ -107,6 +107,8 @@ pub(crate) struct Config {
     pub(crate) alerts: Option<AlertConfig>,
     /// The HTTP API of `webhookd run`.
     pub(crate) api: ApiConfig,
+    /// `secrets.key_file`: the key that seals the secrets of endpoints managed at runtime.
+    pub(crate) secrets_key_file: Option<PathBuf>,
 }
 
 /// `alert_url` and `alert_format`.
@@ -144,6 +146,14 @@ struct FileConfig {
     api: api::ApiSection,
     #[serde(default)]
     endpoints: BTreeMap<String, EndpointSection>,
+    #[serde(default)]
+    secrets: SecretsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretsSection {
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,8 +357,15 @@ impl Config {
             endpoints.insert(name, Arc::new(e));
         }
         let api = file.api.check(&bad)?;
+        let secrets_key_file = match file.secrets.key_file {
+            Some(p) if p.as_os_str().is_empty() => {
+                return Err(bad("secrets.key_file", "is empty".into()))
+            }
+            p => p.map(|p| config_dir.join(p)),
+        };
         Ok(Config {
             api,
+            secrets_key_file,
             endpoints,
             alerts,
             source: path.map(Path::to_path_buf),
@@ -361,6 +378,26 @@ impl Config {
             max_body_size,
             log_level,
         })
+    }
+}
+
+impl Config {
+    /// The secrets key: `secrets.key_file`, else the systemd credential `secrets-key` when
+    /// there is one, else `<db>.secrets.key` beside the database.
+    pub(crate) fn secrets_key_path(&self) -> PathBuf {
+        if let Some(p) = &self.secrets_key_file {
+            return p.clone();
+        }
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+            let p = Path::new(&dir).join("secrets-key");
+            if p.exists() {
+                return p;
+            }
+        }
+        let Database::Sqlite(db) = &self.db;
+        let mut name = db.as_os_str().to_owned();
+        name.push(".secrets.key");
+        PathBuf::from(name)
     }
 }
 

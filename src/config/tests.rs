@@ -37,7 +37,7 @@ fn man_page_covers_every_config_key() {
             }
         }
     }
-    assert_eq!(keys.len(), 40, "{keys:?}");
+    assert_eq!(keys.len(), 43, "{keys:?}");
 }
 
 /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
@@ -76,10 +76,15 @@ fn shipped_config_shows_the_defaults() {
         billing.disable_after,
         crate::endpoint::DEFAULT_DISABLE_AFTER
     );
-    // The package puts the socket where the unit's RuntimeDirectory is.
-    let defaults =
-        parse("db = \"/var/lib/webhookd/webhookd.db\"\n[api]\nsocket = \"/run/webhookd/api.sock\"")
-            .unwrap();
+    assert_eq!(billing.tenant.as_deref(), Some("acme"));
+    assert_eq!(billing.events, ["invoice.*"]);
+    // The package puts the socket where the unit's RuntimeDirectory is, and the secrets key
+    // where its postinst makes it.
+    let defaults = parse(
+        "db = \"/var/lib/webhookd/webhookd.db\"\n[api]\nsocket = \"/run/webhookd/api.sock\"\n\
+         [secrets]\nkey_file = \"/etc/webhookd/secrets.key\"",
+    )
+    .unwrap();
     assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
     assert_eq!(format!("{all:?}"), format!("{defaults:?}"));
 }

@@ -63,6 +63,10 @@ pub(super) struct Dispatcher {
     pub(super) intake: Vec<crate::api::Job>,
     /// The totals the last periodic log line was about.
     pub(super) logged: Totals,
+    /// The store's endpoint generation the endpoints in force were read at.
+    pub(super) generation: i64,
+    /// When a secret's overlap ends: the stored endpoints are read again then.
+    pub(super) next_expiry: Option<i64>,
 }
 
 impl Dispatcher {
@@ -174,30 +178,6 @@ impl Dispatcher {
         }
     }
 
-    /// Takes `job` and every other posted message waiting (up to `GROUP_MAX`) for the next cycle,
-    /// and wants their endpoints claimed: a message due now may be claimed in the same cycle.
-    pub(super) fn take_posts(&mut self, job: crate::api::Job, ingest: &Receiver<crate::api::Job>) {
-        let mut count: usize = self.intake.iter().map(crate::api::Job::len).sum();
-        let mut next = Some(job);
-        while let Some(job) = next.take() {
-            count += job.len();
-            // A job's messages usually share one destination: look each name up once.
-            let mut names: Vec<Option<&str>> = Vec::new();
-            for m in job.messages() {
-                if !names.contains(&m.endpoint.as_deref()) {
-                    names.push(m.endpoint.as_deref());
-                }
-            }
-            for name in names {
-                self.endpoints.want_named(name);
-            }
-            self.intake.push(job);
-            if count < crate::api::GROUP_MAX {
-                next = ingest.try_recv().ok();
-            }
-        }
-    }
-
     /// Publishes the snapshot, and `STATUS=` for `systemctl status` from it.
     pub(super) fn report_status(&self) {
         self.publish();
@@ -227,6 +207,9 @@ impl Dispatcher {
     /// One unit of work: record finished attempts, save endpoint health and claim what is due
     /// and allowed, in one transaction.
     fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
+        if self.take_enables {
+            self.refresh_defined(now);
+        }
         let free = self.capacity.saturating_sub(self.in_flight);
         let claims = if free > 0 {
             self.endpoints.plan(free, now)

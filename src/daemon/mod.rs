@@ -27,6 +27,7 @@
 
 mod decide;
 mod dispatcher;
+mod posts;
 mod reload;
 mod signals;
 mod systemd;
@@ -90,6 +91,10 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
             crate::text::count(requeued as u64, "message"),
         );
     }
+    let (merged, generation) = reload::load_defined(queue.as_ref(), config, crate::time::now_ms())?;
+    let mut config = config.clone();
+    config.endpoints = merged.endpoints;
+    let config = &config;
     let names: Vec<String> = config.endpoints.keys().cloned().collect();
     queue.ensure_endpoints(&names)?;
     let endpoints = Endpoints::new(
@@ -148,6 +153,8 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         api_config: api.config_handle(),
         intake: Vec::new(),
         logged: crate::counters::Totals::default(),
+        generation,
+        next_expiry: merged.next_expiry,
     };
     dispatcher.report_status();
     dispatcher.watchdog.ping();

@@ -2,6 +2,7 @@
 //! and the bulk commands, a page of `list`, the status view, the bulk actions (`bulk`).
 
 pub(crate) mod bulk;
+pub(crate) mod defined;
 
 use std::collections::BTreeMap;
 

@@ -30,8 +30,8 @@ use crate::message::Message;
 use crate::model::Health;
 
 pub(crate) use types::{
-    parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, Done, EndpointRow, Enqueued,
-    Found, Lane, MessageView, Outcome, OutcomeKind, Query, RetryEdit,
+    parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done,
+    EndpointRow, Enqueued, Found, Lane, MessageView, Outcome, OutcomeKind, Query, RetryEdit,
 };
 
 /// How long a claim stays its owner's without a renewal: after that another daemon may take it
@@ -105,6 +105,18 @@ pub(crate) trait Queue: Send {
     /// # Errors
     /// `Db`/`Busy`.
     fn changed(&mut self) -> Result<bool>;
+
+    /// Endpoints with a definition or paused.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn definitions(&self) -> Result<Vec<DefinedRow>>;
+
+    /// How many times definitions and pauses have changed (compare, do not interpret).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn generation(&self) -> Result<i64>;
 }
 
 /// Stores messages, all or none (dropping it without `commit` stores nothing).
@@ -241,6 +253,43 @@ pub(crate) trait Admin: Send {
     /// # Errors
     /// `Db`/`Busy`.
     fn ensure_endpoints(&mut self, names: &[String]) -> Result<()>;
+
+    /// Endpoints with a definition or paused.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn definitions(&self) -> Result<Vec<DefinedRow>>;
+
+    /// Endpoint `name`'s row, if the database knows the name.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn definition(&self, name: &str) -> Result<Option<DefinedRow>>;
+
+    /// Stores a new definition (`create`) or a changed one, with its subscriptions.
+    ///
+    /// # Errors
+    /// `EndpointExists` (create), `NoSuchEndpoint` (change), `Db`/`Busy`.
+    fn define(&mut self, d: &Definition<'_>, create: bool, now: i64) -> Result<()>;
+
+    /// Removes a definition; queued messages refuse it, or are cancelled with `cancel_pending`
+    /// (how many is returned).
+    ///
+    /// # Errors
+    /// `NoSuchEndpoint`, `EndpointBusy`, `Db`/`Busy`.
+    fn undefine(&mut self, name: &str, cancel_pending: bool, now: i64) -> Result<u64>;
+
+    /// Pauses or resumes an endpoint (any: defined, configured, or a name not yet known).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn set_paused(&mut self, name: &str, paused: bool) -> Result<()>;
+
+    /// Replaces a defined endpoint's sealed secrets.
+    ///
+    /// # Errors
+    /// `NoSuchEndpoint`, `Db`/`Busy`.
+    fn set_secrets(&mut self, name: &str, sealed: &[u8], now: i64) -> Result<()>;
 }
 
 /// What a running daemon is told.

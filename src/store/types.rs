@@ -169,6 +169,29 @@ pub(crate) struct EndpointRow {
     pub(crate) dead: u64,
 }
 
+/// An endpoint with a definition (managed at runtime) or paused, as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct DefinedRow {
+    pub(crate) name: String,
+    /// The settings as JSON (`endpoint::defined`); `None`: a config-file endpoint, paused.
+    pub(crate) definition: Option<String>,
+    /// Its signing secrets, sealed (`endpoint::secrets`).
+    pub(crate) secrets: Option<Vec<u8>>,
+    pub(crate) paused: bool,
+}
+
+/// A definition to store (`Admin::define`).
+#[derive(Debug)]
+pub(crate) struct Definition<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) text: &'a str,
+    pub(crate) tenant: Option<&'a str>,
+    /// Subscription patterns.
+    pub(crate) events: &'a [String],
+    /// Sealed secrets; `None` keeps the stored ones.
+    pub(crate) secrets: Option<&'a [u8]>,
+}
+
 /// One ordered lane with messages not yet delivered.
 #[derive(Debug, Clone)]
 pub(crate) struct Lane {

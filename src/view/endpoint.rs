@@ -13,8 +13,15 @@ use crate::text::duration;
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct EndpointJson {
     pub(crate) name: String,
-    /// In the configuration (else its messages are held).
+    /// In the configuration or the database (else its messages are held).
     pub(crate) configured: bool,
+    /// Where it is defined: "config" (the file) or "database" (managed at runtime).
+    pub(crate) source: Option<&'static str>,
+    pub(crate) tenant: Option<String>,
+    /// Subscription patterns.
+    pub(crate) events: Vec<String>,
+    /// Paused by an operator: nothing is sent until it is resumed.
+    pub(crate) paused: bool,
     pub(crate) state: &'static str,
     pub(crate) reason: Option<String>,
     pub(crate) state_since: Option<String>,
@@ -60,6 +67,32 @@ pub(crate) struct PolicyJson {
     pub(crate) disable_after: String,
 }
 
+/// An endpoint managed at runtime, as `endpoints add|update` (and the API) answer; `secret`
+/// only when one was just made or given.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DefinedJson {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) tenant: Option<String>,
+    pub(crate) events: Vec<String>,
+    pub(crate) paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret: Option<String>,
+}
+
+impl DefinedJson {
+    pub(crate) fn new(e: &Endpoint, secret: Option<String>) -> DefinedJson {
+        DefinedJson {
+            name: e.name.clone(),
+            url: e.url.clone(),
+            tenant: e.tenant.clone(),
+            events: e.events.clone(),
+            paused: e.paused,
+            secret,
+        }
+    }
+}
+
 /// An ordered lane with messages not yet delivered.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LaneJson {
@@ -73,11 +106,15 @@ pub(crate) struct LaneJson {
 }
 
 impl EndpointJson {
-    pub(crate) fn new(row: &EndpointRow, configured: bool) -> EndpointJson {
+    pub(crate) fn new(row: &EndpointRow, cfg: Option<&Endpoint>) -> EndpointJson {
         let h = &row.health;
         EndpointJson {
             name: row.name.clone(),
-            configured,
+            configured: cfg.is_some(),
+            source: cfg.map(|e| if e.managed { "database" } else { "config" }),
+            tenant: cfg.and_then(|e| e.tenant.clone()),
+            events: cfg.map(|e| e.events.clone()).unwrap_or_default(),
+            paused: cfg.is_some_and(|e| e.paused),
             state: h.state.as_str(),
             reason: h.reason.clone(),
             state_since: opt_time(h.changed_at),

@@ -7,7 +7,7 @@
 mod endpoint;
 mod status;
 
-pub(crate) use endpoint::{EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
+pub(crate) use endpoint::{DefinedJson, EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
 pub(crate) use status::{
     DaemonJson, DbJson, DeadJson, EndpointCountsJson, EnqueuedJson, QueueJson, StatusJson,
 };

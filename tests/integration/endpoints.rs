@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use crate::util::{wait_until, Receiver, Reply, TestEnv, FAST};
 
 /// The Standard Webhooks specification's test secret, and a second one for rotation.
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-const SECRET2: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET2: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Enqueues JSON lines, all or nothing.
 fn enqueue_lines(env: &TestEnv, lines: &str) {
@@ -39,7 +39,7 @@ fn endpoint_state(env: &TestEnv, name: &str) -> serde_json::Value {
 
 /// Verifies a request's signature with Python's standard library only (hmac, hashlib, base64):
 /// an implementation independent of webhookd's. Returns how many of `secrets` verify.
-fn python_verifies(req: &crate::util::receiver::Request, secrets: &[&str]) -> usize {
+pub(crate) fn python_verifies(req: &crate::util::receiver::Request, secrets: &[&str]) -> usize {
     let script = r#"
 import base64, hashlib, hmac, sys
 msg_id, ts, sig_header, body_path = sys.argv[1:5]
@@ -53,7 +53,11 @@ for secret in sys.argv[5:]:
         ok += 1
 print(ok)
 "#;
-    let body = std::env::temp_dir().join(format!("webhookd-sig-{}", std::process::id()));
+    let body = std::env::temp_dir().join(format!(
+        "webhookd-sig-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::write(&body, &req.body).unwrap();
     let out = Command::new("python3")
         .arg("-c")

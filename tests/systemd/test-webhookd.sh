@@ -70,6 +70,16 @@ check "bob cannot connect to the socket (got $code)" test "$code" = 000
 check "readyz answers ready" bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/readyz | grep -q ready"
 check "metrics count deliveries (published every 5 s)" wait_for 10 bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/metrics | grep -q '^webhookd_deliveries_total{endpoint=\"\"} [1-9]'"
 
+section "endpoints at runtime: the packaged secrets key"
+check "secrets key is 640 root:webhookd" test "$(stat -c '%a %U %G' /etc/webhookd/secrets.key)" = "640 root webhookd"
+check "bob cannot read the secrets key" bash -c "! runuser -u bob -- cat /etc/webhookd/secrets.key"
+added=$(runuser -u alice -- webhookd endpoints add alice-ep --url "$RX/alice-ep" --tenant alice --json 2>&1)
+check "alice adds an endpoint at runtime: its secret shown once" grep -q '"secret":"whsec_' <<<"$added"
+runuser -u alice -- webhookd enqueue --endpoint alice-ep -d '{"runtime":1}' >/dev/null
+check "the running daemon delivers to it (no restart, no reload)" wait_for 10 has_unique /alice-ep 1
+secret=$(sed -E 's/.*"secret":"([^"]+)".*/\1/' <<<"$added")
+check "the database does not hold the secret" bash -c "! grep -qF -- '$secret' /var/lib/webhookd/webhookd.db /var/lib/webhookd/webhookd.db-wal"
+
 section "systemctl status shows the STATUS= line"
 check "StatusText has the counts" wait_for 10 bash -c "systemctl show -p StatusText --value $U | grep -q 'delivered in the last minute'"
 echo "    StatusText: $(prop StatusText)"

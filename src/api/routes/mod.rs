@@ -14,6 +14,7 @@ use crate::error::Error;
 pub(super) type Answer = Result<Response, Problem>;
 
 mod act;
+mod manage;
 mod post;
 mod read;
 
@@ -74,9 +75,12 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/dlq/delete", &["POST"]),
     ("/v1/dlq/{uuid}", &["GET"]),
     ("/v1/replay", &["POST"]),
-    ("/v1/endpoints", &["GET"]),
-    ("/v1/endpoints/{name}", &["GET"]),
+    ("/v1/endpoints", &["GET", "POST"]),
+    ("/v1/endpoints/{name}", &["GET", "PATCH", "DELETE"]),
     ("/v1/endpoints/{name}/enable", &["POST"]),
+    ("/v1/endpoints/{name}/pause", &["POST"]),
+    ("/v1/endpoints/{name}/resume", &["POST"]),
+    ("/v1/endpoints/{name}/rotate-secret", &["POST"]),
     ("/v1/status", &["GET"]),
 ];
 
@@ -210,9 +214,15 @@ impl Context {
             ("/v1/dlq/delete", _) => self.act(act::Kind::Delete, &r.body),
             ("/v1/dlq/{uuid}", _) => self.show(p, true),
             ("/v1/replay", _) => self.act(act::Kind::Replay, &r.body),
+            ("/v1/endpoints", "POST") => self.create_endpoint(r),
             ("/v1/endpoints", _) => self.endpoints(),
+            ("/v1/endpoints/{name}", "PATCH") => self.patch_endpoint(p, r),
+            ("/v1/endpoints/{name}", "DELETE") => self.delete_endpoint(p, r),
             ("/v1/endpoints/{name}", _) => self.endpoint(p),
             ("/v1/endpoints/{name}/enable", _) => self.enable(p),
+            ("/v1/endpoints/{name}/pause", _) => self.pause_endpoint(p, true),
+            ("/v1/endpoints/{name}/resume", _) => self.pause_endpoint(p, false),
+            ("/v1/endpoints/{name}/rotate-secret", _) => self.rotate_secret(p, r),
             ("/v1/status", _) => self.status(),
             _ => unreachable!("every route of ROUTES is dispatched"),
         };
@@ -296,6 +306,12 @@ mod tests {
             .map(|f| (*f).to_owned())
             .collect();
         assert_eq!(message, fields);
+        let settings = names(&doc["components"]["schemas"]["EndpointSettings"]["properties"]);
+        let defined: BTreeSet<String> = crate::endpoint::defined::FIELDS
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        assert_eq!(settings, defined);
         let params: BTreeSet<String> = paths["/v1/messages"]["get"]["parameters"]
             .as_array()
             .unwrap()

@@ -47,7 +47,7 @@ impl Context {
             }
         }
         let config = self.config();
-        let message = message(object, &config)?;
+        let message = self.message(object, &config)?;
         let e = self.store(vec![message])?.remove(0);
         if !e.created && !e.same_request {
             return Err(Problem::new(409, "idempotency key reused")
@@ -81,7 +81,7 @@ impl Context {
                     Ok(_) => return Err(bad(&format!("line {n}: expected a JSON object")).line(n)),
                     Err(e) => return Err(bad(&format!("line {n}: not JSON: {e}")).line(n)),
                 };
-                messages.push(message(object, &config).map_err(|p| p.line(n))?);
+                messages.push(self.message(object, &config).map_err(|p| p.line(n))?);
             }
         } else {
             let items = match serde_json::from_slice::<Value>(&r.body) {
@@ -96,7 +96,7 @@ impl Context {
                 let Value::Object(object) = item else {
                     return Err(bad(&format!("[{i}]: expected a JSON object")).index(i));
                 };
-                messages.push(message(object, &config).map_err(|p| p.index(i))?);
+                messages.push(self.message(object, &config).map_err(|p| p.index(i))?);
             }
         }
         if messages.is_empty() {
@@ -129,7 +129,7 @@ struct Batch {
 }
 
 /// Checks the body's media type: JSON, or for a batch also JSON lines (returns true then).
-fn content_type(r: &Request, lines_allowed: bool) -> Result<bool, Problem> {
+pub(super) fn content_type(r: &Request, lines_allowed: bool) -> Result<bool, Problem> {
     let ct = r.header("content-type").unwrap_or("");
     let essence = ct
         .split(';')
@@ -150,9 +150,28 @@ fn content_type(r: &Request, lines_allowed: bool) -> Result<bool, Problem> {
     }
 }
 
-/// One message of a request body, validated as `enqueue --jsonl` validates a line.
-fn message(object: Map<String, Value>, config: &Config) -> Result<Message, Problem> {
-    let request = crate::ingest::Request::from_object(object).map_err(|e| Problem::invalid(&e))?;
+impl Context {
+    /// One message of a request body, validated as `enqueue --jsonl` validates a line. An
+    /// endpoint added a moment ago (the dispatcher applies it at its next turn) is read from the
+    /// database.
+    fn message(&self, object: Map<String, Value>, config: &Config) -> Result<Message, Problem> {
+        let request =
+            crate::ingest::Request::from_object(object).map_err(|e| Problem::invalid(&e))?;
+        let fresh;
+        let config = match &request.endpoint {
+            Some(name) if !config.endpoints.contains_key(name) => {
+                fresh = self
+                    .read(config, |s| crate::ops::defined::with_defined(config, s))
+                    .map_err(|e| Problem::from_error(&e))?;
+                &fresh
+            }
+            _ => config,
+        };
+        validate(request, config)
+    }
+}
+
+fn validate(request: crate::ingest::Request, config: &Config) -> Result<Message, Problem> {
     request
         .validate(&config.endpoints, config.max_body_size)
         .map_err(|e| match e {

@@ -95,7 +95,7 @@ impl Context {
             .map_err(|e| Problem::from_error(&e))?;
         let all: Vec<EndpointJson> = rows
             .values()
-            .map(|r| EndpointJson::new(r, config.endpoints.contains_key(&r.name)))
+            .map(|r| EndpointJson::new(r, config.endpoints.get(&r.name).map(AsRef::as_ref)))
             .collect();
         Ok(json(200, &all))
     }
@@ -119,7 +119,7 @@ impl Context {
         Ok(json(
             200,
             &EndpointDetailJson {
-                endpoint: EndpointJson::new(&row, cfg.is_some()),
+                endpoint: EndpointJson::new(&row, cfg.map(AsRef::as_ref)),
                 policy: cfg.map(|e| PolicyJson::new(e, config.workers)),
                 lanes: lanes.iter().map(LaneJson::new).collect(),
             },

@@ -114,6 +114,9 @@ impl Runtime {
         let Some(c) = &self.config else {
             return if self.health.id == 0 { usize::MAX } else { 0 };
         };
+        if c.paused {
+            return 0;
+        }
         let cap = self.cap(c, workers).saturating_sub(self.in_flight);
         let by_state = match self.health.state {
             DISABLED => 0,
@@ -136,6 +139,7 @@ impl Runtime {
             return false;
         };
         c.rate.is_some()
+            && !c.paused
             && self.tokens_at(now) < 1.0
             && self.health.state != DISABLED
             && self.health.state != OPEN
@@ -146,7 +150,7 @@ impl Runtime {
     /// When this endpoint may next be claimed, if it is held back only by time.
     pub(super) fn ready_at(&self, workers: usize, now: i64, room: usize) -> Option<i64> {
         let due = if self.want { now } else { self.next_due? };
-        let c = self.config.as_ref()?;
+        let c = self.config.as_ref().filter(|c| !c.paused)?;
         if self.degraded() && room == 0 {
             return None; // woken when a failing endpoint's request finishes
         }

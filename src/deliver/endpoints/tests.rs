@@ -19,6 +19,10 @@ fn endpoint(f: impl FnOnce(&mut Endpoint)) -> Arc<Endpoint> {
         breaker_cooldown: Duration::from_secs(10),
         disable_after: Duration::from_secs(100),
         unreadable: Vec::new(),
+        tenant: None,
+        events: Vec::new(),
+        paused: false,
+        managed: false,
     };
     f(&mut e);
     Arc::new(e)
@@ -109,6 +113,28 @@ fn concurrency_caps_claims_until_one_finishes() {
     assert!(!eps.ready(0));
     eps.finished(1, finished(200), "", 1);
     assert_eq!(limit(&mut eps, 1), 1);
+}
+
+#[test]
+fn a_paused_endpoint_is_not_claimed_until_resumed() {
+    let rows = || {
+        vec![(
+            "e".to_owned(),
+            Health {
+                id: 1,
+                ..Health::default()
+            },
+        )]
+    };
+    let paused = BTreeMap::from([("e".to_owned(), endpoint(|e| e.paused = true))]);
+    let mut eps = Endpoints::new(rows(), &paused, 16, 0);
+    eps.claimed(&[], &[(0, None)]);
+    assert_eq!(limit(&mut eps, 0), 0);
+    assert!(!eps.ready(0));
+    assert_eq!(eps.next_ready(0), None, "no wake-up for a paused endpoint");
+    let resumed = BTreeMap::from([("e".to_owned(), endpoint(|_| {}))]);
+    assert_eq!(eps.reconfigure(rows(), &resumed, 16, 0), ["e"]);
+    assert_eq!(limit(&mut eps, 0), 1, "slow start again after the pause");
 }
 
 #[test]

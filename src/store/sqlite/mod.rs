@@ -22,6 +22,7 @@
 mod bulk;
 mod codes;
 pub(crate) mod coord;
+mod defined;
 mod endpoints;
 mod insert;
 mod inspect;

@@ -165,6 +165,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Both are cleared when the attempt's outcome is recorded.
     "ALTER TABLE messages ADD COLUMN owner INTEGER;
     ALTER TABLE messages ADD COLUMN lease_until INTEGER;",
+    // 7: endpoints managed at runtime. `definition` is the endpoint's settings as JSON (NULL: a
+    // config-file endpoint, or a name only seen on messages); `secrets` its signing secrets,
+    // sealed (see endpoint::secrets); `paused` holds its messages (any endpoint). `tenant` and
+    // the `subscriptions` (one row per event pattern) are what fan-out matches on.
+    // `generations` counts changes to definitions and pauses, so that a daemon learns of one
+    // with a single read.
+    "ALTER TABLE endpoints ADD COLUMN definition TEXT;
+    ALTER TABLE endpoints ADD COLUMN tenant TEXT;
+    ALTER TABLE endpoints ADD COLUMN secrets BLOB;
+    ALTER TABLE endpoints ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE endpoints ADD COLUMN defined_at INTEGER;
+    ALTER TABLE endpoints ADD COLUMN updated_at INTEGER;
+    CREATE TABLE subscriptions (
+        tenant   TEXT NOT NULL,
+        pattern  TEXT NOT NULL,
+        endpoint INTEGER NOT NULL,
+        PRIMARY KEY (tenant, pattern, endpoint)
+    ) WITHOUT ROWID;
+    CREATE INDEX subscriptions_endpoint ON subscriptions(endpoint);
+    CREATE TABLE generations (what TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO generations (what, n) VALUES ('endpoints', 0);",
 ];
 
 /// The schema version this binary writes.

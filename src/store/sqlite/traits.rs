@@ -10,8 +10,8 @@ use crate::filter::{Filter, StateName};
 use crate::message::Message;
 use crate::model::Health;
 use crate::store::{
-    Action, Admin, Claimed, Counts, Cycle, Done, EndpointRow, Enqueued, Found, Inserter, Lane,
-    MessageView, Query, Queue,
+    Action, Admin, Claimed, Counts, Cycle, DefinedRow, Definition, Done, EndpointRow, Enqueued,
+    Found, Inserter, Lane, MessageView, Query, Queue,
 };
 
 impl Queue for Store {
@@ -54,6 +54,14 @@ impl Queue for Store {
 
     fn changed(&mut self) -> Result<bool> {
         Store::changed(self)
+    }
+
+    fn definitions(&self) -> Result<Vec<DefinedRow>> {
+        Store::definitions(self)
+    }
+
+    fn generation(&self) -> Result<i64> {
+        Store::generation(self)
     }
 }
 
@@ -145,5 +153,29 @@ impl Admin for Store {
 
     fn ensure_endpoints(&mut self, names: &[String]) -> Result<()> {
         Store::ensure_endpoints(self, names)
+    }
+
+    fn definitions(&self) -> Result<Vec<DefinedRow>> {
+        Store::definitions(self)
+    }
+
+    fn definition(&self, name: &str) -> Result<Option<DefinedRow>> {
+        Store::definition(self, name)
+    }
+
+    fn define(&mut self, d: &Definition<'_>, create: bool, now: i64) -> Result<()> {
+        Store::define(self, d, create, now)
+    }
+
+    fn undefine(&mut self, name: &str, cancel_pending: bool, now: i64) -> Result<u64> {
+        Store::undefine(self, name, cancel_pending, now)
+    }
+
+    fn set_paused(&mut self, name: &str, paused: bool) -> Result<()> {
+        Store::set_paused(self, name, paused)
+    }
+
+    fn set_secrets(&mut self, name: &str, sealed: &[u8], now: i64) -> Result<()> {
+        Store::set_secrets(self, name, sealed, now)
     }
 }

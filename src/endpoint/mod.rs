@@ -4,13 +4,20 @@
 //! A secret or a header value can live in a file instead of the config: a relative path is looked
 //! up in `$CREDENTIALS_DIRECTORY` when systemd set it (`LoadCredential=`), else next to the config
 //! file. Secrets and header values are never logged and never printed (`Debug` redacts them).
+//!
+//! Endpoints managed at runtime (`webhookd endpoints add`, `POST /v1/endpoints`) are stored in
+//! the database as a definition: the same settings as JSON (`defined`), their secrets sealed
+//! (`secrets`).
+
+pub(crate) mod defined;
+pub(crate) mod secrets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{self, Invalid, Rate};
 use crate::sign::Key;
@@ -55,6 +62,15 @@ pub(crate) struct Endpoint {
     pub(crate) disable_after: Duration,
     /// Secret or header files this process could not read (only when they were not required).
     pub(crate) unreadable: Vec<String>,
+    /// The tenant it belongs to (a customer, an application), if any.
+    pub(crate) tenant: Option<String>,
+    /// Subscription patterns (`invoice.paid`, `invoice.*`, `*`); empty: it receives only
+    /// messages addressed to it by name.
+    pub(crate) events: Vec<String>,
+    /// Paused by an operator: none of its messages is claimed until it is resumed.
+    pub(crate) paused: bool,
+    /// Managed at runtime (stored in the database), not read from the config file.
+    pub(crate) managed: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -76,6 +92,10 @@ impl std::fmt::Debug for Endpoint {
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("disable_after", &self.disable_after)
+            .field("tenant", &self.tenant)
+            .field("events", &self.events)
+            .field("paused", &self.paused)
+            .field("managed", &self.managed)
             .finish()
     }
 }
@@ -95,26 +115,49 @@ impl Endpoint {
     }
 }
 
-/// `[endpoints.NAME]` as written.
-#[derive(Debug, Deserialize)]
+/// `[endpoints.NAME]` as written (and, without files and secrets, an endpoint's definition in
+/// the database).
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EndpointSection {
-    url: String,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    header_files: BTreeMap<String, PathBuf>,
+    pub(crate) url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) header_files: BTreeMap<String, PathBuf>,
+    #[serde(skip_serializing)]
     secret: Option<OneOrMany>,
-    secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     rate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     ordered: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     on_dead: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     breaker_failures: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     breaker_cooldown: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     disable_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    events: Vec<String>,
+}
+
+impl EndpointSection {
+    /// Whether it names a secret (inline or a file): definitions keep secrets apart, sealed.
+    pub(crate) fn has_secret(&self) -> bool {
+        self.secret.is_some() || self.secret_file.is_some()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +262,12 @@ pub(crate) fn from_section(
             ))
         }
     };
+    if let Some(t) = &s.tenant {
+        check::tenant(&key("tenant"), t)?;
+    }
+    for (i, p) in s.events.iter().enumerate() {
+        check::event_pattern(&format!("{}[{i}]", key("events")), p)?;
+    }
     let breaker_failures = s.breaker_failures.unwrap_or(DEFAULT_BREAKER_FAILURES);
     if breaker_failures == 0 {
         return Err(Invalid::new(key("breaker_failures"), "must be at least 1"));
@@ -242,6 +291,10 @@ pub(crate) fn from_section(
         )?,
         disable_after: duration("disable_after", &s.disable_after, DEFAULT_DISABLE_AFTER)?,
         unreadable,
+        tenant: s.tenant,
+        events: s.events,
+        paused: false,
+        managed: false,
     })
 }
 

@@ -1,0 +1,373 @@
+//! Endpoints managed at runtime: added, changed, paused and removed with the CLI and the API
+//! while the daemon runs (no restart, no reload), signed with sealed secrets, rotated with an
+//! overlap, and one name in one place.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::endpoints::{python_verifies, SECRET, SECRET2};
+use crate::util::api::{call, socket};
+use crate::util::{wait_until, Receiver, TestEnv, FAST};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Every file of the database (main, WAL), concatenated.
+fn database_bytes(env: &TestEnv) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal"] {
+        let mut p = env.db.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(b) = std::fs::read(&p) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn endpoints_added_at_runtime_deliver_signed_change_and_pause_without_a_restart() {
+    let rx = Receiver::ok();
+    let env = TestEnv::new("defined-cli");
+    let _d = env.daemon();
+    let added = json_of(&env.ok(&[
+        "endpoints",
+        "add",
+        "acme-billing",
+        "--url",
+        &rx.url("/a"),
+        "--tenant",
+        "acme",
+        "--event",
+        "invoice.*",
+        "-H",
+        "X-Team: billing",
+        "--json",
+    ]));
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"), "{added}");
+    assert_eq!(added["tenant"], "acme");
+    assert_eq!(added["events"], json!(["invoice.*"]));
+
+    // The daemon uses it at once: no restart, no reload.
+    let uuid = env.enqueue(&[
+        "--endpoint",
+        "acme-billing",
+        "--path",
+        "/x",
+        "-d",
+        "{\"n\":1}",
+    ]);
+    wait_until(WAIT, "delivered to the new endpoint", || rx.count() == 1);
+    let req = &rx.requests()[0];
+    assert_eq!(req.path, "/a/x");
+    assert_eq!(req.header("x-team"), Some("billing"));
+    assert_eq!(req.webhook_id(), uuid);
+    assert_eq!(
+        python_verifies(req, &[&secret]),
+        1,
+        "signed with its secret"
+    );
+
+    // The secret is sealed at rest: the database does not contain it; the key file is private.
+    assert!(!contains(&database_bytes(&env), secret.as_bytes()));
+    let key = env.dir.join("webhookd.db.secrets.key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o007, 0, "no access for others: {mode:o}");
+    // ... and shown again only when asked for explicitly.
+    let shown = json_of(&env.ok(&["endpoints", "secret", "acme-billing", "--json"]));
+    assert_eq!(shown[0]["secret"], secret.as_str());
+    let listed = env.ok(&["endpoints", "show", "acme-billing", "--json"]);
+    assert!(!listed.contains(&secret), "{listed}");
+    assert_eq!(json_of(&listed)["source"], "database");
+
+    // A change applies to the next attempt.
+    env.ok(&[
+        "endpoints",
+        "update",
+        "acme-billing",
+        "--url",
+        &rx.url("/b"),
+    ]);
+    env.enqueue(&["--endpoint", "acme-billing", "-d", "2"]);
+    wait_until(WAIT, "delivered to the changed URL", || rx.count() == 2);
+    assert_eq!(rx.requests()[1].path, "/b");
+
+    // Paused: messages stay queued; resumed: they go.
+    env.ok(&["endpoints", "pause", "acme-billing"]);
+    let held = env.enqueue(&["--endpoint", "acme-billing", "-d", "3"]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(env.state(&held), "pending");
+    assert_eq!(rx.count(), 2);
+    let show = json_of(&env.ok(&["endpoints", "show", "acme-billing", "--json"]));
+    assert_eq!(show["paused"], true);
+    env.ok(&["endpoints", "resume", "acme-billing"]);
+    wait_until(WAIT, "delivered after resume", || rx.count() == 3);
+    wait_until(WAIT, "recorded", || env.state(&held) == "delivered");
+}
+
+#[test]
+fn a_rotated_secret_signs_beside_the_old_one_during_the_overlap() {
+    let rx = Receiver::ok();
+    let env = TestEnv::new("defined-rotate");
+    let _d = env.daemon();
+    env.ok(&[
+        "endpoints",
+        "add",
+        "r",
+        "--url",
+        &rx.url("/"),
+        "--secret",
+        SECRET,
+    ]);
+    env.ok(&[
+        "endpoints",
+        "rotate-secret",
+        "r",
+        "--secret",
+        SECRET2,
+        "--overlap",
+        "1h",
+    ]);
+    env.enqueue(&["--endpoint", "r", "-d", "{\"a\":1}"]);
+    wait_until(WAIT, "delivered", || rx.count() == 1);
+    let req = &rx.requests()[0];
+    let sig = req.header("webhook-signature").unwrap();
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    assert_eq!(python_verifies(req, &[SECRET]), 1);
+    assert_eq!(python_verifies(req, &[SECRET2]), 1);
+    // `webhookd verify`, as a receiver with only the new secret would check.
+    let body = String::from_utf8(req.body.clone()).unwrap();
+    let verify = env.run(&[
+        "verify",
+        "--secret",
+        SECRET2,
+        "--id",
+        req.header("webhook-id").unwrap(),
+        "--timestamp",
+        req.header("webhook-timestamp").unwrap(),
+        "--signature",
+        sig,
+        "-d",
+        &body,
+    ]);
+    assert!(verify.status.success(), "{verify:?}");
+
+    // No overlap: only the newest signs from the next attempt on.
+    let third = json_of(&env.ok(&[
+        "endpoints",
+        "rotate-secret",
+        "r",
+        "--overlap",
+        "0s",
+        "--json",
+    ]));
+    let third = third["secret"].as_str().unwrap().to_owned();
+    env.enqueue(&["--endpoint", "r", "-d", "{\"a\":2}"]);
+    wait_until(WAIT, "delivered", || rx.count() == 2);
+    let req = &rx.requests()[1];
+    assert_eq!(python_verifies(req, &[&third]), 1);
+    assert_eq!(python_verifies(req, &[SECRET, SECRET2]), 0);
+}
+
+#[test]
+fn removing_an_endpoint_with_queued_messages_needs_cancel_pending() {
+    let env = TestEnv::new("defined-remove");
+    env.ok(&["endpoints", "add", "gone", "--url", "http://127.0.0.1:9/"]);
+    let uuid = env.enqueue(&["--endpoint", "gone", "--delay", "1h", "-d", "x"]);
+    let (code, err) = env.fail(&["endpoints", "remove", "gone"]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("1 message") && err.contains("--cancel-pending"),
+        "{err}"
+    );
+    assert_eq!(env.state(&uuid), "pending");
+    let out = json_of(&env.ok(&["endpoints", "remove", "gone", "--cancel-pending", "--json"]));
+    assert_eq!(out["cancelled"], 1);
+    assert_eq!(env.state(&uuid), "cancelled");
+    let (code, err) = env.fail(&["enqueue", "--endpoint", "gone", "-d", "x"]);
+    assert_eq!(code, 66, "{err}");
+    let (code, _) = env.fail(&["endpoints", "remove", "gone"]);
+    assert_eq!(code, 66);
+}
+
+#[test]
+fn a_name_lives_in_the_config_file_or_the_database_not_both() {
+    let env = TestEnv::with_config(
+        "defined-conflict",
+        &format!("{FAST}\n[endpoints.cfg]\nurl = \"http://127.0.0.1:9/\"\n"),
+    );
+    let (code, err) = env.fail(&["endpoints", "add", "cfg", "--url", "http://127.0.0.1:9/"]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("config file"), "{err}");
+    let (code, err) = env.fail(&["endpoints", "update", "cfg", "--rate", "1/s"]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("defined in the config file"), "{err}");
+    // Bad settings name their option; nothing is stored.
+    for (args, flag) in [
+        (vec!["--url", "ftp://x/"], "--url"),
+        (
+            vec!["--url", "http://127.0.0.1:9/", "--rate", "fast"],
+            "--rate",
+        ),
+        (
+            vec!["--url", "http://127.0.0.1:9/", "--event", "a b"],
+            "--event",
+        ),
+        (
+            vec!["--url", "http://127.0.0.1:9/", "--tenant", "a b"],
+            "--tenant",
+        ),
+        (
+            vec!["--url", "http://127.0.0.1:9/", "--secret", "whsec_c2hvcnQ="],
+            "--secret",
+        ),
+    ] {
+        let mut full = vec!["endpoints", "add", "bad"];
+        full.extend(args);
+        let (code, err) = env.fail(&full);
+        assert_eq!(code, 65, "{err}");
+        assert!(err.contains(flag), "{flag}: {err}");
+    }
+    let list = json_of(&env.ok(&["endpoints", "list", "--json"]));
+    assert!(
+        list.as_array().unwrap().iter().all(|e| e["name"] != "bad"),
+        "{list}"
+    );
+    // A file that later defines a stored name: the daemon refuses to start, naming both.
+    env.ok(&["endpoints", "add", "dup", "--url", "http://127.0.0.1:9/"]);
+    env.write_config(&format!(
+        "{FAST}\n[endpoints.dup]\nurl = \"http://127.0.0.1:9/\"\n"
+    ));
+    let out = env.run(&["run"]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("endpoints.dup: also defined in the database"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_api_manages_endpoints_and_a_new_one_takes_messages_at_once() {
+    let rx = Receiver::ok();
+    let env = TestEnv::new("defined-api");
+    let _d = env.daemon();
+    let sock = socket(&env.db);
+    let created = call(
+        &sock,
+        "POST",
+        "/v1/endpoints",
+        Some(&json!({"name": "t1", "url": rx.url("/t1"), "tenant": "t", "events": ["*"]})),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let secret = created.json()["secret"].as_str().unwrap().to_owned();
+    // At once, before the dispatcher's next look at the database.
+    let posted = call(
+        &sock,
+        "POST",
+        "/v1/messages",
+        Some(&json!({"endpoint": "t1", "body": "hi"})),
+    );
+    assert_eq!(posted.status, 202, "{}", posted.text());
+    wait_until(WAIT, "delivered", || rx.count() == 1);
+    assert_eq!(python_verifies(&rx.requests()[0], &[&secret]), 1);
+
+    for (method, path, body, status, field) in [
+        (
+            "POST",
+            "/v1/endpoints",
+            json!({"name": "t1", "url": rx.url("/")}),
+            409,
+            None,
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            json!({"url": rx.url("/")}),
+            400,
+            Some("name"),
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            json!({"name": "t2", "url": rx.url("/"), "rate": 5}),
+            400,
+            Some("rate"),
+        ),
+        (
+            "POST",
+            "/v1/endpoints",
+            json!({"name": "t2", "url": rx.url("/"), "events": ["a b"]}),
+            400,
+            Some("events[0]"),
+        ),
+        (
+            "PATCH",
+            "/v1/endpoints/nope",
+            json!({"rate": "1/s"}),
+            404,
+            None,
+        ),
+        (
+            "PATCH",
+            "/v1/endpoints/t1",
+            json!({"secret": SECRET}),
+            400,
+            Some("secret"),
+        ),
+        ("POST", "/v1/endpoints/nope/pause", json!({}), 404, None),
+    ] {
+        let a = call(&sock, method, path, Some(&body));
+        assert_eq!(a.status, status, "{method} {path} {body}: {}", a.text());
+        assert_eq!(a.header("content-type"), Some("application/problem+json"));
+        if let Some(f) = field {
+            assert_eq!(a.json()["field"], f, "{}", a.text());
+        }
+    }
+
+    let patched = call(
+        &sock,
+        "PATCH",
+        "/v1/endpoints/t1",
+        Some(&json!({"url": rx.url("/t1b"), "tenant": null})),
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    assert_eq!(patched.json()["tenant"], Value::Null);
+    let paused = call(&sock, "POST", "/v1/endpoints/t1/pause", None);
+    assert_eq!(paused.status, 200, "{}", paused.text());
+    let held = call(
+        &sock,
+        "POST",
+        "/v1/messages",
+        Some(&json!({"endpoint": "t1", "body": "2"})),
+    );
+    assert_eq!(held.status, 202);
+    let uuid = held.json()["uuid"].as_str().unwrap().to_owned();
+    let got = call(&sock, "GET", "/v1/endpoints/t1", None).json();
+    assert_eq!(
+        (got["paused"].clone(), got["source"].clone()),
+        (json!(true), json!("database"))
+    );
+    let deleted = call(&sock, "DELETE", "/v1/endpoints/t1", None);
+    assert_eq!(deleted.status, 409, "queued message: {}", deleted.text());
+    let deleted = call(
+        &sock,
+        "DELETE",
+        "/v1/endpoints/t1?cancel_pending=true",
+        None,
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["cancelled"], 1);
+    assert_eq!(env.state(&uuid), "cancelled");
+    assert_eq!(rx.count(), 1, "nothing sent while paused");
+}

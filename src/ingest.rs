@@ -245,6 +245,7 @@ impl Request {
                 None => Duration::ZERO,
             },
             max_attempts: self.max_attempts,
+            event: None,
         };
         message.check(max_body_size)?;
         Ok(message)

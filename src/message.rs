@@ -26,6 +26,8 @@ pub(crate) struct Message {
     pub(crate) lane: Option<String>,
     /// Whether a dead message stops its lane (else the next one goes).
     pub(crate) lane_dead_blocks: bool,
+    /// The event it delivers (its id is the message's webhook-id), if it came from a fan-out.
+    pub(crate) event: Option<uuid::Uuid>,
 }
 
 impl Message {

@@ -87,6 +87,8 @@ impl Lane {
 pub(crate) struct Job {
     pub(crate) seq: i64,
     pub(crate) uuid: Uuid,
+    /// The event it delivers, whose id is its webhook-id (else the message's own uuid).
+    pub(crate) event: Option<Uuid>,
     /// Attempts already made in the current budget.
     pub(crate) attempts: u32,
     /// Attempts already made over the message's life.

@@ -109,12 +109,13 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Store a message durably and print its uuid.
+    /// Store a message (or an event, fanned out to its subscribers) durably and print its uuid.
     #[command(after_help = "\
 Examples:
   webhookd enqueue https://example.com/hook -H 'Content-Type: application/json' -d '{\"event\":\"paid\"}'
   webhookd enqueue https://example.com/hook -d @payload.bin --key order-42 --delay 90s
   webhookd enqueue --endpoint billing --path /v2/invoice -d '{\"id\":42}'
+  webhookd enqueue --event invoice.paid --tenant acme -d '{\"invoice\":42}' --key inv-42-paid
   webhookd enqueue --jsonl events.jsonl
   my-producer | webhookd enqueue --jsonl - --stream
 
@@ -312,10 +313,20 @@ pub(crate) struct EnqueueArgs {
     /// Absolute http:// or https:// URL to deliver to.
     #[arg(
         value_name = "URL",
-        required_unless_present_any = ["jsonl", "endpoint"],
-        conflicts_with_all = ["jsonl", "endpoint"]
+        required_unless_present_any = ["jsonl", "endpoint", "event"],
+        conflicts_with_all = ["jsonl", "endpoint", "event"]
     )]
     pub(crate) url: Option<String>,
+
+    /// Enqueue an event of this type instead of a message: one delivery to every endpoint (of
+    /// --tenant) that subscribes to it and is not paused, all carrying the event's id as
+    /// webhook-id. Prints the event's id, then each delivery's uuid and endpoint.
+    #[arg(long, value_name = "TYPE", conflicts_with_all = ["jsonl", "endpoint", "path", "ordering_key", "headers", "delay", "max_attempts"])]
+    pub(crate) event: Option<String>,
+
+    /// With --event: the tenant whose endpoints receive it (none: endpoints without a tenant).
+    #[arg(long, value_name = "TENANT", requires = "event")]
+    pub(crate) tenant: Option<String>,
 
     /// Deliver to the named endpoint of the config ([endpoints.NAME]) instead of a URL: its URL,
     /// headers, signing secret and delivery policy apply when the message is sent.

@@ -35,6 +35,9 @@ use crate::view::EnqueuedJson;
 /// # Errors
 /// `InvalidInput`/`InvalidLine` for bad messages (nothing is stored), `ReadInput`, store errors.
 pub(crate) fn run(args: &EnqueueArgs, config: &Config) -> Result<u8> {
+    if let Some(kind) = &args.event {
+        return super::event::enqueue(args, config, kind);
+    }
     // Endpoints managed at runtime are in the database: read them when a message may name one
     // the config file does not have.
     let stored;

@@ -8,6 +8,7 @@ mod defined;
 mod dlq;
 mod endpoints;
 mod enqueue;
+mod event;
 mod list;
 mod show;
 mod spool;

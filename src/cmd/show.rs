@@ -34,7 +34,16 @@ pub(crate) struct Mode {
 pub(crate) fn run(config: &Config, uuid: &str, mode: Mode) -> Result<u8> {
     let id = parse_uuid(uuid)?;
     let store = store::open_admin(&config.db, Access::Read)?;
-    let view = store.view(&id)?;
+    let view = match store.view(&id) {
+        // An event's id: the event and its deliveries.
+        Err(Error::NoSuchMessage { .. }) if !mode.dead_only && !mode.body => {
+            match store.event_view(&id)? {
+                Some(event) => return super::event::show(&event, mode.json),
+                None => store.view(&id)?,
+            }
+        }
+        v => v?,
+    };
     if mode.dead_only && view.state != State::Dead {
         return Err(Error::NotDead {
             uuid: uuid.to_owned(),

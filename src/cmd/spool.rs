@@ -180,6 +180,8 @@ impl Iterator for Replay {
                 endpoint,
                 lane,
                 lane_dead_blocks: flag[0] == 1,
+                // JSON lines are messages, never events (`enqueue --event` takes one).
+                event: None,
             })
         })();
         Some(m.map_err(spool_error))
@@ -256,6 +258,7 @@ mod tests {
             endpoint: Some("e".into()),
             lane: Some("e\u{1f}k".into()),
             lane_dead_blocks: true,
+            event: None,
         };
         let b = Message::default();
         let mut spool = Spool::new("test");

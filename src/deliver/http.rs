@@ -113,7 +113,8 @@ impl Http {
             .method(job.method.as_str())
             .uri(job.url.as_str())
             .header("webhook-timestamp", timestamp.to_string());
-        let id = job.uuid.to_string();
+        // Every delivery of one event carries the event's id: what receivers deduplicate on.
+        let id = job.event.unwrap_or(job.uuid).to_string();
         for (name, value) in &job.headers {
             if job.keys.is_some() && name.eq_ignore_ascii_case("webhook-signature") {
                 continue; // ours replaces it

@@ -3,6 +3,7 @@
 
 pub(crate) mod bulk;
 pub(crate) mod defined;
+pub(crate) mod events;
 
 use std::collections::BTreeMap;
 

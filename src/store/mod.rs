@@ -31,7 +31,8 @@ use crate::model::Health;
 
 pub(crate) use types::{
     parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done,
-    EndpointRow, Enqueued, Found, Lane, MessageView, Outcome, OutcomeKind, Query, RetryEdit,
+    EndpointRow, Enqueued, EventRecord, EventStored, EventView, Found, Lane, MessageView, Outcome,
+    OutcomeKind, Query, RetryEdit,
 };
 
 /// How long a claim stays its owner's without a renewal: after that another daemon may take it
@@ -127,6 +128,12 @@ pub(crate) trait Inserter {
     /// # Errors
     /// `Db`/`Busy`.
     fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued>;
+
+    /// Stores an event before its deliveries (or finds the one its key names, per tenant).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn event(&mut self, e: &EventRecord, now: i64) -> Result<EventStored>;
 
     /// Commits every insert durably.
     ///
@@ -284,6 +291,19 @@ pub(crate) trait Admin: Send {
     /// # Errors
     /// `Db`/`Busy`.
     fn set_paused(&mut self, name: &str, paused: bool) -> Result<()>;
+
+    /// The endpoints managed at runtime, not paused, of `tenant` (`""`: none) that subscribe with
+    /// one of `patterns`.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn subscribers(&self, tenant: &str, patterns: &[String]) -> Result<Vec<String>>;
+
+    /// Event `id` and its deliveries, if it is stored.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn event_view(&self, id: &Uuid) -> Result<Option<EventView>>;
 
     /// Replaces a defined endpoint's sealed secrets.
     ///

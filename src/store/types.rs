@@ -115,6 +115,8 @@ pub(crate) struct Attempt {
 pub(crate) struct MessageView {
     pub(crate) seq: i64,
     pub(crate) uuid: Uuid,
+    /// The event it delivers (its webhook-id), if it came from a fan-out.
+    pub(crate) event: Option<Uuid>,
     pub(crate) state: State,
     pub(crate) key: Option<String>,
     pub(crate) method: String,
@@ -167,6 +169,40 @@ pub(crate) struct EndpointRow {
     /// Waiting behind an earlier message of their ordered lane.
     pub(crate) waiting: u64,
     pub(crate) dead: u64,
+}
+
+/// An event to store: fanned out to `deliveries` messages.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRecord {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) tenant: Option<String>,
+    /// The event type (`invoice.paid`).
+    pub(crate) kind: String,
+    /// Idempotency key, per tenant.
+    pub(crate) key: Option<String>,
+    pub(crate) deliveries: u64,
+}
+
+/// What storing an event did: stored (`created`), or nothing because its key names `id`.
+#[derive(Debug, Clone)]
+pub(crate) struct EventStored {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) created: bool,
+    pub(crate) deliveries: u64,
+    /// The first event with the key has the same type (else the key was reused for another).
+    pub(crate) same_type: bool,
+}
+
+/// An event and its deliveries, as `show EVENT_ID` shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct EventView {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) tenant: Option<String>,
+    pub(crate) kind: String,
+    pub(crate) key: Option<String>,
+    pub(crate) created_at: i64,
+    /// Each delivery: its message's uuid, endpoint name and state.
+    pub(crate) deliveries: Vec<(uuid::Uuid, String, crate::model::State)>,
 }
 
 /// An endpoint with a definition (managed at runtime) or paused, as stored.

@@ -9,7 +9,8 @@ mod status;
 
 pub(crate) use endpoint::{DefinedJson, EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
 pub(crate) use status::{
-    DaemonJson, DbJson, DeadJson, EndpointCountsJson, EnqueuedJson, QueueJson, StatusJson,
+    DaemonJson, DbJson, DeadJson, DeliveryJson, EndpointCountsJson, EnqueuedJson, EventJson,
+    QueueJson, StatusJson,
 };
 
 use base64::Engine;
@@ -41,6 +42,8 @@ pub(crate) struct AttemptJson {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct MessageJson {
     pub(crate) uuid: String,
+    /// The event it delivers (its webhook-id), if it came from a fan-out.
+    pub(crate) event: Option<String>,
     pub(crate) state: &'static str,
     pub(crate) method: String,
     /// Where it goes: its URL, or its endpoint's URL with its path.
@@ -152,6 +155,7 @@ impl MessageJson {
         };
         MessageJson {
             uuid: v.uuid.to_string(),
+            event: v.event.map(|e| e.to_string()),
             state: v.state.as_str(),
             method: v.method.clone(),
             url: target_url(config, v.endpoint.as_deref(), &v.url),

@@ -79,3 +79,28 @@ pub(crate) struct DeadJson {
     pub(crate) last_error: Option<String>,
     pub(crate) dead_at: Option<String>,
 }
+
+/// An event: as `enqueue --event --json` and `POST /v1/events` answer (`messages`: the new
+/// deliveries), and as `show EVENT_ID --json` shows it (`messages`: every delivery, with its
+/// state).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct EventJson {
+    pub(crate) id: String,
+    pub(crate) created: bool,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tenant: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) created_at: Option<String>,
+    pub(crate) deliveries: u64,
+    pub(crate) messages: Vec<DeliveryJson>,
+}
+
+/// One delivery of an event.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeliveryJson {
+    pub(crate) uuid: String,
+    pub(crate) endpoint: String,
+    pub(crate) state: &'static str,
+}

@@ -371,3 +371,219 @@ fn the_api_manages_endpoints_and_a_new_one_takes_messages_at_once() {
     assert_eq!(env.state(&uuid), "cancelled");
     assert_eq!(rx.count(), 1, "nothing sent while paused");
 }
+
+#[test]
+fn an_event_reaches_exactly_its_tenants_subscribers_once_each_with_one_webhook_id() {
+    let rx = Receiver::ok();
+    let env = TestEnv::with_config(
+        "events",
+        &format!(
+            "{FAST}\n[endpoints.cfg-acme]\nurl = \"{}\"\ntenant = \"acme\"\nevents = [\"invoice.paid\"]\nsecret = \"{SECRET}\"\n",
+            rx.url("/cfg-acme")
+        ),
+    );
+    let _d = env.daemon();
+    let add = |name: &str, tenant: Option<&str>, events: &[&str]| -> String {
+        let url = rx.url(&format!("/{name}"));
+        let mut args = vec!["endpoints", "add", name, "--url", url.as_str(), "--json"];
+        if let Some(t) = tenant {
+            args.extend(["--tenant", t]);
+        }
+        for e in events {
+            args.extend(["--event", e]);
+        }
+        let out = json_of(&env.ok(&args));
+        out["secret"].as_str().unwrap().to_owned()
+    };
+    let exact = add("acme-exact", Some("acme"), &["invoice.paid"]);
+    let prefix = add("acme-prefix", Some("acme"), &["invoice.*"]);
+    let all = add("acme-all", Some("acme"), &["*"]);
+    add("acme-other", Some("acme"), &["customer.*"]);
+    add("acme-none", Some("acme"), &[]);
+    add("acme-paused", Some("acme"), &["*"]);
+    env.ok(&["endpoints", "pause", "acme-paused"]);
+    add("globex-all", Some("globex"), &["*"]);
+    add("untenanted", None, &["invoice.*"]);
+
+    let out = json_of(&env.ok(&[
+        "enqueue",
+        "--event",
+        "invoice.paid",
+        "--tenant",
+        "acme",
+        "-d",
+        "{\"invoice\":42}",
+        "--key",
+        "inv-42",
+        "--json",
+    ]));
+    assert_eq!(out["created"], true, "{out}");
+    assert_eq!(out["deliveries"], 4, "{out}");
+    let id = out["id"].as_str().unwrap().to_owned();
+    wait_until(WAIT, "four deliveries", || rx.count() == 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let reqs = rx.requests();
+    let mut paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        ["/acme-all", "/acme-exact", "/acme-prefix", "/cfg-acme"]
+    );
+    for r in &reqs {
+        assert_eq!(r.webhook_id(), id, "every delivery carries the event's id");
+        assert_eq!(r.header("webhook-event"), Some("invoice.paid"));
+        assert_eq!(r.body, b"{\"invoice\":42}");
+        let secret = match r.path.as_str() {
+            "/acme-exact" => exact.as_str(),
+            "/acme-prefix" => prefix.as_str(),
+            "/acme-all" => all.as_str(),
+            _ => SECRET,
+        };
+        assert_eq!(
+            python_verifies(r, &[secret]),
+            1,
+            "{} signs with its own secret",
+            r.path
+        );
+    }
+
+    // The same key again (per tenant): nothing new.
+    let again = json_of(&env.ok(&[
+        "enqueue",
+        "--event",
+        "invoice.paid",
+        "--tenant",
+        "acme",
+        "-d",
+        "{}",
+        "--key",
+        "inv-42",
+        "--json",
+    ]));
+    assert_eq!(
+        (again["id"].as_str(), again["created"].clone()),
+        (Some(id.as_str()), json!(false))
+    );
+    // ... but another tenant's event with that key is its own.
+    let globex = json_of(&env.ok(&[
+        "enqueue",
+        "--event",
+        "invoice.paid",
+        "--tenant",
+        "globex",
+        "--key",
+        "inv-42",
+        "--json",
+    ]));
+    assert_eq!(globex["deliveries"], 1);
+    // No subscriber: stored and reported, not an error.
+    let none = json_of(&env.ok(&[
+        "enqueue",
+        "--event",
+        "shipment.sent",
+        "--tenant",
+        "initech",
+        "--json",
+    ]));
+    assert_eq!(
+        (none["created"].clone(), none["deliveries"].clone()),
+        (json!(true), json!(0))
+    );
+    wait_until(WAIT, "globex delivered", || rx.count() == 5);
+
+    // `show EVENT_ID` lists its deliveries and their states.
+    wait_until(WAIT, "all delivered", || {
+        let v = json_of(&env.ok(&["show", &id, "--json"]));
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "delivered")
+    });
+    let shown = json_of(&env.ok(&["show", &id, "--json"]));
+    assert_eq!(
+        (shown["type"].clone(), shown["tenant"].clone()),
+        (json!("invoice.paid"), json!("acme"))
+    );
+    let mut endpoints: Vec<String> = shown["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["endpoint"].as_str().unwrap().to_owned())
+        .collect();
+    endpoints.sort();
+    assert_eq!(
+        endpoints,
+        ["acme-all", "acme-exact", "acme-prefix", "cfg-acme"]
+    );
+    let one = shown["messages"][0]["uuid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        json_of(&env.ok(&["show", &one, "--json"]))["event"],
+        id.as_str()
+    );
+
+    // Bad input names the option; nothing is stored.
+    for (args, flag) in [
+        (vec!["--event", "in voice"], "--event"),
+        (vec!["--event", "a", "--tenant", "a b"], "--tenant"),
+    ] {
+        let mut full = vec!["enqueue"];
+        full.extend(args);
+        let (code, err) = env.fail(&full);
+        assert_eq!(code, 65, "{err}");
+        assert!(err.contains(flag), "{err}");
+    }
+}
+
+#[test]
+fn the_api_takes_events() {
+    let rx = Receiver::ok();
+    let env = TestEnv::new("events-api");
+    let _d = env.daemon();
+    let sock = socket(&env.db);
+    for name in ["a", "b"] {
+        let r = call(
+            &sock,
+            "POST",
+            "/v1/endpoints",
+            Some(
+                &json!({"name": name, "url": rx.url(&format!("/{name}")), "tenant": "t", "events": ["order.*"]}),
+            ),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let posted = call(
+        &sock,
+        "POST",
+        "/v1/events",
+        Some(
+            &json!({"type": "order.created", "tenant": "t", "body": "{\"order\":1}", "key": "o1"}),
+        ),
+    );
+    assert_eq!(posted.status, 202, "{}", posted.text());
+    let v = posted.json();
+    assert_eq!(v["deliveries"], 2);
+    wait_until(WAIT, "delivered to both", || rx.count() == 2);
+    let id = v["id"].as_str().unwrap();
+    assert!(rx.requests().iter().all(|r| r.webhook_id() == id));
+    let again = call(
+        &sock,
+        "POST",
+        "/v1/events",
+        Some(&json!({"type": "order.created", "tenant": "t", "key": "o1"})),
+    );
+    assert_eq!(again.json()["created"], false);
+    for (body, field) in [
+        (json!({"tenant": "t"}), "type"),
+        (json!({"type": "a b"}), "type"),
+        (json!({"type": "a", "colour": 1}), "colour"),
+        (
+            json!({"type": "order.x", "tenant": "t", "key": "o1"}),
+            "key",
+        ),
+    ] {
+        let a = call(&sock, "POST", "/v1/events", Some(&body));
+        assert_eq!(a.status, 400, "{body}: {}", a.text());
+        assert_eq!(a.json()["field"], field, "{}", a.text());
+    }
+}

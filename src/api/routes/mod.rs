@@ -70,6 +70,7 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/messages/cancel", &["POST"]),
     ("/v1/messages/{uuid}", &["GET"]),
     ("/v1/messages/{uuid}/cancel", &["POST"]),
+    ("/v1/events", &["POST"]),
     ("/v1/dlq", &["GET"]),
     ("/v1/dlq/retry", &["POST"]),
     ("/v1/dlq/delete", &["POST"]),
@@ -166,7 +167,7 @@ impl Context {
         }
         let needed = match (route, r.method.as_str()) {
             (Some("/healthz" | "/readyz"), _) => return Ok(()),
-            (Some("/v1/messages" | "/v1/messages/batch"), "POST") => Scope::Enqueue,
+            (Some("/v1/messages" | "/v1/messages/batch" | "/v1/events"), "POST") => Scope::Enqueue,
             (Some(_) | None, "GET") | (None, _) => Scope::Read,
             (Some(_), _) => Scope::Admin,
         };
@@ -209,6 +210,7 @@ impl Context {
             ("/v1/messages/cancel", _) => self.act(act::Kind::Cancel, &r.body),
             ("/v1/messages/{uuid}", _) => self.show(p, false),
             ("/v1/messages/{uuid}/cancel", _) => self.cancel_one(p),
+            ("/v1/events", _) => self.enqueue_event(r),
             ("/v1/dlq", _) => self.list(r, true),
             ("/v1/dlq/retry", _) => self.act(act::Kind::Retry, &r.body),
             ("/v1/dlq/delete", _) => self.act(act::Kind::Delete, &r.body),
@@ -312,6 +314,12 @@ mod tests {
             .map(|f| (*f).to_owned())
             .collect();
         assert_eq!(settings, defined);
+        let event = names(&doc["components"]["schemas"]["Event"]["properties"]);
+        let fields: BTreeSet<String> = crate::ops::events::FIELDS
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        assert_eq!(event, fields);
         let params: BTreeSet<String> = paths["/v1/messages"]["get"]["parameters"]
             .as_array()
             .unwrap()

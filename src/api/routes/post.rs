@@ -151,6 +151,33 @@ pub(super) fn content_type(r: &Request, lines_allowed: bool) -> Result<bool, Pro
 }
 
 impl Context {
+    /// `POST /v1/events`: `{"type", "tenant"?, "body"|"body_base64"?, "key"?}`, fanned out to
+    /// every subscribed endpoint in one transaction (a write of its own, not the group commit:
+    /// matching reads the endpoints); 202 with the event's id and its deliveries.
+    pub(super) fn enqueue_event(&self, r: &Request) -> Answer {
+        content_type(r, false)?;
+        let object = match serde_json::from_slice::<Value>(&r.body) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => return Err(bad("the body must be a JSON object (one event)")),
+            Err(e) => return Err(bad(&format!("the body is not JSON: {e}"))),
+        };
+        let mut event = crate::ops::events::EventRequest::from_object(object)
+            .map_err(|e| Problem::invalid(&e))?;
+        if let Some(key) = r.header("idempotency-key") {
+            event.key.get_or_insert_with(|| key.to_owned());
+        }
+        let config = self.config();
+        let mut s = crate::store::open_admin(&config.db, crate::store::Access::Write)
+            .map_err(|e| Problem::from_error(&e))?;
+        let done = crate::ops::events::fan_out(s.as_mut(), &config, event)
+            .map_err(|e| Problem::from_error(&e))?;
+        drop(s);
+        if done.created && done.deliveries > 0 {
+            let _ = self.wake.send(crate::store::Notice::Messages);
+        }
+        Ok(json(202, &done.view()))
+    }
+
     /// One message of a request body, validated as `enqueue --jsonl` validates a line. An
     /// endpoint added a moment ago (the dispatcher applies it at its next turn) is read from the
     /// database.

@@ -9,12 +9,12 @@ use super::codes::{PENDING, WAITING};
 use super::{wrap, Store};
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
-use crate::store::Enqueued;
+use crate::store::{Enqueued, EventRecord, EventStored};
 
 // `OR FAIL`: see queue.rs.
 pub(super) const INSERT_MESSAGE: &str = "INSERT OR FAIL INTO messages
-     (uuid, idem_key, state, due_at, created_at, max_attempts, endpoint, lane)
-     VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7, ?8)
+     (uuid, idem_key, state, due_at, created_at, max_attempts, endpoint, lane, event)
+     VALUES (?1, ?2, ?6, ?3, ?4, ?5, ?7, ?8, ?9)
      ON CONFLICT (idem_key) WHERE idem_key IS NOT NULL DO NOTHING";
 pub(super) const INSERT_PAYLOAD: &str =
     "INSERT OR FAIL INTO payloads (seq, method, url, headers, body) VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -72,6 +72,56 @@ impl Inserter<'_> {
     /// `Db`/`Busy`.
     pub(crate) fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
         insert(&self.tx, self.store_path, &mut self.endpoints, m, now)
+    }
+
+    /// Stores an event (its deliveries are inserted after it, each naming it); when its key
+    /// (per tenant) is known, stores nothing and returns the first event.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn event(&mut self, e: &EventRecord, now: i64) -> Result<EventStored> {
+        let path = self.store_path;
+        let err = |op| move |source| wrap(path, op, source);
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO events (uuid, tenant, type, idem_key, created_at, deliveries)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (tenant, idem_key) WHERE idem_key IS NOT NULL DO NOTHING",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    e.id.as_bytes(),
+                    e.tenant.as_deref().unwrap_or(""),
+                    e.kind,
+                    e.key,
+                    now,
+                    i64::try_from(e.deliveries).unwrap_or(i64::MAX)
+                ])
+            })
+            .map_err(err("insert event"))?;
+        if n == 1 {
+            return Ok(EventStored {
+                id: e.id,
+                created: true,
+                deliveries: e.deliveries,
+                same_type: true,
+            });
+        }
+        let (uuid, kind, deliveries): ([u8; 16], String, i64) = self
+            .tx
+            .query_row(
+                "SELECT uuid, type, deliveries FROM events WHERE tenant = ?1 AND idem_key = ?2",
+                params![e.tenant.as_deref().unwrap_or(""), e.key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(err("look up event key"))?;
+        Ok(EventStored {
+            id: Uuid::from_bytes(uuid),
+            created: false,
+            deliveries: u64::try_from(deliveries).unwrap_or(0),
+            same_type: kind == e.kind,
+        })
     }
 
     /// Commits every insert durably.
@@ -138,7 +188,8 @@ pub(super) fn insert(
                     m.max_attempts,
                     state,
                     endpoint,
-                    m.lane
+                    m.lane,
+                    m.event.as_ref().map(Uuid::as_bytes)
                 ])
             })
             .map_err(e("insert message"))?;

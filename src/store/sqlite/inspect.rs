@@ -33,7 +33,7 @@ macro_rules! view_sql {
                 m.last_error, p.method, p.url, p.headers, iif(?2, p.body, NULL), e.name, m.lane,
                 m.uuid, m.cancel_requested, m.cancelled_at, m.replayed_at, length(p.body),
                 (SELECT a.status FROM attempts a WHERE a.seq = m.seq AND a.n = m.attempts_total),
-                e.state
+                e.state, m.event
              FROM messages m JOIN payloads p USING (seq) LEFT JOIN endpoints e ON e.id = m.endpoint
              WHERE ",
             $by
@@ -250,6 +250,7 @@ impl Store {
                 replayed_at: r.get(21)?,
                 body_size: u64::try_from(r.get::<_, i64>(22)?).unwrap_or(0),
                 last_status: r.get(23)?,
+                event: r.get::<_, Option<[u8; 16]>>(25)?.map(Uuid::from_bytes),
                 attempts: Vec::new(),
             })
         })

@@ -24,6 +24,7 @@ mod codes;
 pub(crate) mod coord;
 mod defined;
 mod endpoints;
+mod events;
 mod insert;
 mod inspect;
 mod list;

@@ -36,7 +36,7 @@ pub(super) const CLAIM: &str = "UPDATE OR FAIL messages SET state = 1,
      owner = CAST(?4 AS INTEGER), lease_until = CAST(?5 AS INTEGER)
      WHERE seq IN (SELECT seq FROM messages WHERE state = 0 AND endpoint = CAST(?3 AS INTEGER) AND due_at <= ?1
                    ORDER BY due_at LIMIT CAST(?2 AS INTEGER))
-     RETURNING seq, uuid, attempts, attempts_total, max_attempts, endpoint, lane, due_at";
+     RETURNING seq, uuid, attempts, attempts_total, max_attempts, endpoint, lane, due_at, event";
 /// A daemon's leases, extended (its claims are in the state index's in-flight range).
 pub(super) const RENEW: &str = "UPDATE messages SET lease_until = CAST(?2 AS INTEGER)
      WHERE state = 1 AND owner = CAST(?1 AS INTEGER)";
@@ -431,6 +431,7 @@ fn claim_due(
                     endpoint: r.get(5)?,
                     lane: r.get(6)?,
                     due_at: r.get(7)?,
+                    event: r.get::<_, Option<[u8; 16]>>(8)?.map(Uuid::from_bytes),
                     ..Job::default()
                 })
             },

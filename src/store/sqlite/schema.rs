@@ -186,6 +186,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX subscriptions_endpoint ON subscriptions(endpoint);
     CREATE TABLE generations (what TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO generations (what, n) VALUES ('endpoints', 0);",
+    // 8: events and fan-out. An event (`enqueue --event`, POST /v1/events) is delivered as one
+    // message per subscribed endpoint; each message's `event` is the event's uuid, sent as their
+    // common webhook-id. An event's key is idempotent per tenant ('' for none).
+    "CREATE TABLE events (
+        seq        INTEGER PRIMARY KEY,
+        uuid       BLOB NOT NULL UNIQUE,
+        tenant     TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        idem_key   TEXT,
+        created_at INTEGER NOT NULL,
+        deliveries INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX events_key ON events(tenant, idem_key) WHERE idem_key IS NOT NULL;
+    ALTER TABLE messages ADD COLUMN event BLOB;
+    CREATE INDEX messages_event ON messages(event) WHERE event IS NOT NULL;",
 ];
 
 /// The schema version this binary writes.

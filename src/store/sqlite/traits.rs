@@ -11,7 +11,7 @@ use crate::message::Message;
 use crate::model::Health;
 use crate::store::{
     Action, Admin, Claimed, Counts, Cycle, DefinedRow, Definition, Done, EndpointRow, Enqueued,
-    Found, Inserter, Lane, MessageView, Query, Queue,
+    EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView, Query, Queue,
 };
 
 impl Queue for Store {
@@ -68,6 +68,10 @@ impl Queue for Store {
 impl Inserter for SqliteInserter<'_> {
     fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
         SqliteInserter::insert(self, m, now)
+    }
+
+    fn event(&mut self, e: &EventRecord, now: i64) -> Result<EventStored> {
+        SqliteInserter::event(self, e, now)
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
@@ -177,5 +181,13 @@ impl Admin for Store {
 
     fn set_secrets(&mut self, name: &str, sealed: &[u8], now: i64) -> Result<()> {
         Store::set_secrets(self, name, sealed, now)
+    }
+
+    fn subscribers(&self, tenant: &str, patterns: &[String]) -> Result<Vec<String>> {
+        Store::subscribers(self, tenant, patterns)
+    }
+
+    fn event_view(&self, id: &Uuid) -> Result<Option<EventView>> {
+        Store::event_view(self, id)
     }
 }

@@ -110,6 +110,10 @@ pub(crate) struct Filter {
     /// Text in the last attempt's error (HTTP status line and response excerpt, or transport
     /// error), case-insensitive.
     pub(crate) error: Option<String>,
+    /// Deliveries of events of this type.
+    pub(crate) event: Option<String>,
+    /// Messages of the endpoints of this tenant.
+    pub(crate) tenant: Option<String>,
 }
 
 impl Filter {

@@ -41,6 +41,14 @@ pub(crate) struct FilterArgs {
     /// Text in the last attempt's error or response excerpt (case-insensitive).
     #[arg(long, value_name = "TEXT")]
     pub(crate) error: Option<String>,
+
+    /// Deliveries of events of this type (enqueue --event).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) event: Option<String>,
+
+    /// Messages of the endpoints of this tenant.
+    #[arg(long, value_name = "TENANT")]
+    pub(crate) tenant: Option<String>,
 }
 
 impl FilterArgs {
@@ -54,6 +62,8 @@ impl FilterArgs {
             || self.until.is_some()
             || self.status.is_some()
             || self.error.is_some()
+            || self.event.is_some()
+            || self.tenant.is_some()
     }
 }
 

@@ -36,7 +36,7 @@ struct Plan<'a> {
 
 enum Target {
     Uuids(Vec<Uuid>),
-    Filter(Filter, Vec<StateName>),
+    Filter(Box<Filter>, Vec<StateName>),
 }
 
 /// `cancel UUID... | FILTERS`.
@@ -62,7 +62,7 @@ pub(crate) fn cancel(config: &Config, args: &CancelArgs) -> Result<u8> {
                 ],
             )
             .map_err(|message| Error::Usage { message })?;
-        Target::Filter(f, states)
+        Target::Filter(Box::new(f), states)
     } else {
         Target::Uuids(uuids(&args.uuids)?)
     };
@@ -106,7 +106,7 @@ pub(crate) fn replay(config: &Config, args: &ReplayArgs) -> Result<u8> {
     run(
         config,
         &plan,
-        Target::Filter(f, states),
+        Target::Filter(Box::new(f), states),
         &args.bulk,
         args.yes,
     )
@@ -176,7 +176,7 @@ fn dead_target(select: &Selection) -> Result<Target> {
     let states = f
         .states_within(&[StateName::Dead], &[StateName::Dead])
         .map_err(|message| Error::Usage { message })?;
-    Ok(Target::Filter(f, states))
+    Ok(Target::Filter(Box::new(f), states))
 }
 
 fn uuids(args: &[String]) -> Result<Vec<Uuid>> {

@@ -24,8 +24,7 @@ pub(crate) fn list(config: &Config, args: &FilterArgs, json: bool) -> Result<u8>
         .states_within(&[StateName::Dead], &[StateName::Dead])
         .map_err(|message| Error::Usage { message })?;
     let store = store::open_admin(&config.db, Access::Read)?;
-    super::check_endpoint(config, store.as_ref(), &f)?;
-    let q = store.query(&f, &states, now)?;
+    let q = crate::ops::query(config, store.as_ref(), &f, &states, now)?;
     if json {
         out("[")?;
     } else {

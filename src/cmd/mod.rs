@@ -104,7 +104,7 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<u8> {
     Ok(exit::OK)
 }
 
-pub(crate) use crate::ops::{check_endpoint, filter};
+pub(crate) use crate::ops::filter;
 
 /// Reads a body argument: `DATA` as given, `@FILE` from a file, `@-` from stdin; refuses more than
 /// `max` bytes without reading further (a `DATA` argument is a usage error, a file's content bad

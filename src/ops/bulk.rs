@@ -103,8 +103,7 @@ pub(crate) fn select<'f>(
         Access::Modify
     };
     let store = store::open_admin(&config.db, access)?;
-    super::check_endpoint(config, store.as_ref(), f)?;
-    let query = store.query(f, states, crate::time::now_ms())?;
+    let query = super::query(config, store.as_ref(), f, states, crate::time::now_ms())?;
     if let Action::Retry(edit) = b.action {
         if edit.url.is_some() {
             if let Some(u) = store.selects_endpoint_messages(&query)? {

@@ -65,6 +65,8 @@ pub(crate) fn filter(args: &FilterArgs, now: i64) -> Result<Filter> {
             .map(|s| StatusRange::parse(s).map_err(|m| usage("--status", m)))
             .transpose()?,
         error: non_empty("--error", &args.error)?,
+        event: non_empty("--event", &args.event)?,
+        tenant: non_empty("--tenant", &args.tenant)?,
     };
     if let (Some(since), Some(until)) = (f.since, f.until) {
         if since >= until {
@@ -93,6 +95,34 @@ pub(crate) fn check_endpoint(config: &Config, store: &dyn Admin, f: &Filter) -> 
     Ok(())
 }
 
+/// `f` over `states` as the store will read it: its endpoint checked (`check_endpoint`) and a
+/// `--tenant` resolved to the tenant's endpoints, of the config file and the database.
+///
+/// # Errors
+/// `NoSuchEndpoint`, the store's.
+pub(crate) fn query<'f>(
+    config: &Config,
+    store: &dyn Admin,
+    f: &'f Filter,
+    states: &[StateName],
+    now: i64,
+) -> Result<crate::store::Query<'f>> {
+    check_endpoint(config, store, f)?;
+    let mut q = store.query(f, states, now)?;
+    if let Some(tenant) = &f.tenant {
+        let all = defined::with_defined(config, store)?;
+        let mut names = String::from("\u{1f}");
+        for e in all.endpoints.values() {
+            if e.tenant.as_deref() == Some(tenant.as_str()) {
+                names.push_str(&e.name);
+                names.push('\u{1f}');
+            }
+        }
+        q.tenant_endpoints = Some(names);
+    }
+    Ok(q)
+}
+
 /// Up to `limit` messages of `f` over `states`, newest first, older than `cursor`, and the cursor
 /// of the next page, from one consistent snapshot.
 ///
@@ -109,8 +139,7 @@ pub(crate) fn page(
 ) -> Result<(Vec<MessageView>, Option<Uuid>)> {
     store.snapshot()?;
     let result = (|| {
-        check_endpoint(config, store, f)?;
-        let q = store.query(f, states, now)?;
+        let q = query(config, store, f, states, now)?;
         let mut found = store.find(&q, cursor, limit + 1)?;
         let next_cursor = if found.len() > limit {
             found.truncate(limit);

@@ -326,6 +326,9 @@ pub(crate) struct Query<'f> {
     pub(crate) paths: Vec<(State, bool)>,
     /// `Some(None)`: the filter names an endpoint the store does not know (nothing matches).
     pub(crate) endpoint: Option<Option<i64>>,
+    /// With `--tenant`: the names of the tenant's endpoints, each between two U+001F (names
+    /// cannot hold it; `ops` resolves them from the config file and the database).
+    pub(crate) tenant_endpoints: Option<String>,
     pub(crate) now: i64,
 }
 
@@ -359,6 +362,7 @@ impl<'f> Query<'f> {
             filter,
             paths,
             endpoint,
+            tenant_endpoints: None,
             now,
         }
     }

@@ -516,6 +516,20 @@ fn an_event_reaches_exactly_its_tenants_subscribers_once_each_with_one_webhook_i
         endpoints,
         ["acme-all", "acme-exact", "acme-prefix", "cfg-acme"]
     );
+    // Lists by event type and by tenant (the config file's endpoint included).
+    let listed = |args: &[&str]| -> usize {
+        let mut full = vec!["list", "--state", "delivered", "--json"];
+        full.extend(args);
+        json_of(&env.ok(&full))["messages"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(listed(&["--event", "invoice.paid"]), 5);
+    assert_eq!(listed(&["--event", "invoice.sent"]), 0);
+    assert_eq!(listed(&["--tenant", "acme"]), 4);
+    assert_eq!(listed(&["--tenant", "globex"]), 1);
+    assert_eq!(listed(&["--tenant", "nobody"]), 0);
     let one = shown["messages"][0]["uuid"].as_str().unwrap().to_owned();
     assert_eq!(
         json_of(&env.ok(&["show", &one, "--json"]))["event"],
@@ -566,6 +580,14 @@ fn the_api_takes_events() {
     wait_until(WAIT, "delivered to both", || rx.count() == 2);
     let id = v["id"].as_str().unwrap();
     assert!(rx.requests().iter().all(|r| r.webhook_id() == id));
+    let by_tenant = call(
+        &sock,
+        "GET",
+        "/v1/messages?state=delivered&tenant=t&event=order.created",
+        None,
+    );
+    let found = by_tenant.json()["messages"].as_array().unwrap().len();
+    assert_eq!(found, 2, "{}", by_tenant.text());
     let again = call(
         &sock,
         "POST",

@@ -96,6 +96,8 @@ pub(super) const FILTERS: &[&str] = &[
     "until",
     "status",
     "error",
+    "event",
+    "tenant",
 ];
 
 /// Sets the filter `name` (one of `FILTERS`) from `values`: `state` takes every value, the others
@@ -114,6 +116,8 @@ pub(super) fn set_filter(f: &mut FilterArgs, name: &str, values: Vec<String>) ->
         "until" => &mut f.until,
         "status" => &mut f.status,
         "error" => &mut f.error,
+        "event" => &mut f.event,
+        "tenant" => &mut f.tenant,
         _ => return false,
     };
     if let Some(v) = one.last() {

@@ -25,7 +25,9 @@ use crate::model::State;
 use crate::store::{Found, Query};
 
 /// The conditions every path shares: ?2/?3 uuid bounds, ?4 due after (scheduled), ?5 key, ?6
-/// error text, ?7/?8 status range, ?9 URL prefix, ?10 limit, ?11 endpoint id.
+/// error text, ?7/?8 status range, ?9 URL prefix, ?10 limit, ?11 endpoint id, ?12 event type,
+/// ?13 the names of a tenant's endpoints (each between two U+001F). The last two are checked on the rows the
+/// path yields (each a lookup of a small list the statement builds once).
 ///
 /// Every parameter is wrapped in `CAST`: SQLite's planner otherwise reads a bare parameter's value
 /// and recompiles the statement whenever it changes (each page's cursor, each state's path).
@@ -45,6 +47,10 @@ macro_rules! list_sql {
                    FROM payloads p WHERE p.seq = m.seq
                    AND substr(p.url, 1, length(CAST(?9 AS TEXT))) = CAST(?9 AS TEXT)))
               AND (CAST(?11 AS INTEGER) IS NULL OR m.endpoint = CAST(?11 AS INTEGER))
+              AND (CAST(?12 AS TEXT) IS NULL OR m.event IN
+                   (SELECT v.uuid FROM events v WHERE v.type = CAST(?12 AS TEXT)))
+              AND (CAST(?13 AS TEXT) IS NULL OR m.endpoint IN (SELECT d.id FROM endpoints d
+                   WHERE instr(CAST(?13 AS TEXT), char(31) || d.name || char(31)) > 0))
             ORDER BY m.uuid DESC LIMIT CAST(?10 AS INTEGER)"
         )
     };
@@ -157,6 +163,8 @@ pub(super) fn find_in(
                     f.url_prefix,
                     limit as i64,
                     endpoint,
+                    f.event,
+                    q.tenant_endpoints,
                 ],
                 |r| {
                     Ok(Found {
@@ -197,7 +205,9 @@ mod tests {
                     None::<u16>,
                     None::<String>,
                     50,
-                    None::<i64>
+                    None::<i64>,
+                    None::<String>,
+                    None::<String>
                 ],
                 |r| r.get::<_, String>(3),
             )

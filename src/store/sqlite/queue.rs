@@ -40,6 +40,10 @@ pub(super) const CLAIM: &str = "UPDATE OR FAIL messages SET state = 1,
 /// A daemon's leases, extended (its claims are in the state index's in-flight range).
 pub(super) const RENEW: &str = "UPDATE messages SET lease_until = CAST(?2 AS INTEGER)
      WHERE state = 1 AND owner = CAST(?1 AS INTEGER)";
+/// Of the ?2 oldest events (seq order is creation order), those created before ?1.
+const PURGE_EVENTS: &str = "DELETE FROM events WHERE seq IN
+     (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND created_at < ?1";
+const OLDEST_EVENT: &str = "SELECT created_at FROM events ORDER BY seq LIMIT 1";
 pub(super) const SELECT_PAYLOAD: &str =
     "SELECT method, url, headers, body FROM payloads WHERE seq = ?1";
 pub(super) const INSERT_ATTEMPT: &str =
@@ -338,8 +342,21 @@ impl Store {
             rows.collect::<rusqlite::Result<_>>().map_err(e("purge"))?
         };
         delete_details(&tx, &seqs).map_err(e("purge"))?;
+        // Events past retention too (their deliveries keep the event's id), oldest first: a
+        // look at the oldest row, so a table with none to purge costs one seek.
+        let oldest: Option<i64> = tx
+            .prepare_cached(OLDEST_EVENT)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(e("purge events"))?;
+        let events = match oldest {
+            Some(t) if t < before => tx
+                .prepare_cached(PURGE_EVENTS)
+                .and_then(|mut s| s.execute(params![before, limit as i64]))
+                .map_err(e("purge events"))?,
+            _ => 0,
+        };
         tx.commit().map_err(e("commit purge"))?;
-        Ok(seqs.len())
+        Ok(seqs.len() + events)
     }
 }
 

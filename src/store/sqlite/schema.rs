@@ -199,6 +199,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
         deliveries INTEGER NOT NULL
     );
     CREATE UNIQUE INDEX events_key ON events(tenant, idem_key) WHERE idem_key IS NOT NULL;
+    CREATE INDEX events_type ON events(type);
     ALTER TABLE messages ADD COLUMN event BLOB;
     CREATE INDEX messages_event ON messages(event) WHERE event IS NOT NULL;",
 ];

@@ -112,6 +112,35 @@ fn purge_removes_only_old_delivered() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn events_past_retention_are_purged_and_their_keys_freed() -> Result<()> {
+    let (_d, mut s) = test_store();
+    let event = |key: &str| crate::store::EventRecord {
+        id: uuid::Uuid::now_v7(),
+        tenant: Some("t".into()),
+        kind: "a.b".into(),
+        key: Some(key.into()),
+        deliveries: 0,
+    };
+    let mut ins = s.inserter()?;
+    assert!(ins.event(&event("old"), 50)?.created);
+    assert!(ins.event(&event("new"), 500)?.created);
+    assert!(
+        !ins.event(&event("old"), 60)?.created,
+        "a key is idempotent per tenant"
+    );
+    ins.commit()?;
+    assert_eq!(s.purge_delivered(40, 10)?, 0, "nothing that old");
+    assert_eq!(s.purge_delivered(100, 10)?, 1);
+    let mut ins = s.inserter()?;
+    assert!(
+        ins.event(&event("old"), 700)?.created,
+        "its key is free again"
+    );
+    assert!(!ins.event(&event("new"), 700)?.created);
+    Ok(())
+}
+
 /// The trigger-kept counts equal a real count after every kind of transition.
 #[test]
 fn trigger_counts_match_a_scan() -> Result<()> {

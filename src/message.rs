@@ -69,6 +69,24 @@ impl Message {
     }
 }
 
+/// The origin of a plain URL (`scheme://host:port`, the port always written): plain-URL messages
+/// of one origin share a delivery policy, as an implicit endpoint of that name (which no
+/// endpoint name can be: names have no `:` or `/`). `None` for a URL without a host.
+pub(crate) fn origin(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Some(format!("{scheme}://{host}:{port}"))
+}
+
+/// Whether an endpoint name is an origin's (see [`origin`]).
+pub(crate) fn is_origin(name: &str) -> bool {
+    name.contains("://")
+}
+
 /// Adds or replaces (case-insensitively, all occurrences) header `name`.
 pub(crate) fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
     remove_header(headers, name);

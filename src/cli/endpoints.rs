@@ -238,3 +238,31 @@ impl EndpointsCommand {
         }
     }
 }
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OriginsCommand {
+    /// Origins with an open breaker, failures or messages (all with --all): state, consecutive
+    /// failures, last error, pending, in-flight and dead messages.
+    #[command(after_help = "\
+Examples:
+  webhookd origins list
+  webhookd origins list --all --json")]
+    List {
+        /// Every origin the database knows, healthy and idle ones too.
+        #[arg(long)]
+        all: bool,
+        /// Print a JSON array of objects.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+impl OriginsCommand {
+    pub(super) fn common(&self) -> &Common {
+        match self {
+            OriginsCommand::List { common, .. } => common,
+        }
+    }
+}

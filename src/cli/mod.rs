@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-pub(crate) use endpoints::{EndpointsCommand, SettingsArgs};
+pub(crate) use endpoints::{EndpointsCommand, OriginsCommand, SettingsArgs};
 pub(crate) use queue::{
     BulkArgs, CancelArgs, DlqCommand, DlqDeleteArgs, DlqRetryArgs, FilterArgs, ListArgs,
     ReplayArgs, Selection,
@@ -235,6 +235,14 @@ Examples:
   webhookd endpoints add acme-billing --url https://hooks.acme.example/webhooks --tenant acme --event 'invoice.*'")]
     Endpoints(EndpointsArgs),
 
+    /// The origins of plain-URL messages (scheme://host:port): each has a breaker and limits of
+    /// its own, so one dead or hanging host cannot hold the workers or burn retries.
+    #[command(after_help = "\
+Examples:
+  webhookd origins list
+  webhookd origins list --all --json | jq -r '.[] | select(.state == \"open\") | .origin'")]
+    Origins(OriginsArgs),
+
     /// Check a Standard Webhooks signature, as a receiver would (exit 0 valid, 1 not).
     #[command(after_help = "\
 Examples:
@@ -285,6 +293,7 @@ impl Command {
             Command::Replay(a) => Some(a.common.clone()),
             Command::Dlq(d) => Some(d.common.merged(d.command.common())),
             Command::Endpoints(e) => Some(e.common.merged(e.command.common())),
+            Command::Origins(o) => Some(o.common.merged(o.command.common())),
             Command::Verify(_) | Command::Token(_) | Command::Completions { .. } => None,
         }
     }
@@ -295,6 +304,15 @@ impl Command {
 pub(crate) struct DlqArgs {
     #[command(subcommand)]
     pub(crate) command: DlqCommand,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+/// `origins`: its own global options and its subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct OriginsArgs {
+    #[command(subcommand)]
+    pub(crate) command: OriginsCommand,
     #[command(flatten)]
     pub(crate) common: Common,
 }

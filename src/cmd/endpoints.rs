@@ -270,3 +270,34 @@ fn enable(config: &Config, name: &str) -> Result<u8> {
     out(format_args!("endpoint {name} enabled (was {was})"))?;
     Ok(exit::OK)
 }
+
+/// `origins list`.
+///
+/// # Errors
+/// Store errors.
+pub(crate) fn origins(config: &Config, all: bool, json: bool) -> Result<u8> {
+    let store = store::open_admin(&config.db, Access::Read)?;
+    let rows = crate::ops::origin_rows(store.as_ref(), all)?;
+    if json {
+        out(serde_json::to_string(&rows).expect("a view serializes"))?;
+        return Ok(exit::OK);
+    }
+    let mut text = format!(
+        "{:<40} {:<10} {:>8} {:>9} {:>9} {:>7}  LAST ERROR",
+        "ORIGIN", "STATE", "FAILURES", "PENDING", "IN FLIGHT", "DEAD"
+    );
+    for r in &rows {
+        text.push_str(&format!(
+            "\n{:<40} {:<10} {:>8} {:>9} {:>9} {:>7}  {}",
+            crate::text::escape(&r.origin),
+            r.state,
+            r.consecutive_failures,
+            r.pending,
+            r.in_flight,
+            r.dead,
+            crate::text::escape(r.last_error.as_deref().unwrap_or("-"))
+        ));
+    }
+    out(text)?;
+    Ok(exit::OK)
+}

@@ -88,6 +88,10 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             ..
         }) => bulk::dlq_delete(config, args),
         Command::Endpoints(EndpointsArgs { command, .. }) => endpoints::run(config, command),
+        Command::Origins(crate::cli::OriginsArgs {
+            command: crate::cli::OriginsCommand::List { all, json, .. },
+            ..
+        }) => endpoints::origins(config, *all, *json),
         Command::Verify(args) => verify(args),
         Command::Token(args) => token(args),
         Command::Completions { shell } => completions(*shell),

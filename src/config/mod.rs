@@ -109,6 +109,8 @@ pub(crate) struct Config {
     pub(crate) api: ApiConfig,
     /// `secrets.key_file`: the key that seals the secrets of endpoints managed at runtime.
     pub(crate) secrets_key_file: Option<PathBuf>,
+    /// `[origins]`: the policy of plain URLs' origins.
+    pub(crate) origins: crate::endpoint::OriginPolicy,
 }
 
 /// `alert_url` and `alert_format`.
@@ -147,13 +149,9 @@ struct FileConfig {
     #[serde(default)]
     endpoints: BTreeMap<String, EndpointSection>,
     #[serde(default)]
-    secrets: SecretsSection,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretsSection {
-    key_file: Option<PathBuf>,
+    secrets: sections::SecretsSection,
+    #[serde(default)]
+    origins: sections::OriginsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -363,8 +361,10 @@ impl Config {
             }
             p => p.map(|p| config_dir.join(p)),
         };
+        let origins = file.origins.check(&bad)?;
         Ok(Config {
             api,
+            origins,
             secrets_key_file,
             endpoints,
             alerts,
@@ -378,26 +378,6 @@ impl Config {
             max_body_size,
             log_level,
         })
-    }
-}
-
-impl Config {
-    /// The secrets key: `secrets.key_file`, else the systemd credential `secrets-key` when
-    /// there is one, else `<db>.secrets.key` beside the database.
-    pub(crate) fn secrets_key_path(&self) -> PathBuf {
-        if let Some(p) = &self.secrets_key_file {
-            return p.clone();
-        }
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
-            let p = Path::new(&dir).join("secrets-key");
-            if p.exists() {
-                return p;
-            }
-        }
-        let Database::Sqlite(db) = &self.db;
-        let mut name = db.as_os_str().to_owned();
-        name.push(".secrets.key");
-        PathBuf::from(name)
     }
 }
 
@@ -518,6 +498,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 mod api;
+mod sections;
 #[cfg(test)]
 mod tests;
 

@@ -37,7 +37,7 @@ fn man_page_covers_every_config_key() {
             }
         }
     }
-    assert_eq!(keys.len(), 43, "{keys:?}");
+    assert_eq!(keys.len(), 46, "{keys:?}");
 }
 
 /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
@@ -66,6 +66,8 @@ fn shipped_config_shows_the_defaults() {
     assert!(all.api.listen.take().is_some());
     assert!(all.api.tokens_file.take().is_some());
     assert!(all.api.tls.take().is_some());
+    // Half the workers, shown as a number.
+    assert_eq!(all.origins.concurrency.take(), Some(8));
     let billing = all.endpoints.remove("billing").unwrap();
     assert_eq!(billing.concurrency, Some(4));
     assert_eq!(
@@ -164,6 +166,29 @@ fn bad_duration_names_key() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("http.timeout") && e.contains("5 parsecs"), "{e}");
+}
+
+#[test]
+fn origin_settings_are_checked() {
+    let c = parse("[origins]\nconcurrency = 3\nbreaker_failures = 9\nbreaker_cooldown = \"1m\"")
+        .unwrap();
+    assert_eq!(
+        (c.origins.concurrency, c.origins.breaker_failures),
+        (Some(3), 9)
+    );
+    assert_eq!(c.origins.breaker_cooldown, Duration::from_secs(60));
+    for (text, key) in [
+        ("concurrency = 0", "origins.concurrency"),
+        ("breaker_failures = 0", "origins.breaker_failures"),
+        ("breaker_cooldown = \"0s\"", "origins.breaker_cooldown"),
+        ("breaker_cooldown = \"soon\"", "origins.breaker_cooldown"),
+        ("colour = 1", "colour"),
+    ] {
+        let e = parse(&format!("[origins]\n{text}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
 }
 
 #[test]

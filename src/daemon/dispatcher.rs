@@ -117,7 +117,10 @@ impl Dispatcher {
                     // Wake-ups come in bursts: handle everything queued at once.
                     for n in n.into_iter().chain(notices.try_iter()) {
                         match n {
-                            Notice::Messages => self.endpoints.want_all(),
+                            Notice::Messages => {
+                                self.endpoints.want_all();
+                                self.discover(now);
+                            }
                             Notice::Endpoints => self.take_enables = true,
                         }
                     }
@@ -130,7 +133,10 @@ impl Dispatcher {
             if last_poll.elapsed() >= POLL_INTERVAL {
                 last_poll = Instant::now();
                 match self.queue.changed() {
-                    Ok(true) => self.endpoints.want_all(),
+                    Ok(true) => {
+                        self.endpoints.want_all();
+                        self.discover(now);
+                    }
                     Ok(false) => {}
                     Err(e) => log::warn!("{e}"),
                 }
@@ -224,6 +230,7 @@ impl Dispatcher {
         {
             return;
         }
+        let posted = !self.intake.is_empty();
         let claimed = match self.record(&[], &claims, false, now) {
             Ok(c) => c,
             Err(e) => {
@@ -233,6 +240,9 @@ impl Dispatcher {
                 return;
             }
         };
+        if posted {
+            self.discover(now);
+        }
         self.in_flight += claimed.jobs.len();
         for mut job in claimed.jobs {
             log::trace!("claimed {} (attempt {})", job.uuid, job.attempts + 1);
@@ -325,8 +335,11 @@ impl Dispatcher {
             self.event(&ev);
         }
         let cancelled = cancelled && !matches!(o.kind, OutcomeKind::Delivered);
-        self.counters.attempt(f.endpoint, v, cancelled);
-        let endpoint = self.endpoints.config(f.endpoint).map(|c| c.name.clone());
+        // Origins count with plain URLs (endpoint ""): a label per host would be unbounded.
+        let named = self.endpoints.config(f.endpoint).filter(|c| !c.is_origin());
+        let endpoint = named.map(|c| c.name.clone());
+        let label = if endpoint.is_some() { f.endpoint } else { 0 };
+        self.counters.attempt(label, v, cancelled);
         self.latencies
             .attempt(endpoint.as_deref().unwrap_or(""), f.duration.as_secs_f64());
         let started_ms = f
@@ -389,6 +402,9 @@ impl Dispatcher {
     fn event(&self, ev: &Event) {
         let (event, text, endpoint) = texts::event(ev);
         log::warn!("{text}");
+        if crate::message::is_origin(&endpoint) {
+            return; // a plain URL's host: logged, not alerted (one per customer host is noise)
+        }
         self.alerter.send(Alert {
             event,
             text,

@@ -97,12 +97,13 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let config = &config;
     let names: Vec<String> = config.endpoints.keys().cloned().collect();
     queue.ensure_endpoints(&names)?;
-    let endpoints = Endpoints::new(
+    let mut endpoints = Endpoints::new(
         queue.endpoint_health()?,
         &config.endpoints,
         config.workers,
         crate::time::now_ms(),
     );
+    endpoints.set_origin_policy(&config.origins);
     warn_unconfigured(queue.as_ref(), &endpoints);
     let alerter = Alerter::start(config.alerts.clone(), &config.http)?;
 

@@ -13,20 +13,36 @@ impl Dispatcher {
         let mut next = Some(job);
         while let Some(job) = next.take() {
             count += job.len();
-            // A job's messages usually share one destination: look each name up once.
-            let mut names: Vec<Option<&str>> = Vec::new();
+            // A job's messages usually share one destination: look each name up once. A plain
+            // URL's is its origin's (one the dispatcher does not know yet is found after the
+            // cycle that stores it: `discover`).
+            let mut names: Vec<String> = Vec::new();
             for m in job.messages() {
-                if !names.contains(&m.endpoint.as_deref()) {
-                    names.push(m.endpoint.as_deref());
+                let name = match &m.endpoint {
+                    Some(e) => Some(e.clone()),
+                    None => crate::message::origin(&m.url),
+                };
+                if let Some(n) = name.filter(|n| !names.contains(n)) {
+                    names.push(n);
                 }
             }
-            for name in names {
-                self.endpoints.want_named(name);
+            for name in &names {
+                self.endpoints.want_named(Some(name));
             }
             self.intake.push(job);
             if count < crate::api::GROUP_MAX {
                 next = ingest.try_recv().ok();
             }
+        }
+    }
+
+    /// Learns of the endpoints the store made since it last looked (the origins of new plain
+    /// URLs, above all): their messages are claimed from now on.
+    pub(super) fn discover(&mut self, now: i64) {
+        match self.queue.endpoint_health_after(self.endpoints.max_id()) {
+            Ok(rows) if !rows.is_empty() => self.endpoints.add(rows, &self.config.endpoints, now),
+            Ok(_) => {}
+            Err(e) => log::warn!("{e}"),
         }
     }
 }

@@ -214,6 +214,7 @@ impl Dispatcher {
                 applied.join("; ")
             }
         );
+        self.endpoints.set_origin_policy(&new.origins);
         self.api_config.set(&new);
         self.config = new;
     }

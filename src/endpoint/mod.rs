@@ -31,6 +31,25 @@ pub(crate) const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(3600);
 /// An endpoint failing without a success for this long is disabled.
 pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400);
 
+/// `[origins]`: the policy of plain URLs' origins (each an implicit endpoint).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OriginPolicy {
+    /// Requests in flight per origin at most; `None`: half the workers.
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) breaker_failures: u32,
+    pub(crate) breaker_cooldown: Duration,
+}
+
+impl Default for OriginPolicy {
+    fn default() -> OriginPolicy {
+        OriginPolicy {
+            concurrency: None,
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
+        }
+    }
+}
+
 /// What a message that dead-letters does to its ordered lane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OnDead {
@@ -107,6 +126,36 @@ impl Endpoint {
             return self.url.clone();
         }
         format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+
+    /// The implicit endpoint of a plain URL's origin (`https://host:443`): the default policy,
+    /// nothing added to the request.
+    pub(crate) fn for_origin(origin: &str, p: &OriginPolicy) -> Endpoint {
+        Endpoint {
+            name: origin.to_owned(),
+            url: String::new(),
+            headers: Vec::new(),
+            keys: Arc::default(),
+            timeout: None,
+            max_attempts: None,
+            concurrency: p.concurrency,
+            rate: None,
+            ordered: false,
+            on_dead: OnDead::Block,
+            breaker_failures: p.breaker_failures,
+            breaker_cooldown: p.breaker_cooldown,
+            disable_after: DEFAULT_DISABLE_AFTER,
+            unreadable: Vec::new(),
+            tenant: None,
+            events: Vec::new(),
+            paused: false,
+            managed: false,
+        }
+    }
+
+    /// Whether it is a plain URL's origin rather than a named endpoint.
+    pub(crate) fn is_origin(&self) -> bool {
+        crate::message::is_origin(&self.name)
     }
 
     /// The concurrency cap in force with `workers` delivery workers.

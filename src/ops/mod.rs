@@ -214,6 +214,7 @@ pub(crate) fn endpoint_rows(
     let mut rows: BTreeMap<String, EndpointRow> = store
         .endpoint_rows()?
         .into_iter()
+        .filter(|r| !crate::message::is_origin(&r.name))
         .map(|r| (r.name.clone(), r))
         .collect();
     for name in config.endpoints.keys() {
@@ -223,4 +224,31 @@ pub(crate) fn endpoint_rows(
         });
     }
     Ok(rows)
+}
+
+/// The origins of plain URLs (`https://host:443`) the store knows, with their health and
+/// messages: those not healthy first (open, then failing), then by name; with `all` false only
+/// those (the healthy ones without messages are left out).
+///
+/// # Errors
+/// The store's.
+pub(crate) fn origin_rows(store: &dyn Admin, all: bool) -> Result<Vec<crate::view::OriginJson>> {
+    let mut rows: Vec<EndpointRow> = store
+        .endpoint_rows()?
+        .into_iter()
+        .filter(|r| crate::message::is_origin(&r.name))
+        .filter(|r| {
+            all || r.health.state != Circuit::Closed
+                || r.health.failures > 0
+                || r.pending + r.in_flight + r.waiting > 0
+        })
+        .collect();
+    rows.sort_by_key(|r| {
+        (
+            r.health.state != Circuit::Open,
+            r.health.failures == 0,
+            r.name.clone(),
+        )
+    });
+    Ok(rows.iter().map(crate::view::OriginJson::new).collect())
 }

@@ -101,6 +101,13 @@ pub(crate) trait Queue: Send {
     /// `Db`/`Busy`.
     fn ensure_endpoints(&mut self, names: &[String]) -> Result<()>;
 
+    /// The saved health of the endpoints (and origins) made after endpoint `id`: those that
+    /// commands and posted messages added since the daemon last looked.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>>;
+
     /// Whether another process committed since the last call (new messages, an operator's action).
     ///
     /// # Errors

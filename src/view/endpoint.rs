@@ -93,6 +93,39 @@ impl DefinedJson {
     }
 }
 
+/// A plain URL's origin, as `origins list` shows it: its breaker and messages.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct OriginJson {
+    pub(crate) origin: String,
+    pub(crate) state: &'static str,
+    pub(crate) consecutive_failures: i64,
+    pub(crate) failing_since: Option<String>,
+    pub(crate) last_success_at: Option<String>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<String>,
+    pub(crate) pending: u64,
+    pub(crate) in_flight: u64,
+    pub(crate) dead: u64,
+}
+
+impl OriginJson {
+    pub(crate) fn new(row: &EndpointRow) -> OriginJson {
+        let h = &row.health;
+        OriginJson {
+            origin: row.name.clone(),
+            state: h.state.as_str(),
+            consecutive_failures: h.failures,
+            failing_since: opt_time(h.failing_since),
+            last_success_at: opt_time(h.last_success_at),
+            last_error: h.last_error.clone(),
+            last_error_at: opt_time(h.last_error_at),
+            pending: row.pending + row.waiting,
+            in_flight: row.in_flight,
+            dead: row.dead,
+        }
+    }
+}
+
 /// An ordered lane with messages not yet delivered.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LaneJson {

@@ -7,7 +7,9 @@
 mod endpoint;
 mod status;
 
-pub(crate) use endpoint::{DefinedJson, EndpointDetailJson, EndpointJson, LaneJson, PolicyJson};
+pub(crate) use endpoint::{
+    DefinedJson, EndpointDetailJson, EndpointJson, LaneJson, OriginJson, PolicyJson,
+};
 pub(crate) use status::{
     DaemonJson, DbJson, DeadJson, DeliveryJson, EndpointCountsJson, EnqueuedJson, EventJson,
     QueueJson, StatusJson,

@@ -23,6 +23,8 @@ mod input;
 mod lifecycle;
 /// An operator's control of every message: list, cancel, bulk DLQ actions, replay, capture.
 mod operator;
+/// Plain URLs grouped by origin: a hanging or failing host cannot hold the workers.
+mod origins;
 /// Regressions of issue 12 (a new user's findings), named `r12_*` after their item.
 mod regressions;
 /// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.

@@ -82,6 +82,7 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/endpoints/{name}/pause", &["POST"]),
     ("/v1/endpoints/{name}/resume", &["POST"]),
     ("/v1/endpoints/{name}/rotate-secret", &["POST"]),
+    ("/v1/origins", &["GET"]),
     ("/v1/status", &["GET"]),
 ];
 
@@ -229,6 +230,7 @@ impl Context {
             ("/v1/endpoints/{name}/pause", _) => self.pause_endpoint(p, true),
             ("/v1/endpoints/{name}/resume", _) => self.pause_endpoint(p, false),
             ("/v1/endpoints/{name}/rotate-secret", _) => self.rotate_secret(p, r),
+            ("/v1/origins", _) => self.origins(r),
             ("/v1/status", _) => self.status(),
             _ => unreachable!("every route of ROUTES is dispatched"),
         };

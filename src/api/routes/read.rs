@@ -149,6 +149,20 @@ impl Context {
         ))
     }
 
+    /// `GET /v1/origins[?all=true]`: as `origins list [--all] --json`.
+    pub(super) fn origins(&self, r: &crate::api::wire::Request) -> Answer {
+        let all = match r.query.as_str() {
+            "" | "all=false" => false,
+            "all" | "all=true" => true,
+            _ => return Err(super::bad("the only parameter is all=true").field("all")),
+        };
+        let config = self.config();
+        let rows = self
+            .read(&config, |s| crate::ops::origin_rows(s, all))
+            .map_err(|e| Problem::from_error(&e))?;
+        Ok(json(200, &rows))
+    }
+
     pub(super) fn status(&self) -> Answer {
         let config = self.config();
         let now = crate::time::now_ms();

@@ -12,8 +12,10 @@
 //! most a quarter of the workers: receivers that time out cannot take the pool from healthy ones.
 //! `410 Gone` for the endpoint's own URL, or for `GONE_STREAK` messages in a row, disables an
 //! endpoint, and so does failing without a success for `disable_after`; only an operator enables
-//! it again. Endpoint 0 stands for plain URLs: no
-//! limits, no breaker.
+//! it again. Plain-URL messages belong to their origin (`scheme://host:port`, see
+//! `message::origin`), an implicit endpoint with the defaults (half the workers, slow start, the
+//! failing budget, the breaker; never disabled, nothing added to the request). Endpoint 0 holds
+//! plain-URL messages stored before origins existed: no limits, no breaker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,12 +23,14 @@ use std::time::Duration;
 
 use super::Job;
 use crate::counters::EndpointState;
-use crate::endpoint::{Endpoint, OnDead, MAX_PROBE_INTERVAL};
+use crate::endpoint::{Endpoint, OnDead, OriginPolicy, MAX_PROBE_INTERVAL};
 use crate::model::Circuit::{Closed as CLOSED, Disabled as DISABLED, Open as OPEN};
 use crate::model::{Claim, Health};
 use crate::verdict::Effect;
+use round::Round;
 use runtime::Runtime;
 
+mod round;
 mod runtime;
 
 /// A token bucket holds at most this many seconds of its rate (at least one token), so a rate is
@@ -56,42 +60,23 @@ pub(crate) enum Event {
     },
 }
 
-/// One claim round of [`Endpoints::plan`].
-struct Round {
-    claims: Vec<Claim>,
-    /// Claim slots left, and what the failing endpoints' budget has left.
-    left: usize,
-    room: usize,
-    workers: usize,
-    now: i64,
-}
-
-impl Round {
-    fn offer(&mut self, id: i64, rt: &mut Runtime) {
-        if self.left == 0 || !rt.has_work(self.now) {
-            return;
-        }
-        rt.refill(self.now);
-        if rt.held_by_rate(self.workers, self.now, self.room) {
-            rt.rate_limited += 1;
-        }
-        let limit = rt.allowed(self.workers, self.now, self.room).min(self.left);
-        if limit > 0 {
-            if rt.degraded() {
-                self.room -= limit;
-            }
-            self.claims.push(Claim {
-                endpoint: id,
-                limit,
-            });
-            self.left -= limit;
-        }
-    }
+/// The policy of endpoint `name`: its configuration, or an origin's.
+fn configured(
+    config: &BTreeMap<String, Arc<Endpoint>>,
+    name: &str,
+    origins: &OriginPolicy,
+) -> Option<Arc<Endpoint>> {
+    config.get(name).cloned().or_else(|| {
+        crate::message::is_origin(name).then(|| Arc::new(Endpoint::for_origin(name, origins)))
+    })
 }
 
 /// Every endpoint's runtime state, by id (0: plain URLs).
 pub(crate) struct Endpoints {
     by_id: BTreeMap<i64, Runtime>,
+    /// Ids by name (endpoints and origins).
+    by_name: std::collections::HashMap<String, i64>,
+    origins: OriginPolicy,
     workers: usize,
     /// The endpoint the last claim round started with.
     turn: i64,
@@ -108,15 +93,49 @@ impl Endpoints {
     ) -> Endpoints {
         let mut by_id = BTreeMap::new();
         by_id.insert(0, Runtime::new(String::new(), None, Health::default(), now));
-        for (name, health) in rows {
-            let cfg = config.get(&name).cloned();
-            by_id.insert(health.id, Runtime::new(name, cfg, health, now));
-        }
-        Endpoints {
+        let mut eps = Endpoints {
             by_id,
+            by_name: std::collections::HashMap::new(),
+            origins: OriginPolicy::default(),
             workers,
             turn: 0,
+        };
+        eps.add(rows, config, now);
+        eps
+    }
+
+    /// Adds the endpoints of `rows` it does not know yet (origins and endpoints the store made
+    /// since): their policy from `config`, or an origin's defaults.
+    pub(crate) fn add(
+        &mut self,
+        rows: Vec<(String, Health)>,
+        config: &BTreeMap<String, Arc<Endpoint>>,
+        now: i64,
+    ) {
+        for (name, health) in rows {
+            if self.by_id.contains_key(&health.id) {
+                continue;
+            }
+            let cfg = configured(config, &name, &self.origins);
+            self.by_name.insert(name.clone(), health.id);
+            self.by_id
+                .insert(health.id, Runtime::new(name, cfg, health, now));
         }
+    }
+
+    /// Sets the policy of origins (`[origins]`), for those known and those to come.
+    pub(crate) fn set_origin_policy(&mut self, p: &OriginPolicy) {
+        self.origins = p.clone();
+        for rt in self.by_id.values_mut() {
+            if crate::message::is_origin(&rt.name) {
+                rt.config = Some(Arc::new(Endpoint::for_origin(&rt.name, p)));
+            }
+        }
+    }
+
+    /// The highest endpoint id known (rows above it are new).
+    pub(crate) fn max_id(&self) -> i64 {
+        self.by_id.keys().next_back().copied().unwrap_or(0)
     }
 
     /// Applies a reloaded configuration: `rows` as for [`Endpoints::new`]; runtime state stays.
@@ -131,7 +150,7 @@ impl Endpoints {
         self.workers = workers;
         let mut changed = Vec::new();
         for (name, health) in rows {
-            let cfg = config.get(&name).cloned();
+            let cfg = configured(config, &name, &self.origins);
             match self.by_id.get_mut(&health.id) {
                 Some(rt) => {
                     if rt.config != cfg {
@@ -147,9 +166,10 @@ impl Endpoints {
                     }
                 }
                 None => {
-                    if cfg.is_some() {
+                    if cfg.is_some() && !crate::message::is_origin(&name) {
                         changed.push(name.clone());
                     }
+                    self.by_name.insert(name.clone(), health.id);
                     self.by_id
                         .insert(health.id, Runtime::new(name, cfg, health, now));
                 }
@@ -191,8 +211,8 @@ impl Endpoints {
         match name {
             None => self.want(0),
             Some(n) => {
-                if let Some(rt) = self.by_id.values_mut().find(|rt| rt.name == n) {
-                    rt.want = true;
+                if let Some(id) = self.by_name.get(n).copied() {
+                    self.want(id);
                 }
             }
         }
@@ -295,6 +315,9 @@ impl Endpoints {
         let Some(c) = self.config(job.endpoint) else {
             return;
         };
+        if c.is_origin() {
+            return; // a plain URL: nothing of an endpoint's is added
+        }
         job.to_endpoint_url = job.url.is_empty();
         job.url = c.url_for(&job.url);
         let mut headers = c.headers.clone();
@@ -375,7 +398,9 @@ impl Endpoints {
             return None;
         }
         let failures = h.failures;
-        let disable = if let Some(why) = gone {
+        let disable = if c.is_origin() {
+            None // an origin is never disabled: its breaker holds it, its messages dead-letter
+        } else if let Some(why) = gone {
             Some(format!(
                 "{why}: the receiver asked to stop (last: {summary})"
             ))
@@ -471,7 +496,7 @@ impl Endpoints {
     pub(crate) fn states(&self) -> Vec<EndpointState> {
         self.by_id
             .iter()
-            .filter(|(_, rt)| rt.config.is_some())
+            .filter(|(_, rt)| rt.config.as_ref().is_some_and(|c| !c.is_origin()))
             .map(|(id, rt)| EndpointState {
                 id: *id,
                 name: rt.name.clone(),

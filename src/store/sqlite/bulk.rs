@@ -24,8 +24,25 @@ use crate::message;
 use crate::model::State;
 use crate::store::{Action, Done, Found, Query};
 
-const FIND: &str = "SELECT seq, state, lane, endpoint FROM messages WHERE uuid = ?1";
-const READ: &str = "SELECT state, lane, endpoint FROM messages WHERE seq = ?1";
+/// `named`: the message's endpoint id if it is a named endpoint's, 0 for a plain URL (whose
+/// endpoint is its origin's, or 0 for one stored before origins).
+macro_rules! named {
+    () => {
+        "CASE WHEN instr(coalesce((SELECT e.name FROM endpoints e WHERE e.id = m.endpoint), ''),
+         '://') > 0 THEN 0 ELSE m.endpoint END"
+    };
+}
+const FIND: &str = concat!(
+    "SELECT m.seq, m.state, m.lane, ",
+    named!(),
+    " FROM messages m WHERE m.uuid = ?1"
+);
+const READ: &str = concat!(
+    "SELECT m.state, m.lane, ",
+    named!(),
+    " FROM messages m WHERE m.seq = ?1"
+);
+const REPOINT: &str = "UPDATE messages SET endpoint = ?2 WHERE seq = ?1";
 const CANCEL: &str = "UPDATE OR FAIL messages SET state = 5, due_at = ?2, cancelled_at = ?2
      WHERE seq = ?1 AND state IN (0, 4)";
 const CANCEL_LATER: &str =
@@ -220,6 +237,12 @@ fn apply(
                         s.execute(params![seq, url, message::encode_headers(&headers), body])
                     })
                     .map_err(e("edit payload"))?;
+                // A new URL may be another origin's: the message goes with it.
+                if let Some(origin) = edit.url.as_deref().and_then(message::origin) {
+                    super::insert::endpoint_id(tx, &origin)
+                        .and_then(|id| tx.prepare_cached(REPOINT)?.execute(params![seq, id]))
+                        .map_err(e("edit payload"))?;
+                }
             }
             tx.prepare_cached(REVIVE)
                 .and_then(|mut s| s.execute(params![seq, now]))

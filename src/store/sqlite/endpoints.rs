@@ -14,6 +14,9 @@ use crate::store::{EndpointRow, Lane};
 
 const ALL: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
      last_error_at, changed_at, reason FROM endpoints ORDER BY name";
+/// The same for the rows made after endpoint ?1 (new origins, mostly).
+const AFTER: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
+     last_error_at, changed_at, reason FROM endpoints WHERE id > ?1 ORDER BY id";
 /// Counts per state of one endpoint: one range of the state index per state.
 const COUNTS: &str = "SELECT state, count(*) FROM messages
      WHERE state IN (0, 1, 3, 4) AND endpoint = ?1 GROUP BY state";
@@ -49,10 +52,23 @@ impl Store {
     /// # Errors
     /// `Db`/`Busy`.
     pub(crate) fn endpoint_health(&self) -> Result<Vec<(String, Health)>> {
+        self.health_rows(ALL, 0)
+    }
+
+    /// The saved health of the endpoints (and origins) made after endpoint `id`.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>> {
+        self.health_rows(AFTER, id)
+    }
+
+    fn health_rows(&self, sql: &str, after: i64) -> Result<Vec<(String, Health)>> {
         let e = |err| self.err("read endpoints", err);
-        let mut stmt = self.conn.prepare_cached(ALL).map_err(e)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(e)?;
+        let params: &[&dyn rusqlite::ToSql] = if sql == AFTER { &[&after] } else { &[] };
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params, |r| {
                 Ok((
                     r.get(1)?,
                     Health {

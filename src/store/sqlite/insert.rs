@@ -151,7 +151,13 @@ pub(super) fn insert(
         // `created_at` is the time in the uuid, so that filters on it are uuid ranges.
         let created = crate::filter::uuid_ms(&uuid);
         let due = now.saturating_add(crate::time::duration_ms(m.delay));
-        let endpoint = match &m.endpoint {
+        // A plain URL's messages belong to its origin (an implicit endpoint: see
+        // `message::origin`), so that one origin's failures cannot take the others' share.
+        let origin = match &m.endpoint {
+            None => message::origin(&m.url),
+            Some(_) => None,
+        };
+        let endpoint = match m.endpoint.as_ref().or(origin.as_ref()) {
             None => 0,
             Some(name) => match endpoints.get(name) {
                 Some(id) => *id,

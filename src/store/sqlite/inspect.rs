@@ -92,6 +92,9 @@ impl Store {
             .map_err(e)?;
         for row in rows {
             let (name, uuid) = row.map_err(e)?;
+            if message::is_origin(&name) {
+                continue; // counted in the overall figure: a label per host would be unbounded
+            }
             if let Some(at) = uuid.and_then(created) {
                 out.push((name, at));
             }
@@ -236,10 +239,13 @@ impl Store {
                 url: r.get(13)?,
                 headers: message::decode_headers(&r.get::<_, String>(14)?),
                 body: r.get(15)?,
-                endpoint: r.get(16)?,
-                endpoint_circuit: match r.get::<_, Option<i64>>(24)? {
-                    Some(_) => Some(codes::circuit_at(r, 24)?),
-                    None => None,
+                // A plain URL's origin is no endpoint to show.
+                endpoint: r
+                    .get::<_, Option<String>>(16)?
+                    .filter(|n| !message::is_origin(n)),
+                endpoint_circuit: match r.get::<_, Option<String>>(16)? {
+                    Some(n) if !message::is_origin(&n) => Some(codes::circuit_at(r, 24)?),
+                    _ => None,
                 },
                 ordering_key: r.get::<_, Option<String>>(17)?.map(|l| {
                     l.split_once('\u{1f}')

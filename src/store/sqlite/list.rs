@@ -43,7 +43,8 @@ macro_rules! list_sql {
               AND (CAST(?7 AS INTEGER) IS NULL OR EXISTS (SELECT 1 FROM attempts a
                    WHERE a.seq = m.seq AND a.n = m.attempts_total
                    AND a.status BETWEEN CAST(?7 AS INTEGER) AND CAST(?8 AS INTEGER)))
-              AND (CAST(?9 AS TEXT) IS NULL OR m.endpoint = 0 AND EXISTS (SELECT 1
+              AND (CAST(?9 AS TEXT) IS NULL OR NOT EXISTS (SELECT 1 FROM endpoints d
+                   WHERE d.id = m.endpoint AND instr(d.name, '://') = 0) AND EXISTS (SELECT 1
                    FROM payloads p WHERE p.seq = m.seq
                    AND substr(p.url, 1, length(CAST(?9 AS TEXT))) = CAST(?9 AS TEXT)))
               AND (CAST(?11 AS INTEGER) IS NULL OR m.endpoint = CAST(?11 AS INTEGER))

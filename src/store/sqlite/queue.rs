@@ -97,7 +97,7 @@ pub(super) const REQUEUE_TAKEN: &str = concat!(
     taken!()
 );
 pub(super) const NEXT_DUE: &str =
-    "SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = ?1";
+    "SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = CAST(?1 AS INTEGER)";
 /// The state index is per endpoint: `IN` makes one range scan per endpoint (0 is plain URLs).
 pub(super) const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN
      (SELECT seq FROM messages WHERE state IN (2, 5)

@@ -56,6 +56,10 @@ impl Queue for Store {
         Store::changed(self)
     }
 
+    fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>> {
+        Store::endpoint_health_after(self, id)
+    }
+
     fn definitions(&self) -> Result<Vec<DefinedRow>> {
         Store::definitions(self)
     }

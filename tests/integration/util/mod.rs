@@ -18,13 +18,17 @@ pub use receiver::{Receiver, Reply};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// Fast retries and short timeouts so the tests run in seconds.
+/// Fast retries and short timeouts so the tests run in seconds. A plain URL's origin opens its
+/// breaker only after many failures here, so that tests of retries and dead letters see every
+/// attempt (the origins' tests set their own).
 pub const FAST: &str = r#"
 workers = 4
 [retry]
 max_attempts = 3
 base_delay = "20ms"
 max_delay = "100ms"
+[origins]
+breaker_failures = 1000
 [http]
 timeout = "3s"
 connect_timeout = "1s"

@@ -58,10 +58,23 @@ pub(crate) fn cyc(
     claim: usize,
     now: i64,
 ) -> Result<Vec<Job>> {
-    let claims = [Claim {
-        endpoint: 0,
-        limit: claim,
-    }];
+    // Plain URLs (endpoint 0 before origins, their origin's now) and every endpoint, each up to
+    // `claim`: the tests put their messages in one of them.
+    let ids: Vec<i64> = s
+        .conn
+        .prepare("SELECT 0 UNION ALL SELECT id FROM endpoints")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let claims: Vec<Claim> = ids
+        .into_iter()
+        .map(|endpoint| Claim {
+            endpoint,
+            limit: claim,
+        })
+        .collect();
     let c = Cycle {
         inserts: &[],
         outcomes,

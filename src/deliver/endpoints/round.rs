@@ -1,0 +1,37 @@
+//! One claim round of [`super::Endpoints::plan`]: what each endpoint may take of the free slots.
+
+use super::runtime::Runtime;
+use crate::model::Claim;
+
+/// One claim round.
+pub(super) struct Round {
+    pub(super) claims: Vec<Claim>,
+    /// Claim slots left, and what the failing endpoints' budget has left.
+    pub(super) left: usize,
+    pub(super) room: usize,
+    pub(super) workers: usize,
+    pub(super) now: i64,
+}
+
+impl Round {
+    pub(super) fn offer(&mut self, id: i64, rt: &mut Runtime) {
+        if self.left == 0 || !rt.has_work(self.now) {
+            return;
+        }
+        rt.refill(self.now);
+        if rt.held_by_rate(self.workers, self.now, self.room) {
+            rt.rate_limited += 1;
+        }
+        let limit = rt.allowed(self.workers, self.now, self.room).min(self.left);
+        if limit > 0 {
+            if rt.degraded() {
+                self.room -= limit;
+            }
+            self.claims.push(Claim {
+                endpoint: id,
+                limit,
+            });
+            self.left -= limit;
+        }
+    }
+}

@@ -66,8 +66,8 @@ fn shipped_config_shows_the_defaults() {
     assert!(all.api.listen.take().is_some());
     assert!(all.api.tokens_file.take().is_some());
     assert!(all.api.tls.take().is_some());
-    // Half the workers, shown as a number.
-    assert_eq!(all.origins.concurrency.take(), Some(8));
+    // No cap of its own by default, shown as the number of workers.
+    assert_eq!(all.origins.concurrency.take(), Some(16));
     let billing = all.endpoints.remove("billing").unwrap();
     assert_eq!(billing.concurrency, Some(4));
     assert_eq!(

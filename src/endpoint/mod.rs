@@ -34,7 +34,10 @@ pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 86400
 /// `[origins]`: the policy of plain URLs' origins (each an implicit endpoint).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OriginPolicy {
-    /// Requests in flight per origin at most; `None`: half the workers.
+    /// Requests in flight per origin at most; `None`: no cap of its own (all the workers). Not
+    /// half the workers as for endpoints: measured, that halves the throughput of everyone who
+    /// sends to one host (BENCHMARKS.md, "Endpoints at runtime"); slow start, the failing budget
+    /// and the breaker protect the others from a dead or hanging host.
     pub(crate) concurrency: Option<usize>,
     pub(crate) breaker_failures: u32,
     pub(crate) breaker_cooldown: Duration,
@@ -138,7 +141,7 @@ impl Endpoint {
             keys: Arc::default(),
             timeout: None,
             max_attempts: None,
-            concurrency: p.concurrency,
+            concurrency: Some(p.concurrency.unwrap_or(usize::MAX)),
             rate: None,
             ordered: false,
             on_dead: OnDead::Block,

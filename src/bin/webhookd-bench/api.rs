@@ -16,7 +16,7 @@ use super::Bench;
 
 /// Where the clients connect.
 #[derive(Clone)]
-enum Target {
+pub(super) enum Target {
     Unix(PathBuf),
     Tcp(String, String),
 }
@@ -25,13 +25,13 @@ trait Conn: Read + Write {}
 impl<T: Read + Write> Conn for T {}
 
 /// A keep-alive client connection.
-struct Client {
+pub(super) struct Client {
     reader: BufReader<Box<dyn Conn>>,
     auth: String,
 }
 
 impl Client {
-    fn connect(t: &Target) -> Client {
+    pub(super) fn connect(t: &Target) -> Client {
         let (stream, auth): (Box<dyn Conn>, String) = match t {
             Target::Unix(p) => (
                 Box::new(UnixStream::connect(p).expect("connect")),
@@ -50,7 +50,7 @@ impl Client {
     }
 
     /// One request; the status.
-    fn request(&mut self, method: &str, path: &str, ctype: &str, body: &[u8]) -> u16 {
+    pub(super) fn request(&mut self, method: &str, path: &str, ctype: &str, body: &[u8]) -> u16 {
         let mut raw = format!(
             "{method} {path} HTTP/1.1\r\nhost: webhookd\r\n{}content-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
             self.auth,
@@ -386,7 +386,7 @@ impl Bench {
     }
 }
 
-fn socket(db: &Path) -> PathBuf {
+pub(super) fn socket(db: &Path) -> PathBuf {
     let mut name = db.file_name().unwrap().to_os_string();
     name.push(".api.sock");
     db.with_file_name(name)

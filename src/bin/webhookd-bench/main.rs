@@ -9,6 +9,7 @@ mod api;
 mod delivery;
 mod operator;
 mod receiver;
+mod runtime;
 mod work;
 
 use std::path::PathBuf;
@@ -121,6 +122,9 @@ fn main() {
     if b.wants("bulk") {
         b.bulk_retry_gap();
     }
+    if b.wants("runtime") {
+        b.runtime();
+    }
     if b.wants("api") {
         b.api();
     }
@@ -152,7 +156,7 @@ fn parse_args() -> Args {
                 args.api_socket = Some(it.next().map(PathBuf::from).expect("--api-socket PATH"))
             }
             "-h" | "--help" => {
-                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk,api] [--dir DIR] [--out FILE] [--api-socket PATH]");
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk,api,runtime] [--dir DIR] [--out FILE] [--api-socket PATH]");
                 std::process::exit(0);
             }
             other => {

@@ -213,7 +213,7 @@ fn pause(config: &Config, name: &str, paused: bool) -> Result<u8> {
     out(format_args!(
         "endpoint {name} {}",
         if paused {
-            "paused: its messages stay queued until `webhookd endpoints resume`"
+            "paused: its messages stay queued until `webhookd endpoints resume` (events that arrive meanwhile are not delivered to it)"
         } else {
             "resumed"
         }

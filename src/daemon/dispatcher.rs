@@ -286,6 +286,7 @@ impl Dispatcher {
             health: &health,
             take_enables: self.take_enables,
             inserts: &inserts,
+            claim_budget: Some(self.capacity.saturating_sub(self.in_flight)),
         };
         let mut claimed = match self.queue.cycle(&cycle, now) {
             Ok(c) => c,

@@ -90,19 +90,30 @@ impl SecretsKey {
         })
     }
 
+    /// Writes a new key beside `path`, then links it into place: a reader never sees a partial
+    /// file, and of two processes creating it at once one wins and both use its key.
     fn create(path: &Path) -> Result<SecretsKey> {
         let mut bytes = [0u8; 32];
         crate::random::fill(&mut bytes)?;
-        let mut file = std::fs::OpenOptions::new()
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o640)
-            .open(path)
-            .map_err(|e| key_error(path, format!("cannot create: {e}")))?;
-        file.write_all(format!("{}\n", STANDARD.encode(bytes)).as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| key_error(path, format!("cannot write: {e}")))?;
-        log::info!("created the secrets key {}", path.display());
+            .open(&tmp)
+            .and_then(|mut file| {
+                file.write_all(format!("{}\n", STANDARD.encode(bytes)).as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => log::info!("created the secrets key {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(key_error(path, format!("cannot create: {e}"))),
+        }
         SecretsKey::load(path, false)
     }
 

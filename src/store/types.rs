@@ -65,6 +65,9 @@ pub(crate) struct Cycle<'a> {
     /// New messages (posted to the API), stored first and durably: a cycle with inserts commits
     /// with a sync of the log, as an enqueue does, and may claim them at once.
     pub(crate) inserts: &'a [crate::message::Message],
+    /// Claim at most this many jobs in all (`None`: each claim's limit alone): the claims are
+    /// made in order, and what one endpoint leaves unused goes to the next.
+    pub(crate) claim_budget: Option<usize>,
 }
 
 /// What a cycle claimed and learnt.

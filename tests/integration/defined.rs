@@ -198,6 +198,13 @@ fn removing_an_endpoint_with_queued_messages_needs_cancel_pending() {
     assert_eq!(code, 66, "{err}");
     let (code, _) = env.fail(&["endpoints", "remove", "gone"]);
     assert_eq!(code, 66);
+    // A name added again starts afresh: not paused as the removed one was.
+    env.ok(&["endpoints", "add", "again", "--url", "http://127.0.0.1:9/"]);
+    env.ok(&["endpoints", "pause", "again"]);
+    env.ok(&["endpoints", "remove", "again"]);
+    env.ok(&["endpoints", "add", "again", "--url", "http://127.0.0.1:9/"]);
+    let shown = json_of(&env.ok(&["endpoints", "show", "again", "--json"]));
+    assert_eq!(shown["paused"], false, "{shown}");
 }
 
 #[test]

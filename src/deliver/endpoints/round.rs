@@ -6,7 +6,8 @@ use crate::model::Claim;
 /// One claim round.
 pub(super) struct Round {
     pub(super) claims: Vec<Claim>,
-    /// Claim slots left, and what the failing endpoints' budget has left.
+    /// The free claim slots (each offer is at most that; the store keeps the total within it),
+    /// and what the failing endpoints' budget has left.
     pub(super) left: usize,
     pub(super) room: usize,
     pub(super) workers: usize,
@@ -14,6 +15,9 @@ pub(super) struct Round {
 }
 
 impl Round {
+    /// Offers endpoint `id` up to what it may take of all the free slots: the store claims the
+    /// offers in order within the free slots, so what one endpoint leaves (it had fewer due)
+    /// goes to the next in the same cycle instead of waiting for another.
     pub(super) fn offer(&mut self, id: i64, rt: &mut Runtime) {
         if self.left == 0 || !rt.has_work(self.now) {
             return;
@@ -31,7 +35,6 @@ impl Round {
                 endpoint: id,
                 limit,
             });
-            self.left -= limit;
         }
     }
 }

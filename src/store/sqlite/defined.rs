@@ -164,8 +164,11 @@ impl Store {
         )
         .map_err(e("cancel messages"))?;
         tx.execute(
+            // Its pause and health go with it: a name added again starts afresh.
             "UPDATE endpoints SET definition = NULL, tenant = NULL, secrets = NULL,
-             defined_at = NULL, updated_at = ?2 WHERE id = ?1",
+             defined_at = NULL, updated_at = ?2, paused = 0, state = 0, failures = 0,
+             failing_since = NULL, last_error = NULL, last_error_at = NULL, reason = NULL,
+             changed_at = NULL WHERE id = ?1",
             params![id, now],
         )
         .map_err(e("remove endpoint"))?;

@@ -228,7 +228,9 @@ pub(super) fn insert(
                 uuid: Uuid::from_bytes(uuid),
                 created: false,
                 state: super::codes::state(state).map_err(e("read state"))?,
-                same_request: first_endpoint == endpoint
+                // A plain URL stored before origins existed is at endpoint 0.
+                same_request: (first_endpoint == endpoint
+                    || first_endpoint == 0 && origin.is_some())
                     && method == m.method
                     && url == m.url
                     && message::decode_headers(&headers) == m.headers

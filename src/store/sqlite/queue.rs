@@ -40,9 +40,11 @@ pub(super) const CLAIM: &str = "UPDATE OR FAIL messages SET state = 1,
 /// A daemon's leases, extended (its claims are in the state index's in-flight range).
 pub(super) const RENEW: &str = "UPDATE messages SET lease_until = CAST(?2 AS INTEGER)
      WHERE state = 1 AND owner = CAST(?1 AS INTEGER)";
-/// Of the ?2 oldest events (seq order is creation order), those created before ?1.
+/// Of the ?2 oldest events (seq order is creation order), those created before ?1 whose
+/// deliveries are all purged (a pending or dead one keeps its event, and so its key).
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE seq IN
-     (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND created_at < ?1";
+     (SELECT seq FROM events ORDER BY seq LIMIT ?2) AND created_at < ?1
+     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event = events.uuid)";
 const OLDEST_EVENT: &str = "SELECT created_at FROM events ORDER BY seq LIMIT 1";
 pub(super) const SELECT_PAYLOAD: &str =
     "SELECT method, url, headers, body FROM payloads WHERE seq = ?1";
@@ -284,9 +286,18 @@ impl Store {
             self.owner,
             now.saturating_add(crate::time::duration_ms(crate::store::LEASE)),
         );
+        let mut budget = c.claim_budget.unwrap_or(usize::MAX);
         for claim in c.claims.iter().filter(|c| c.limit > 0) {
+            if budget == 0 {
+                break;
+            }
+            let claim = &Claim {
+                endpoint: claim.endpoint,
+                limit: claim.limit.min(budget),
+            };
             let before = out.jobs.len();
             claim_due(&tx, claim, now, lease, &mut out.jobs).map_err(e("claim"))?;
+            budget -= out.jobs.len() - before;
             if out.jobs.len() - before < claim.limit {
                 let next = tx
                     .prepare_cached(NEXT_DUE)

@@ -10,6 +10,8 @@ use super::super::Store;
 use super::{cyc, msg, outcome, tempdir, test_store};
 use crate::error::Result;
 use crate::message::Message;
+use crate::model::Claim;
+use crate::store::Cycle;
 use crate::store::{Access, Outcome, OutcomeKind};
 
 #[test]
@@ -114,6 +116,43 @@ fn purge_removes_only_old_delivered() -> Result<()> {
     assert_eq!(s.purge_delivered(101, 10)?, 1);
     let c = s.counts(0)?;
     assert_eq!((c.pending, c.delivered, c.dead), (1, 0, 1));
+    Ok(())
+}
+
+/// Claims share the cycle's budget in order: what one endpoint leaves goes to the next.
+#[test]
+fn claims_share_one_budget_in_order() -> Result<()> {
+    let (_d, mut s) = test_store();
+    let mut ins = s.inserter()?;
+    ins.insert(&msg("http://127.0.0.1:1/a"), 0)?;
+    for _ in 0..5 {
+        ins.insert(&msg("http://127.0.0.1:2/b"), 0)?;
+    }
+    ins.commit()?;
+    let a = s.find_endpoint("http://127.0.0.1:1")?.unwrap();
+    let b = s.find_endpoint("http://127.0.0.1:2")?.unwrap();
+    let claims = [
+        Claim {
+            endpoint: a,
+            limit: 3,
+        },
+        Claim {
+            endpoint: b,
+            limit: 3,
+        },
+    ];
+    let c = Cycle {
+        claims: &claims,
+        claim_budget: Some(3),
+        ..Cycle::default()
+    };
+    let jobs = s.cycle(&c, 10)?.jobs;
+    let from = |e: i64| jobs.iter().filter(|j| j.endpoint == e).count();
+    assert_eq!(
+        (from(a), from(b)),
+        (1, 2),
+        "a had one; b took the rest of the budget"
+    );
     Ok(())
 }
 

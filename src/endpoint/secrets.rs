@@ -95,8 +95,11 @@ impl SecretsKey {
     fn create(path: &Path) -> Result<SecretsKey> {
         let mut bytes = [0u8; 32];
         crate::random::fill(&mut bytes)?;
+        // A name of its own (threads of one process create it at once, too).
+        let mut unique = [0u8; 8];
+        crate::random::fill(&mut unique)?;
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{}.tmp", std::process::id()));
+        tmp.push(format!(".{}.tmp", u64::from_le_bytes(unique)));
         let tmp = PathBuf::from(tmp);
         let written = std::fs::OpenOptions::new()
             .write(true)
@@ -217,6 +220,30 @@ mod tests {
         assert!(key.open("other", &sealed).is_err(), "bound to the name");
         let again = SecretsKey::load(&path, true).unwrap();
         assert_eq!(again.open("billing", &sealed).unwrap(), secrets);
+        // Made by many at once: one key, which all of them use.
+        let racing = dir.join("racing");
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        SecretsKey::load(&racing, true)
+                            .unwrap()
+                            .seal("n", &secrets)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let winner = SecretsKey::load(&racing, false).unwrap();
+        for sealed in &keys {
+            assert_eq!(winner.open("n", sealed).unwrap(), secrets);
+        }
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
         std::fs::remove_file(&path).unwrap();
         let other = SecretsKey::load(&path, true).unwrap();
         let err = other.open("billing", &sealed).unwrap_err().to_string();

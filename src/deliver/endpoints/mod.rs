@@ -249,6 +249,7 @@ impl Endpoints {
         let mut round = Round {
             claims: Vec::new(),
             left: free,
+            offers: free,
             room: self.degraded_room(),
             workers: self.workers,
             now,

@@ -9,6 +9,8 @@ pub(super) struct Round {
     /// The free claim slots (each offer is at most that; the store keeps the total within it),
     /// and what the failing endpoints' budget has left.
     pub(super) left: usize,
+    /// Offers this round may still make.
+    pub(super) offers: usize,
     pub(super) room: usize,
     pub(super) workers: usize,
     pub(super) now: i64,
@@ -17,9 +19,11 @@ pub(super) struct Round {
 impl Round {
     /// Offers endpoint `id` up to what it may take of all the free slots: the store claims the
     /// offers in order within the free slots, so what one endpoint leaves (it had fewer due)
-    /// goes to the next in the same cycle instead of waiting for another.
+    /// goes to the next in the same cycle instead of waiting for another. A round makes at most
+    /// as many offers as there are free slots: each costs a statement, and endpoints that were
+    /// woken but have nothing due must not all be asked in one transaction.
     pub(super) fn offer(&mut self, id: i64, rt: &mut Runtime) {
-        if self.left == 0 || !rt.has_work(self.now) {
+        if self.offers == 0 || !rt.has_work(self.now) {
             return;
         }
         rt.refill(self.now);
@@ -35,6 +39,7 @@ impl Round {
                 endpoint: id,
                 limit,
             });
+            self.offers -= 1;
         }
     }
 }

@@ -115,7 +115,10 @@ impl Bench {
         let config = std::fs::read_to_string(&w.config).unwrap();
         std::fs::write(
             &w.config,
-            config.replace("[retry]\n", "[retry]\nmax_attempts = 1\n"),
+            // Every message dead at its first attempt: the failing origin's breaker must not
+            // hold them back (it would open after 5 failures).
+            config.replace("[retry]\n", "[retry]\nmax_attempts = 1\n")
+                + "[origins]\nbreaker_failures = 1000000000\n",
         )
         .unwrap();
         let name = format!("bulk: dlq retry --all --url of {n} dead");

@@ -222,6 +222,8 @@ impl Dispatcher {
     /// Reads the stored endpoints again when they changed (a definition, a pause, new secrets)
     /// or a secret's overlap ended, and applies them as a reload applies the config's.
     pub(super) fn refresh_defined(&mut self, now: i64) {
+        // Also the rows a missed notice or a failed look left unknown (at least every 5 s).
+        self.discover(now);
         match self.queue.generation() {
             Ok(g) if g == self.generation && self.next_expiry.is_none_or(|t| now < t) => return,
             Ok(_) => {}

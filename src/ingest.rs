@@ -90,19 +90,7 @@ impl Request {
             ));
         }
         let o = &mut object;
-        let body = match (string(o, "body")?, string(o, "body_base64")?) {
-            (Some(_), Some(_)) => {
-                return Err(Invalid::new(
-                    "body",
-                    "give either body or body_base64, not both",
-                ))
-            }
-            (Some(b), None) => b.into_bytes(),
-            (None, Some(b)) => base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .map_err(|e| Invalid::new("body_base64", e.to_string()))?,
-            (None, None) => Vec::new(),
-        };
+        let body = body(o)?;
         let max_attempts =
             match o.remove("max_attempts") {
                 None | Some(Value::Null) => None,
@@ -294,8 +282,36 @@ pub(crate) fn headers(v: Option<Value>) -> Result<Vec<(String, String)>, Invalid
     Ok(out)
 }
 
+/// Takes `body` (text) or `body_base64` out of a JSON object (neither: empty).
+///
+/// # Errors
+/// `Invalid` naming the field: both given, a wrong type, bad base64.
+pub(crate) fn body(object: &mut Map<String, Value>) -> Result<Vec<u8>, Invalid> {
+    Ok(
+        match (string(object, "body")?, string(object, "body_base64")?) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new(
+                    "body",
+                    "give either body or body_base64, not both",
+                ))
+            }
+            (Some(b), None) => b.into_bytes(),
+            (None, Some(b)) => base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .map_err(|e| Invalid::new("body_base64", e.to_string()))?,
+            (None, None) => Vec::new(),
+        },
+    )
+}
+
 /// Takes an optional string field out of a JSON object.
-fn string(object: &mut Map<String, Value>, name: &str) -> Result<Option<String>, Invalid> {
+///
+/// # Errors
+/// `Invalid` naming the field when it is not a string.
+pub(crate) fn string(
+    object: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, Invalid> {
     match object.remove(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

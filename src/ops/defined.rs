@@ -139,6 +139,27 @@ pub(crate) fn with_defined(config: &Config, store: &dyn Admin) -> Result<Config>
     Ok(c)
 }
 
+/// Endpoint `name` as the database defines it now, without keys (to validate a message for an
+/// endpoint added a moment ago): one row read, whatever the number of endpoints.
+///
+/// # Errors
+/// `InvalidField` for a stored definition that does not build, the store's.
+pub(crate) fn stored(store: &dyn Admin, name: &str) -> Result<Option<Arc<Endpoint>>> {
+    match store.definition(name)? {
+        Some(DefinedRow {
+            definition: Some(def),
+            paused,
+            ..
+        }) => Ok(Some(Arc::new(defined::build(
+            name,
+            &def,
+            Vec::new(),
+            paused,
+        )?))),
+        _ => Ok(None),
+    }
+}
+
 /// What adding an endpoint made: the endpoint and its first secret (shown once).
 #[derive(Debug)]
 pub(crate) struct Added {

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use base64::Engine;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -17,7 +16,7 @@ use crate::check::{self, Invalid};
 use crate::config::Config;
 use crate::endpoint::{defined, Endpoint};
 use crate::error::{Error, Result};
-use crate::ingest::Request;
+use crate::ingest::{self, Request};
 use crate::message::Message;
 use crate::store::{Admin, Enqueued, EventRecord};
 
@@ -59,27 +58,11 @@ impl EventRequest {
                 format!("unknown field (expected one of {})", FIELDS.join(", ")),
             ));
         }
-        let mut text = |k: &str| match o.remove(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(Invalid::new(k, format!("expected a string, got {v}"))),
-        };
-        let kind = text("type")?.ok_or_else(|| Invalid::new("type", "missing"))?;
-        let tenant = text("tenant")?;
-        let key = text("key")?;
-        let body = match (text("body")?, text("body_base64")?) {
-            (Some(_), Some(_)) => {
-                return Err(Invalid::new(
-                    "body",
-                    "give either body or body_base64, not both",
-                ))
-            }
-            (Some(b), None) => b.into_bytes(),
-            (None, Some(b)) => base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .map_err(|e| Invalid::new("body_base64", e.to_string()))?,
-            (None, None) => Vec::new(),
-        };
+        let kind =
+            ingest::string(&mut o, "type")?.ok_or_else(|| Invalid::new("type", "missing"))?;
+        let tenant = ingest::string(&mut o, "tenant")?;
+        let key = ingest::string(&mut o, "key")?;
+        let body = ingest::body(&mut o)?;
         Ok(EventRequest {
             kind,
             tenant,

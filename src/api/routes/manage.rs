@@ -45,11 +45,9 @@ impl Context {
     /// `POST /v1/endpoints`: `{"name", "url", ...settings, "secret"?}`; 201 with the secret.
     pub(super) fn create_endpoint(&self, r: &Request) -> Answer {
         let mut fields = object(r)?;
-        let name = match fields.remove("name") {
-            Some(Value::String(n)) => n,
-            Some(_) => return Err(bad("name: expected a string").field("name")),
-            None => return Err(bad("name: missing").field("name")),
-        };
+        let name = crate::ingest::string(&mut fields, "name")
+            .map_err(|e| Problem::invalid(&e))?
+            .ok_or_else(|| bad("name: missing").field("name"))?;
         let added = self.change(|s, c| ops::add(s, c, &name, fields))?;
         Ok(json(
             201,
@@ -103,10 +101,8 @@ impl Context {
     /// secret, once.
     pub(super) fn rotate_secret(&self, name: &str, r: &Request) -> Answer {
         let mut o = object(r)?;
-        let text = |o: &mut Map<String, Value>, k: &str| match o.remove(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(bad(&format!("{k}: expected a string")).field(k.to_owned())),
+        let text = |o: &mut Map<String, Value>, k: &str| {
+            crate::ingest::string(o, k).map_err(|e| Problem::invalid(&e))
         };
         let overlap = text(&mut o, "overlap")?.unwrap_or_else(|| "24h".into());
         let secret = text(&mut o, "secret")?;

@@ -184,23 +184,32 @@ impl Context {
     fn message(&self, object: Map<String, Value>, config: &Config) -> Result<Message, Problem> {
         let request =
             crate::ingest::Request::from_object(object).map_err(|e| Problem::invalid(&e))?;
+        let mut endpoints = &config.endpoints;
         let fresh;
-        let config = match &request.endpoint {
-            Some(name) if !config.endpoints.contains_key(name) => {
-                fresh = self
-                    .read(config, |s| crate::ops::defined::with_defined(config, s))
-                    .map_err(|e| Problem::from_error(&e))?;
-                &fresh
+        if let Some(name) = request
+            .endpoint
+            .as_ref()
+            .filter(|n| !config.endpoints.contains_key(*n))
+        {
+            let one = self
+                .read(config, |s| crate::ops::defined::stored(s, name))
+                .map_err(|e| Problem::from_error(&e))?;
+            if let Some(e) = one {
+                fresh = std::collections::BTreeMap::from([(name.clone(), e)]);
+                endpoints = &fresh;
             }
-            _ => config,
-        };
-        validate(request, config)
+        }
+        validate(request, endpoints, config.max_body_size)
     }
 }
 
-fn validate(request: crate::ingest::Request, config: &Config) -> Result<Message, Problem> {
+fn validate(
+    request: crate::ingest::Request,
+    endpoints: &std::collections::BTreeMap<String, std::sync::Arc<crate::endpoint::Endpoint>>,
+    max_body_size: usize,
+) -> Result<Message, Problem> {
     request
-        .validate(&config.endpoints, config.max_body_size)
+        .validate(endpoints, max_body_size)
         .map_err(|e| match e {
             Refused::Invalid(e) => Problem::invalid(&e),
             Refused::UnknownEndpoint { .. } => bad(&format!("endpoint: {e}")).field("endpoint"),

@@ -248,7 +248,7 @@ impl Endpoints {
         self.turn = start;
         let mut round = Round {
             claims: Vec::new(),
-            left: free,
+            free,
             offers: free,
             room: self.degraded_room(),
             workers: self.workers,

@@ -8,7 +8,7 @@ pub(super) struct Round {
     pub(super) claims: Vec<Claim>,
     /// The free claim slots (each offer is at most that; the store keeps the total within it),
     /// and what the failing endpoints' budget has left.
-    pub(super) left: usize,
+    pub(super) free: usize,
     /// Offers this round may still make.
     pub(super) offers: usize,
     pub(super) room: usize,
@@ -30,7 +30,7 @@ impl Round {
         if rt.held_by_rate(self.workers, self.now, self.room) {
             rt.rate_limited += 1;
         }
-        let limit = rt.allowed(self.workers, self.now, self.room).min(self.left);
+        let limit = rt.allowed(self.workers, self.now, self.room).min(self.free);
         if limit > 0 {
             if rt.degraded() {
                 self.room -= limit;

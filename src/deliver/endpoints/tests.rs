@@ -104,6 +104,30 @@ fn claim_rounds_take_turns() {
     assert_eq!(firsts, [1, 2, 0, 1]);
 }
 
+/// A round offers at most as many endpoints as there are free slots (each offer is a statement
+/// in the cycle), and each offer may take all the free slots (the store shares them in order).
+#[test]
+fn a_round_makes_at_most_free_offers() {
+    let config: BTreeMap<String, Arc<Endpoint>> = (1..=5)
+        .map(|i| (format!("e{i}"), endpoint(|e| e.concurrency = Some(100))))
+        .collect();
+    let rows = (1..=5)
+        .map(|i| {
+            (
+                format!("e{i}"),
+                Health {
+                    id: i,
+                    ..Health::default()
+                },
+            )
+        })
+        .collect();
+    let mut eps = Endpoints::new(rows, &config, 16, 0);
+    let claims = eps.plan(3, 0);
+    assert_eq!(claims.len(), 3, "{claims:?}");
+    assert!(claims.iter().all(|c| c.limit <= 3));
+}
+
 #[test]
 fn concurrency_caps_claims_until_one_finishes() {
     let mut eps = setup(endpoint(|_| {}));

@@ -52,7 +52,7 @@ impl Store {
     /// # Errors
     /// `Db`/`Busy`.
     pub(crate) fn endpoint_health(&self) -> Result<Vec<(String, Health)>> {
-        self.health_rows(ALL, 0)
+        self.health_rows(ALL, &[])
     }
 
     /// The saved health of the endpoints (and origins) made after endpoint `id`.
@@ -60,13 +60,16 @@ impl Store {
     /// # Errors
     /// `Db`/`Busy`.
     pub(crate) fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>> {
-        self.health_rows(AFTER, id)
+        self.health_rows(AFTER, &[&id])
     }
 
-    fn health_rows(&self, sql: &str, after: i64) -> Result<Vec<(String, Health)>> {
+    fn health_rows(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<(String, Health)>> {
         let e = |err| self.err("read endpoints", err);
         let mut stmt = self.conn.prepare_cached(sql).map_err(e)?;
-        let params: &[&dyn rusqlite::ToSql] = if sql == AFTER { &[&after] } else { &[] };
         let rows = stmt
             .query_map(params, |r| {
                 Ok((

@@ -173,10 +173,20 @@ fn events_past_retention_are_purged_and_their_keys_freed() -> Result<()> {
         !ins.event(&event("old"), 60)?.created,
         "a key is idempotent per tenant"
     );
+    // An old event whose delivery is still pending stays, and so does its key.
+    let kept = event("kept");
+    assert!(ins.event(&kept, 50)?.created);
+    let mut delivery = msg("http://127.0.0.1:1/");
+    delivery.event = Some(kept.id);
+    ins.insert(&delivery, 50)?;
     ins.commit()?;
     assert_eq!(s.purge_delivered(40, 10)?, 0, "nothing that old");
     assert_eq!(s.purge_delivered(100, 10)?, 1);
     let mut ins = s.inserter()?;
+    assert!(
+        !ins.event(&event("kept"), 700)?.created,
+        "its delivery is pending"
+    );
     assert!(
         ins.event(&event("old"), 700)?.created,
         "its key is free again"

@@ -346,8 +346,9 @@ pub(crate) struct EnqueueArgs {
     #[arg(long, value_name = "TENANT", requires = "event")]
     pub(crate) tenant: Option<String>,
 
-    /// Deliver to the named endpoint of the config ([endpoints.NAME]) instead of a URL: its URL,
-    /// headers, signing secret and delivery policy apply when the message is sent.
+    /// Deliver to a named endpoint (of the config's [endpoints.NAME], or added with `endpoints
+    /// add`) instead of a URL: its URL, headers, signing secret and delivery policy apply when
+    /// the message is sent.
     #[arg(short = 'e', long, value_name = "NAME", conflicts_with = "jsonl")]
     pub(crate) endpoint: Option<String>,
 

@@ -179,6 +179,13 @@ impl SharedConfig {
         }
     }
 
+    /// Takes the configuration with changed endpoints (the daemon's, kept in step with the
+    /// database); the tokens stay.
+    pub(crate) fn set_endpoints(&self, config: &Config) {
+        let config = Arc::new(config.clone());
+        self.0.write().unwrap_or_else(PoisonError::into_inner).0 = config;
+    }
+
     fn get(&self) -> Arc<Config> {
         Arc::clone(&self.0.read().unwrap_or_else(PoisonError::into_inner).0)
     }

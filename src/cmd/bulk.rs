@@ -30,8 +30,6 @@ struct Plan<'a> {
     action: Action<'a>,
     /// Asks for confirmation when acting on filters.
     destructive: bool,
-    /// New deliveries follow: wake the daemon after each batch.
-    wakes: bool,
 }
 
 enum Target {
@@ -72,7 +70,6 @@ pub(crate) fn cancel(config: &Config, args: &CancelArgs) -> Result<u8> {
         past: "cancelled",
         action: Action::Cancel,
         destructive: true,
-        wakes: false,
     };
     run(config, &plan, target, &args.bulk, args.yes)
 }
@@ -101,7 +98,6 @@ pub(crate) fn replay(config: &Config, args: &ReplayArgs) -> Result<u8> {
         action: Action::Replay,
         // Receivers get every selected message again: asked for, like a cancel.
         destructive: true,
-        wakes: true,
     };
     run(
         config,
@@ -141,7 +137,6 @@ pub(crate) fn dlq_retry(config: &Config, args: &DlqRetryArgs) -> Result<u8> {
         past: "retried",
         action: Action::Retry(&edit),
         destructive: false,
-        wakes: true,
     };
     run(config, &plan, target, &args.bulk, true)
 }
@@ -158,7 +153,6 @@ pub(crate) fn dlq_delete(config: &Config, args: &DlqDeleteArgs) -> Result<u8> {
         past: "deleted",
         action: Action::Delete,
         destructive: true,
-        wakes: false,
     };
     run(config, &plan, target, &args.bulk, args.yes)
 }
@@ -236,12 +230,11 @@ fn bulk<'a>(plan: &Plan<'a>) -> Bulk<'a> {
     Bulk {
         name: plan.name,
         action: plan.action,
-        wakes: plan.wakes,
     }
 }
 
 fn on_uuids(config: &Config, plan: &Plan<'_>, uuids: &[Uuid], dry_run: bool) -> Result<BulkJson> {
-    let wake = || store::coordination(&config.db).notify(store::Notice::Messages);
+    let wake = || store::coordination(&config.db).notify(store::Notice::Requeued);
     ops::bulk::on_uuids(config, &bulk(plan), uuids, dry_run, &wake)
 }
 
@@ -280,7 +273,7 @@ fn on_filter(
     } else {
         None
     };
-    let wake = || store::coordination(&config.db).notify(store::Notice::Messages);
+    let wake = || store::coordination(&config.db).notify(store::Notice::Requeued);
     let advance = |n: u64| {
         if let Some(bar) = &progress {
             bar.inc(n);

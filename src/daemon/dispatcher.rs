@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 
 use super::decide::decide;
-use super::systemd::{self, Watchdog, Window};
+use super::systemd::{Watchdog, Window};
 use super::wait::{sleep_time, Wait};
 use super::{texts, Control, Reload};
 use crate::alert::{Alert, Alerter};
 use crate::config::Config;
-use crate::counters::{Counters, Latencies, Published, Snapshot, Totals};
-use crate::deliver::endpoints::{Endpoints, Event};
+use crate::counters::{Counters, Latencies, Published, Totals};
+use crate::deliver::endpoints::Endpoints;
 use crate::deliver::pool::Pool;
 use crate::deliver::{Finished, Job};
 use crate::model::Claim;
@@ -37,6 +37,16 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// After a failed store write the dispatcher waits this long before trying again.
 const STORE_RETRY: Duration = Duration::from_millis(250);
+
+/// Where to look for pending messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Look {
+    /// Among the messages committed since the last look (an enqueue, an event's fan-out).
+    New,
+    /// At every endpoint with pending messages (an operator made stored messages due again,
+    /// or the periodic look that catches a lost wake-up).
+    All,
+}
 
 pub(super) struct Dispatcher {
     pub(super) queue: Box<dyn Queue>,
@@ -67,6 +77,10 @@ pub(super) struct Dispatcher {
     pub(super) generation: i64,
     /// When a secret's overlap ends: the stored endpoints are read again then.
     pub(super) next_expiry: Option<i64>,
+    /// The highest message seq the last look saw (`look`).
+    pub(super) seen_seq: i64,
+    /// The API's copy of the endpoints is behind (`sync_api`).
+    pub(super) api_stale: bool,
 }
 
 impl Dispatcher {
@@ -86,14 +100,21 @@ impl Dispatcher {
         let mut last_status = Instant::now();
         let mut last_poll = Instant::now() - POLL_INTERVAL;
         let mut last_renew = Instant::now();
+        let mut last_sync = Instant::now();
         loop {
             let now = crate::time::now_ms();
             let room = self.in_flight < self.capacity;
+            let ready = room && self.endpoints.ready(now);
             let timeout = sleep_time(Wait {
                 finished: !self.finished.is_empty(),
                 room,
-                ready: room && self.endpoints.ready(now),
-                next_ready: self.endpoints.next_ready(now),
+                ready,
+                // Only needed to sleep with a free slot (a walk of the endpoints with work).
+                next_ready: if room && !ready {
+                    self.endpoints.next_ready(now)
+                } else {
+                    None
+                },
                 now,
                 poll_in: POLL_INTERVAL.saturating_sub(last_poll.elapsed()),
                 check_in: self.watchdog.next_check(),
@@ -114,15 +135,17 @@ impl Dispatcher {
                     if n.is_err() {
                         notices = crossbeam_channel::never();
                     }
-                    // Wake-ups come in bursts: handle everything queued at once.
+                    // Wake-ups come in bursts: handle everything queued at once, look once.
+                    let mut look = None;
                     for n in n.into_iter().chain(notices.try_iter()) {
                         match n {
-                            Notice::Messages => {
-                                self.endpoints.want_all();
-                                self.discover(now);
-                            }
+                            Notice::Messages => look = look.max(Some(Look::New)),
+                            Notice::Requeued => look = Some(Look::All),
                             Notice::Endpoints => self.take_enables = true,
                         }
+                    }
+                    if let Some(scope) = look {
+                        self.look(scope, now);
                     }
                 },
                 recv(done) -> f => if let Ok(f) = f { self.finished.push(f) },
@@ -133,13 +156,11 @@ impl Dispatcher {
             if last_poll.elapsed() >= POLL_INTERVAL {
                 last_poll = Instant::now();
                 match self.queue.changed() {
-                    Ok(true) => {
-                        self.endpoints.want_all();
-                        self.discover(now);
-                    }
+                    Ok(true) => self.look(Look::New, now),
                     Ok(false) => {}
                     Err(e) => log::warn!("{e}"),
                 }
+                self.sync_api(&mut last_sync);
             }
             let now = crate::time::now_ms();
             self.turn(jobs, now);
@@ -161,7 +182,9 @@ impl Dispatcher {
             }
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = Instant::now();
-                self.take_enables = true; // in case the wake-up notice was lost
+                // In case a wake-up notice was lost.
+                self.take_enables = true;
+                self.look(Look::All, now);
                 self.window.sample(self.counters.totals().delivered);
                 self.report_status();
             }
@@ -182,32 +205,6 @@ impl Dispatcher {
                 self.watchdog.checked(stuck);
             }
         }
-    }
-
-    /// Publishes the snapshot, and `STATUS=` for `systemctl status` from it.
-    pub(super) fn report_status(&self) {
-        self.publish();
-        let snapshot = self.published.get();
-        match self.queue.totals() {
-            Ok(c) => systemd::status(&systemd::status_line(
-                snapshot.in_flight,
-                c.pending,
-                c.dead,
-                self.window
-                    .last_minute(snapshot.counters.totals().delivered),
-                snapshot.unhealthy(),
-            )),
-            Err(e) => log::warn!("{e}"),
-        }
-    }
-
-    /// Publishes the counters and the endpoints' state for every reader.
-    fn publish(&self) {
-        self.published.set(Snapshot {
-            counters: self.counters.clone(),
-            endpoints: self.endpoints.states(),
-            in_flight: self.in_flight,
-        });
     }
 
     /// One unit of work: record finished attempts, save endpoint health and claim what is due
@@ -399,21 +396,6 @@ impl Dispatcher {
         }
     }
 
-    /// Logs an endpoint's change at warning and sends it as an alert.
-    fn event(&self, ev: &Event) {
-        let (event, text, endpoint) = texts::event(ev);
-        log::warn!("{text}");
-        if crate::message::is_origin(&endpoint) {
-            return; // a plain URL's host: logged, not alerted (one per customer host is noise)
-        }
-        self.alerter.send(Alert {
-            event,
-            text,
-            endpoint: Some(endpoint),
-            message: None,
-        });
-    }
-
     /// Purges one batch of delivered messages past retention; true if more may remain.
     fn purge(&mut self, now: i64) -> bool {
         let before = now.saturating_sub(crate::time::duration_ms(self.config.retention));
@@ -427,19 +409,6 @@ impl Dispatcher {
                 log::warn!("{e}");
                 false
             }
-        }
-    }
-
-    /// The periodic info line: what the last minute did (from the published counters, as the
-    /// metrics see them) and the queue now.
-    fn log_stats(&mut self) {
-        self.publish();
-        let totals = self.published.get().counters.totals();
-        let last = totals.since(&self.logged);
-        self.logged = totals;
-        match self.queue.totals() {
-            Ok(c) => log::info!("{}", texts::stats(&last, &c)),
-            Err(e) => log::warn!("{e}"),
         }
     }
 

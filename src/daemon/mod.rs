@@ -26,9 +26,12 @@
 //! (`reload`), `READY=1`; a config that fails to load is logged and the running one stays.
 
 mod decide;
+mod defined;
 mod dispatcher;
+mod look;
 mod posts;
 mod reload;
+mod report;
 mod signals;
 mod systemd;
 mod texts;
@@ -91,7 +94,8 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
             crate::text::count(requeued as u64, "message"),
         );
     }
-    let (merged, generation) = reload::load_defined(queue.as_ref(), config, crate::time::now_ms())?;
+    let (merged, generation) =
+        defined::load_defined(queue.as_ref(), config, crate::time::now_ms())?;
     let mut config = config.clone();
     config.endpoints = merged.endpoints;
     let config = &config;
@@ -104,6 +108,9 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         crate::time::now_ms(),
     );
     endpoints.set_origin_policy(&config.origins);
+    // What is pending where: the first turns claim from those endpoints only.
+    let pending = queue.pending_endpoints(None)?;
+    endpoints.begin(&pending.rows);
     warn_unconfigured(queue.as_ref(), &endpoints);
     let alerter = Alerter::start(config.alerts.clone(), &config.http)?;
 
@@ -156,6 +163,8 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         logged: crate::counters::Totals::default(),
         generation,
         next_expiry: merged.next_expiry,
+        seen_seq: pending.seen,
+        api_stale: false,
     };
     dispatcher.report_status();
     dispatcher.watchdog.ping();

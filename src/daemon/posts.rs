@@ -35,14 +35,4 @@ impl Dispatcher {
             }
         }
     }
-
-    /// Learns of the endpoints the store made since it last looked (the origins of new plain
-    /// URLs, above all): their messages are claimed from now on.
-    pub(super) fn discover(&mut self, now: i64) {
-        match self.queue.endpoint_health_after(self.endpoints.max_id()) {
-            Ok(rows) if !rows.is_empty() => self.endpoints.add(rows, &self.config.endpoints, now),
-            Ok(_) => {}
-            Err(e) => log::warn!("{e}"),
-        }
-    }
 }

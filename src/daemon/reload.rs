@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use log::LevelFilter;
 
+use super::defined::load_defined;
 use super::dispatcher::Dispatcher;
 use super::{systemd, Reload};
 use crate::config::Config;
 use crate::deliver::http::Http;
-use crate::endpoint::secrets::SecretsKey;
-use crate::ops::defined::{merge, Keys, Merged};
 use crate::text;
 
 /// One change a reload brings.
@@ -219,36 +218,12 @@ impl Dispatcher {
         self.config = new;
     }
 
-    /// Reads the stored endpoints again when they changed (a definition, a pause, new secrets)
-    /// or a secret's overlap ended, and applies them as a reload applies the config's.
-    pub(super) fn refresh_defined(&mut self, now: i64) {
-        // Also the rows a missed notice or a failed look left unknown (at least every 5 s).
-        self.discover(now);
-        match self.queue.generation() {
-            Ok(g) if g == self.generation && self.next_expiry.is_none_or(|t| now < t) => return,
-            Ok(_) => {}
-            Err(e) => return log::warn!("{e}"),
-        }
-        let (merged, generation) = match load_defined(self.queue.as_ref(), &self.config, now) {
-            Ok(m) => m,
-            Err(e) => return log::error!("endpoints in the database not applied: {e}"),
-        };
-        let mut new = self.config.clone();
-        new.endpoints = merged.endpoints;
-        let mut applied = Vec::new();
-        if self.reconfigure_endpoints(&mut new, &mut applied) {
-            self.generation = generation;
-            self.next_expiry = merged.next_expiry;
-            if !applied.is_empty() {
-                log::info!("endpoints in the database changed: {}", applied.join("; "));
-            }
-            self.api_config.set(&new);
-            self.config = new;
-        }
-    }
-
     /// Applies reloaded endpoints; false (and the old ones stay) if the store fails.
-    fn reconfigure_endpoints(&mut self, new: &mut Config, applied: &mut Vec<String>) -> bool {
+    pub(super) fn reconfigure_endpoints(
+        &mut self,
+        new: &mut Config,
+        applied: &mut Vec<String>,
+    ) -> bool {
         let names: Vec<String> = new.endpoints.keys().cloned().collect();
         let rows = self
             .queue
@@ -275,34 +250,6 @@ impl Dispatcher {
             }
         }
     }
-}
-
-/// The config's endpoints with the stored ones merged in (their secrets opened), and the
-/// generation they were read at. A stored endpoint that cannot be used (its secrets do not open)
-/// is left out, with an error in the log: its messages wait, none goes out unsigned.
-///
-/// # Errors
-/// A name in the config file and the database (`InvalidConfig`), the store's.
-pub(super) fn load_defined(
-    queue: &dyn crate::store::Queue,
-    config: &Config,
-    now: i64,
-) -> crate::error::Result<(Merged, i64)> {
-    let generation = queue.generation()?;
-    let rows = queue.definitions()?;
-    let key = if rows.iter().any(|r| r.secrets.is_some()) {
-        match SecretsKey::load(&config.secrets_key_path(), false) {
-            Ok(k) => Keys::Open(k),
-            Err(e) => Keys::Missing(e.to_string()),
-        }
-    } else {
-        Keys::Ignore
-    };
-    let merged = merge(config, rows, &key, now)?;
-    for broken in &merged.broken {
-        log::error!("{broken}; its messages wait until this is fixed");
-    }
-    Ok((merged, generation))
 }
 
 #[cfg(test)]

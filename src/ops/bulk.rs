@@ -25,8 +25,6 @@ pub(crate) struct Bulk<'a> {
     /// The action's name in JSON reports.
     pub(crate) name: &'static str,
     pub(crate) action: Action<'a>,
-    /// New deliveries follow: wake the daemon after each batch.
-    pub(crate) wakes: bool,
 }
 
 fn report(b: &Bulk<'_>, dry_run: bool) -> BulkJson {
@@ -40,7 +38,8 @@ fn report(b: &Bulk<'_>, dry_run: bool) -> BulkJson {
     }
 }
 
-/// Acts on named messages, all or none (`dry_run`: checks they exist).
+/// Acts on named messages, all or none (`dry_run`: checks they exist). `wake` tells a running
+/// daemon afterwards: messages were made due again, or a cancel or delete let a lane's next go.
 ///
 /// # Errors
 /// `NoSuchMessage`, `NotDead`/`WrongState`, `InvalidInput`: nothing changes then. Store errors.
@@ -65,9 +64,7 @@ pub(crate) fn on_uuids(
     let mut store = store::open_admin(&config.db, Access::Modify)?;
     let done = store.act_on(b.action, uuids, crate::time::now_ms())?;
     drop(store);
-    if b.wakes {
-        wake();
-    }
+    wake();
     r.changed = done.changed.len() as u64;
     r.cancel_requested = done.later.len() as u64;
     r.uuids = done
@@ -141,7 +138,8 @@ impl Selected<'_> {
         Ok(r)
     }
 
-    /// Acts on every matching message, batch by batch; `progress` gets each batch's size.
+    /// Acts on every matching message, batch by batch; `progress` gets each batch's size, `wake`
+    /// is called after each batch that changed messages (as for [`on_uuids`]).
     ///
     /// # Errors
     /// Store errors (the batches before stay done).
@@ -166,7 +164,7 @@ impl Selected<'_> {
             r.cancel_requested += done.later.len() as u64;
             r.uuids
                 .extend(done.changed.iter().chain(&done.later).map(Uuid::to_string));
-            if b.wakes && !done.changed.is_empty() {
+            if !done.changed.is_empty() {
                 wake();
             }
             progress(found.len() as u64);

@@ -82,43 +82,87 @@ pub(crate) fn merge(
                 ),
             });
         }
-        let mut signing = Vec::new();
-        match (keys, &row.secrets) {
-            (Keys::Ignore, _) | (_, None) => {}
-            (Keys::Missing(why), Some(_)) => {
-                m.broken.push(format!("endpoint {:?}: {why}", row.name));
-                continue;
-            }
-            (Keys::Open(key) | Keys::Best(key), Some(sealed)) => {
-                match key.open(&row.name, sealed) {
-                    Ok(all) => {
-                        for s in secrets::current(&all, now) {
-                            if let Some(until) = s.until {
-                                m.next_expiry = Some(m.next_expiry.map_or(until, |e| e.min(until)));
-                            }
-                            if let Ok(k) = Key::parse(&s.secret) {
-                                signing.push(k);
-                            }
-                        }
-                    }
-                    Err(_) if matches!(keys, Keys::Best(_)) => {}
-                    Err(e) => {
-                        m.broken.push(e.to_string());
-                        continue;
-                    }
-                }
-            }
-        }
-        match defined::build(&row.name, def, signing, row.paused) {
+        match build_row(&row, def, keys, now, &mut m.next_expiry) {
             Ok(e) => {
                 m.endpoints.insert(row.name.clone(), Arc::new(e));
             }
-            Err(e) => m
-                .broken
-                .push(format!("endpoint {:?}: stored definition: {e}", row.name)),
+            Err(broken) => m.broken.push(broken),
         }
     }
     Ok(m)
+}
+
+/// Applies the stored rows that changed (`store::Queue::definitions_since`) to `endpoints` (the
+/// config file's and the database's, as `merge` made them): a definition added or changed, a
+/// removed one, a pause or resume of either kind. Returns the names it changed; `m.endpoints`
+/// is not used (the map is changed in place), `m.next_expiry` and `m.broken` are filled in.
+pub(crate) fn apply(
+    endpoints: &mut BTreeMap<String, Arc<Endpoint>>,
+    rows: Vec<DefinedRow>,
+    keys: &Keys,
+    now: i64,
+    m: &mut Merged,
+) -> Vec<String> {
+    let mut changed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let in_file = endpoints.get(&row.name).filter(|e| !e.managed).cloned();
+        match (&row.definition, in_file) {
+            (None, Some(mut e)) => {
+                Arc::make_mut(&mut e).paused = row.paused;
+                endpoints.insert(row.name.clone(), e);
+            }
+            (None, None) => {
+                endpoints.remove(&row.name);
+            }
+            (Some(_), Some(_)) => m.broken.push(format!(
+                "endpoint {:?}: also defined in the config file (remove one); the file's is used",
+                row.name
+            )),
+            (Some(def), None) => match build_row(&row, def, keys, now, &mut m.next_expiry) {
+                Ok(e) => {
+                    endpoints.insert(row.name.clone(), Arc::new(e));
+                }
+                Err(broken) => {
+                    endpoints.remove(&row.name);
+                    m.broken.push(broken);
+                }
+            },
+        }
+        changed.push(row.name);
+    }
+    changed
+}
+
+/// The stored definition `def` of `row` as an endpoint, signing with its current secrets as
+/// `keys` says (the end of an overlap lowers `next_expiry`); why it cannot be used otherwise.
+fn build_row(
+    row: &DefinedRow,
+    def: &str,
+    keys: &Keys,
+    now: i64,
+    next_expiry: &mut Option<i64>,
+) -> std::result::Result<Endpoint, String> {
+    let mut signing = Vec::new();
+    match (keys, &row.secrets) {
+        (Keys::Ignore, _) | (_, None) => {}
+        (Keys::Missing(why), Some(_)) => return Err(format!("endpoint {:?}: {why}", row.name)),
+        (Keys::Open(key) | Keys::Best(key), Some(sealed)) => match key.open(&row.name, sealed) {
+            Ok(all) => {
+                for s in secrets::current(&all, now) {
+                    if let Some(until) = s.until {
+                        *next_expiry = Some(next_expiry.map_or(until, |e| e.min(until)));
+                    }
+                    if let Ok(k) = Key::parse(&s.secret) {
+                        signing.push(k);
+                    }
+                }
+            }
+            Err(_) if matches!(keys, Keys::Best(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        },
+    }
+    defined::build(&row.name, def, signing, row.paused)
+        .map_err(|e| format!("endpoint {:?}: stored definition: {e}", row.name))
 }
 
 /// The config with the database's endpoints merged in, for commands that read endpoints (with
@@ -137,6 +181,40 @@ pub(crate) fn with_defined(config: &Config, store: &dyn Admin) -> Result<Config>
     let mut c = config.clone();
     c.endpoints = merged.endpoints;
     Ok(c)
+}
+
+/// Endpoint `name` as it is now: its stored definition (signing keys opened when this user can
+/// read the secrets key), or the config file's with its stored pause. One row read, whatever the
+/// number of endpoints: what the API shows right after a change.
+///
+/// # Errors
+/// The store's.
+pub(crate) fn current(
+    store: &dyn Admin,
+    config: &Config,
+    name: &str,
+) -> Result<Option<Arc<Endpoint>>> {
+    let in_file = config.endpoints.get(name).filter(|e| !e.managed);
+    let Some(row) = store.definition(name)? else {
+        return Ok(in_file.cloned());
+    };
+    if let (None, Some(e)) = (&row.definition, in_file) {
+        let mut e = Arc::clone(e);
+        Arc::make_mut(&mut e).paused = row.paused;
+        return Ok(Some(e));
+    }
+    let keys = if row.secrets.is_some() {
+        SecretsKey::load(&config.secrets_key_path(), false).map_or(Keys::Ignore, Keys::Best)
+    } else {
+        Keys::Ignore
+    };
+    let mut one = BTreeMap::new();
+    if let Some(e) = in_file {
+        one.insert(name.to_owned(), Arc::clone(e));
+    }
+    let mut m = Merged::default();
+    apply(&mut one, vec![row], &keys, crate::time::now_ms(), &mut m);
+    Ok(one.remove(name))
 }
 
 /// Endpoint `name` as the database defines it now, without keys (to validate a message for an
@@ -362,4 +440,73 @@ pub(crate) fn secrets_of(store: &dyn Admin, config: &Config, name: &str) -> Resu
     Ok(secrets::current(&key.open(name, sealed)?, now)
         .cloned()
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, definition: Option<&str>, paused: bool) -> DefinedRow {
+        DefinedRow {
+            name: name.into(),
+            definition: definition.map(str::to_owned),
+            secrets: None,
+            paused,
+        }
+    }
+
+    fn endpoint(name: &str, managed: bool) -> Arc<Endpoint> {
+        let mut e =
+            defined::build(name, r#"{"url":"http://127.0.0.1:1/"}"#, Vec::new(), false).unwrap();
+        e.managed = managed;
+        Arc::new(e)
+    }
+
+    /// The daemon applies only the rows that changed: a new definition, a changed one, a
+    /// removed one, a pause of a config-file endpoint; a row that cannot be used takes its
+    /// endpoint out (its messages wait) and says why; a file endpoint is never replaced.
+    #[test]
+    fn apply_changes_only_the_named_endpoints() {
+        let mut map = BTreeMap::from([
+            ("file".to_owned(), endpoint("file", false)),
+            ("gone".to_owned(), endpoint("gone", true)),
+            ("broken".to_owned(), endpoint("broken", true)),
+            ("same".to_owned(), endpoint("same", true)),
+        ]);
+        let rows = vec![
+            row("broken", Some("{"), false),
+            row("file", None, true),
+            row("gone", None, false),
+            row(
+                "new",
+                Some(r#"{"url":"http://127.0.0.1:2/","tenant":"t"}"#),
+                false,
+            ),
+        ];
+        let mut m = Merged::default();
+        let changed = apply(&mut map, rows, &Keys::Ignore, 0, &mut m);
+        assert_eq!(changed, ["broken", "file", "gone", "new"]);
+        assert_eq!(
+            map.keys().collect::<Vec<_>>(),
+            ["file", "new", "same"],
+            "removed and broken ones are out"
+        );
+        assert!(map["file"].paused && !map["file"].managed);
+        assert!(map["new"].managed);
+        assert_eq!(map["new"].tenant.as_deref(), Some("t"));
+        assert_eq!(m.broken.len(), 1, "{:?}", m.broken);
+        assert!(m.broken[0].contains("\"broken\""), "{:?}", m.broken);
+
+        // A definition for a name the config file has: the file's stays, and it is said.
+        let mut m = Merged::default();
+        apply(
+            &mut map,
+            vec![row("file", Some(r#"{"url":"http://127.0.0.1:3/"}"#), false)],
+            &Keys::Ignore,
+            0,
+            &mut m,
+        );
+        assert!(!map["file"].managed);
+        assert!(m.broken[0].contains("config file"), "{:?}", m.broken);
+    }
 }

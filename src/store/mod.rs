@@ -32,7 +32,7 @@ use crate::model::Health;
 pub(crate) use types::{
     parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done,
     EndpointRow, Enqueued, EventRecord, EventStored, EventView, Found, Lane, MessageView, Outcome,
-    OutcomeKind, Query, RetryEdit,
+    OutcomeKind, Pending, Query, RetryEdit,
 };
 
 /// How long a claim stays its owner's without a renewal: after that another daemon may take it
@@ -114,11 +114,25 @@ pub(crate) trait Queue: Send {
     /// `Db`/`Busy`.
     fn changed(&mut self) -> Result<bool>;
 
+    /// The endpoints with pending messages and the earliest due time of each: among every
+    /// message (`None`), or among those committed after seq `after` (cheap: the new ones).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn pending_endpoints(&self, after: Option<i64>) -> Result<Pending>;
+
     /// Endpoints with a definition or paused.
     ///
     /// # Errors
     /// `Db`/`Busy`.
     fn definitions(&self) -> Result<Vec<DefinedRow>>;
+
+    /// The rows of the endpoints changed after `generation` (definition, secrets or pause; a
+    /// removed endpoint's row has no definition): read the generation first, then these.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn definitions_since(&self, generation: i64) -> Result<Vec<DefinedRow>>;
 
     /// How many times definitions and pauses have changed (compare, do not interpret).
     ///
@@ -322,8 +336,10 @@ pub(crate) trait Admin: Send {
 /// What a running daemon is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Notice {
-    /// New messages (or messages made due by an operator): claim.
+    /// New messages: claim.
     Messages,
+    /// An operator made stored messages due again (retry, replay): claim.
+    Requeued,
     /// An operator enabled an endpoint: read the requests.
     Endpoints,
 }

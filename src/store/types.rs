@@ -85,6 +85,15 @@ pub(crate) struct Claimed {
     pub(crate) inserted: Vec<Enqueued>,
 }
 
+/// Endpoints with pending messages (see `Queue::pending_endpoints`).
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Endpoint id and the earliest due time of its pending messages.
+    pub(crate) rows: Vec<(i64, i64)>,
+    /// The highest message seq when it looked: the next look for new messages starts above it.
+    pub(crate) seen: i64,
+}
+
 /// Messages per state. `pending` includes the `scheduled` ones (due in the future).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counts {

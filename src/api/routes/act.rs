@@ -174,9 +174,11 @@ impl Context {
         let b = Bulk {
             name: "cancel",
             action: Action::Cancel,
-            wakes: false,
         };
-        let report = bulk::on_uuids(&config, &b, &[uuid], false, &|| {})
+        let wake = || {
+            let _ = self.wake.send(Notice::Requeued);
+        };
+        let report = bulk::on_uuids(&config, &b, &[uuid], false, &wake)
             .map_err(|e| Problem::from_error(&e))?;
         Ok(json(200, &report))
     }
@@ -199,10 +201,9 @@ impl Context {
                 Kind::Delete => "delete",
             },
             action,
-            wakes: matches!(kind, Kind::Replay | Kind::Retry),
         };
         let wake = || {
-            let _ = self.wake.send(Notice::Messages);
+            let _ = self.wake.send(Notice::Requeued);
         };
         let fail = |e: crate::error::Error| Problem::from_error(&e);
         if !body.uuids.is_empty() {

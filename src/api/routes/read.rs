@@ -89,9 +89,13 @@ impl Context {
     }
 
     pub(super) fn endpoints(&self) -> Answer {
-        let config = self.config();
-        let rows = self
-            .read(&config, |s| crate::ops::endpoint_rows(s, &config))
+        // The stored endpoints as they are now (the daemon's copy may be a moment behind).
+        let (config, rows) = self
+            .read(&self.config(), |s| {
+                let config = crate::ops::defined::with_defined(&self.config(), s)?;
+                let rows = crate::ops::endpoint_rows(s, &config)?;
+                Ok((config, rows))
+            })
             .map_err(|e| Problem::from_error(&e))?;
         let all: Vec<EndpointJson> = rows
             .values()
@@ -102,20 +106,26 @@ impl Context {
 
     pub(super) fn endpoint(&self, name: &str) -> Answer {
         let config = self.config();
-        let (row, lanes) = self
+        let (row, lanes, cfg) = self
             .read(&config, |s| {
+                let cfg = crate::ops::defined::current(s, &config, name)?;
                 let rows = crate::ops::endpoint_rows(s, &config)?;
-                let Some(row) = rows.get(name).cloned() else {
-                    return Err(Error::NoSuchEndpoint { name: name.into() });
+                let row = match (rows.get(name), &cfg) {
+                    (Some(row), _) => row.clone(),
+                    (None, Some(_)) => crate::store::EndpointRow {
+                        name: name.into(),
+                        ..crate::store::EndpointRow::default()
+                    },
+                    (None, None) => return Err(Error::NoSuchEndpoint { name: name.into() }),
                 };
                 let lanes = match s.find_endpoint(name)? {
                     Some(id) => s.lanes(id)?,
                     None => Vec::new(),
                 };
-                Ok((row, lanes))
+                Ok((row, lanes, cfg))
             })
             .map_err(|e| Problem::from_error(&e))?;
-        let cfg = config.endpoints.get(name);
+        let cfg = cfg.as_ref();
         Ok(json(
             200,
             &EndpointDetailJson {

@@ -12,10 +12,12 @@ use super::Bench;
 
 impl Bench {
     pub(super) fn runtime(&mut self) {
-        let (tenants, per, fan) = if self.args.quick {
-            (20, 10, 50)
+        // Endpoints: `tenants` x `per` plus a tenant of `fan`; the backlog: `backlog` events to
+        // each of the first `busy` tenants (so `busy` x `per` endpoints, each with a backlog).
+        let (tenants, per, fan, busy, backlog) = if self.args.quick {
+            (20, 10, 50, 20, 3)
         } else {
-            (1_000, 10, 1_000)
+            (10_000, 10, 1_000, 1_000, 10)
         };
         let rx = Receiver::start(Behaviour::default());
         let w = Work::new(&self.args.dir, "runtime", 16);
@@ -132,30 +134,26 @@ impl Bench {
             self.fail(format!("{fname}: {} of {want} delivered", got(&rx)));
         }
 
-        // A backlog over every small tenant's endpoints: one event per tenant (each reaches its
-        // `per` endpoints), then the time to deliver them all.
+        // A backlog on each endpoint of `busy` tenants: `backlog` messages each, enqueued in
+        // turns (as the one-endpoint run below is: the same command, the same count).
         let base = got(&rx);
         let t = Instant::now();
-        for k in 0..tenants {
-            let body = format!(r#"{{"type":"invoice.paid","tenant":"t{k}","body":"{{}}"}}"#);
-            assert_eq!(
-                c.request("POST", "/v1/events", "application/json", body.as_bytes()),
-                202
-            );
-        }
-        let spread = tenants * per;
+        let lines: String = (0..backlog)
+            .flat_map(|_| fan..fan + busy * per)
+            .map(|i| format!("{{\"endpoint\":\"e{i}\",\"body\":\"{{}}\"}}\n"))
+            .collect();
+        enqueue_jsonl(&w, &lines);
+        let spread = busy * per * backlog;
+        let sname = format!(
+            "runtime: {} endpoints with {backlog} messages each",
+            busy * per
+        );
         if !wait(Duration::from_secs(300), || got(&rx) >= base + spread) {
             self.fail(format!("{name}: backlog not delivered"));
         }
         let spread_rate = spread as f64 / t.elapsed().as_secs_f64();
         let (_, rss) = d.usage();
-        self.row(
-            &name,
-            "backlog over every endpoint",
-            spread_rate,
-            "deliv/s",
-            "",
-        );
+        self.row(&sname, "delivered", spread_rate, "deliv/s", "");
         self.row(
             &name,
             "daemon peak RSS",
@@ -174,26 +172,20 @@ impl Bench {
         let lines: String = (0..spread)
             .map(|_| "{\"endpoint\":\"one\",\"body\":\"{}\"}\n")
             .collect();
-        let out = one
-            .cmd()
-            .args(["enqueue", "--jsonl", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(lines.as_bytes())?;
-                child.wait()
-            })
-            .unwrap();
-        assert!(out.success());
+        enqueue_jsonl(&one, &lines);
         if !wait(Duration::from_secs(300), || got(&rx) >= base + spread) {
             self.fail("runtime: one endpoint's backlog not delivered".into());
         }
         let one_rate = spread as f64 / t.elapsed().as_secs_f64();
-        self.row(&name, "same backlog, one endpoint", one_rate, "deliv/s", "");
         self.row(
-            &name,
+            &sname,
+            "same backlog, one endpoint",
+            one_rate,
+            "deliv/s",
+            "",
+        );
+        self.row(
+            &sname,
             "spread / one endpoint",
             100.0 * spread_rate / one_rate,
             "%",
@@ -201,4 +193,21 @@ impl Bench {
         );
         d.stop();
     }
+}
+
+/// `webhookd enqueue --jsonl -` with `lines` on its input.
+fn enqueue_jsonl(w: &Work, lines: &str) {
+    use std::io::Write;
+    let out = w
+        .cmd()
+        .args(["enqueue", "--jsonl", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(lines.as_bytes())?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(out.success(), "enqueue --jsonl");
 }

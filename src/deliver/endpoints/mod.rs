@@ -17,7 +17,7 @@
 //! failing budget, the breaker; never disabled, nothing added to the request). Endpoint 0 holds
 //! plain-URL messages stored before origins existed: no limits, no breaker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +25,12 @@ use super::Job;
 use crate::counters::EndpointState;
 use crate::endpoint::{Endpoint, OnDead, OriginPolicy, MAX_PROBE_INTERVAL};
 use crate::model::Circuit::{Closed as CLOSED, Disabled as DISABLED, Open as OPEN};
-use crate::model::{Claim, Health};
+use crate::model::Health;
 use crate::verdict::Effect;
-use round::Round;
 use runtime::Runtime;
 
+mod active;
+mod configure;
 mod round;
 mod runtime;
 
@@ -80,6 +81,19 @@ pub(crate) struct Endpoints {
     workers: usize,
     /// The endpoint the last claim round started with.
     turn: i64,
+    /// Endpoints a turn looks at (see `active`): ids.
+    active: BTreeSet<i64>,
+    /// Endpoints whose only work is a retry due later: (due time, id).
+    later: BTreeSet<(i64, i64)>,
+    /// Endpoints with requests in flight (at most as many as claim slots).
+    flying: BTreeSet<i64>,
+    /// When idle endpoints were last taken out of `active` (ms).
+    settled_at: i64,
+    /// Endpoints with health not saved yet; `urgent`: a state among them changed (saved at
+    /// once); the others at most every `SAVE_EVERY_MS` after `health_saved_at`.
+    dirty: BTreeSet<i64>,
+    urgent: bool,
+    health_saved_at: i64,
 }
 
 impl Endpoints {
@@ -99,83 +113,21 @@ impl Endpoints {
             origins: OriginPolicy::default(),
             workers,
             turn: 0,
+            active: BTreeSet::from([0]),
+            later: BTreeSet::new(),
+            flying: BTreeSet::new(),
+            settled_at: i64::MIN,
+            dirty: BTreeSet::new(),
+            urgent: false,
+            health_saved_at: 0,
         };
         eps.add(rows, config, now);
         eps
     }
 
-    /// Adds the endpoints of `rows` it does not know yet (origins and endpoints the store made
-    /// since): their policy from `config`, or an origin's defaults.
-    pub(crate) fn add(
-        &mut self,
-        rows: Vec<(String, Health)>,
-        config: &BTreeMap<String, Arc<Endpoint>>,
-        now: i64,
-    ) {
-        for (name, health) in rows {
-            if self.by_id.contains_key(&health.id) {
-                continue;
-            }
-            let cfg = configured(config, &name, &self.origins);
-            self.by_name.insert(name.clone(), health.id);
-            self.by_id
-                .insert(health.id, Runtime::new(name, cfg, health, now));
-        }
-    }
-
-    /// Sets the policy of origins (`[origins]`), for those known and those to come.
-    pub(crate) fn set_origin_policy(&mut self, p: &OriginPolicy) {
-        self.origins = p.clone();
-        for rt in self.by_id.values_mut() {
-            if crate::message::is_origin(&rt.name) {
-                rt.config = Some(Arc::new(Endpoint::for_origin(&rt.name, p)));
-            }
-        }
-    }
-
     /// The highest endpoint id known (rows above it are new).
     pub(crate) fn max_id(&self) -> i64 {
         self.by_id.keys().next_back().copied().unwrap_or(0)
-    }
-
-    /// Applies a reloaded configuration: `rows` as for [`Endpoints::new`]; runtime state stays.
-    /// Returns the names of endpoints added, changed or removed.
-    pub(crate) fn reconfigure(
-        &mut self,
-        rows: Vec<(String, Health)>,
-        config: &BTreeMap<String, Arc<Endpoint>>,
-        workers: usize,
-        now: i64,
-    ) -> Vec<String> {
-        self.workers = workers;
-        let mut changed = Vec::new();
-        for (name, health) in rows {
-            let cfg = configured(config, &name, &self.origins);
-            match self.by_id.get_mut(&health.id) {
-                Some(rt) => {
-                    if rt.config != cfg {
-                        changed.push(name);
-                        let new_rate = cfg.as_ref().and_then(|c| c.rate.clone());
-                        let old_rate = rt.config.as_ref().and_then(|c| c.rate.clone());
-                        rt.config = cfg;
-                        rt.proven = false;
-                        if new_rate != old_rate {
-                            rt.tokens = rt.burst();
-                        }
-                        rt.want = true;
-                    }
-                }
-                None => {
-                    if cfg.is_some() && !crate::message::is_origin(&name) {
-                        changed.push(name.clone());
-                    }
-                    self.by_name.insert(name.clone(), health.id);
-                    self.by_id
-                        .insert(health.id, Runtime::new(name, cfg, health, now));
-                }
-            }
-        }
-        changed
     }
 
     /// The configuration of endpoint `id`, if it is configured.
@@ -190,124 +142,6 @@ impl Endpoints {
             .filter(|(id, rt)| **id != 0 && rt.config.is_none())
             .map(|(id, rt)| (*id, rt.name.clone()))
             .collect()
-    }
-
-    /// Something new may be due everywhere (a wake-up, a commit by another process).
-    pub(crate) fn want_all(&mut self) {
-        for rt in self.by_id.values_mut() {
-            rt.want = true;
-        }
-    }
-
-    /// Endpoint `id` may have a message due now (a lane's next message was promoted).
-    pub(crate) fn want(&mut self, id: i64) {
-        if let Some(rt) = self.by_id.get_mut(&id) {
-            rt.want = true;
-        }
-    }
-
-    /// Like `want`, by name (`None`: plain URLs).
-    pub(crate) fn want_named(&mut self, name: Option<&str>) {
-        match name {
-            None => self.want(0),
-            Some(n) => {
-                if let Some(id) = self.by_name.get(n).copied() {
-                    self.want(id);
-                }
-            }
-        }
-    }
-
-    /// A retry of endpoint `id` is due at `due_at`.
-    pub(crate) fn due(&mut self, id: i64, due_at: i64) {
-        if let Some(rt) = self.by_id.get_mut(&id) {
-            rt.next_due = Some(rt.next_due.map_or(due_at, |d| d.min(due_at)));
-        }
-    }
-
-    /// How many more requests failing endpoints may have in flight: together at most a quarter
-    /// of the workers (at least one), so that endpoints that time out cannot take the pool.
-    fn degraded_room(&self) -> usize {
-        let used: usize = self
-            .by_id
-            .values()
-            .filter(|rt| rt.degraded())
-            .map(|rt| rt.in_flight)
-            .sum();
-        (self.workers / 4).max(1).saturating_sub(used)
-    }
-
-    /// The claims to make now, with `free` claim slots in all. Each round starts one endpoint
-    /// further on, so that none always goes first.
-    pub(crate) fn plan(&mut self, free: usize, now: i64) -> Vec<Claim> {
-        let start = self
-            .by_id
-            .range(self.turn + 1..)
-            .next()
-            .map_or(0, |(id, _)| *id);
-        self.turn = start;
-        let mut round = Round {
-            claims: Vec::new(),
-            free,
-            offers: free,
-            room: self.degraded_room(),
-            workers: self.workers,
-            now,
-        };
-        for (id, rt) in self.by_id.range_mut(start..) {
-            round.offer(*id, rt);
-        }
-        for (id, rt) in self.by_id.range_mut(..start) {
-            round.offer(*id, rt);
-        }
-        round.claims
-    }
-
-    /// Accounts for what a planned round claimed: in-flight counts, tokens, and what is due next.
-    pub(crate) fn claimed(&mut self, jobs: &[Job], next_due: &[(i64, Option<i64>)]) {
-        for job in jobs {
-            if let Some(rt) = self.by_id.get_mut(&job.endpoint) {
-                rt.in_flight += 1;
-                if rt.config.as_ref().is_some_and(|c| c.rate.is_some()) {
-                    rt.tokens -= 1.0;
-                }
-            }
-        }
-        for (id, due) in next_due {
-            if let Some(rt) = self.by_id.get_mut(id) {
-                rt.want = false;
-                rt.next_due = *due;
-            }
-        }
-    }
-
-    /// A claimed job went back to pending without an attempt (shutdown).
-    pub(crate) fn released(&mut self, id: i64) {
-        if let Some(rt) = self.by_id.get_mut(&id) {
-            rt.in_flight = rt.in_flight.saturating_sub(1);
-        }
-    }
-
-    /// Whether any endpoint can be claimed right now.
-    pub(crate) fn ready(&self, now: i64) -> bool {
-        let room = self.degraded_room();
-        self.by_id
-            .values()
-            .any(|rt| rt.has_work(now) && rt.allowed(self.workers, now, room) > 0)
-    }
-
-    /// The earliest time (ms) at which some endpoint held back by time can be claimed.
-    pub(crate) fn next_ready(&self, now: i64) -> Option<i64> {
-        let room = self.degraded_room();
-        self.by_id
-            .values()
-            .filter_map(|rt| {
-                if rt.config.is_none() && rt.health.id == 0 {
-                    return if rt.want { Some(now) } else { rt.next_due };
-                }
-                rt.ready_at(self.workers, now, room)
-            })
-            .min()
     }
 
     /// Fills in a claimed job of a named endpoint from its configuration: the URL (its path
@@ -352,8 +186,26 @@ impl Endpoints {
         summary: &str,
         now: i64,
     ) -> Option<Event> {
+        let event = self.judge(endpoint, effect, summary, now);
+        self.unsaved(endpoint);
+        event
+    }
+
+    /// Endpoint `id`'s health changed (or not): remember it for the next save.
+    fn unsaved(&mut self, id: i64) {
+        if let Some(rt) = self.by_id.get(&id).filter(|rt| rt.dirty) {
+            self.urgent |= rt.state_changed;
+            self.dirty.insert(id);
+        }
+    }
+
+    fn judge(&mut self, endpoint: i64, effect: Effect, summary: &str, now: i64) -> Option<Event> {
+        self.active.insert(endpoint);
         let rt = self.by_id.get_mut(&endpoint)?;
         rt.in_flight = rt.in_flight.saturating_sub(1);
+        if rt.in_flight == 0 {
+            self.flying.remove(&endpoint);
+        }
         let c = rt.config.clone()?;
         if effect == Effect::None {
             return None;
@@ -448,6 +300,7 @@ impl Endpoints {
 
     /// An operator enabled endpoint `id`: healthy, failures forgotten.
     pub(crate) fn enable(&mut self, id: i64, now: i64) -> Option<String> {
+        self.active.insert(id);
         let rt = self.by_id.get_mut(&id)?;
         rt.health.failures = 0;
         rt.health.failing_since = None;
@@ -457,27 +310,29 @@ impl Endpoints {
             .map_or(Duration::from_secs(10), |c| c.breaker_cooldown);
         rt.set_state(CLOSED, None, now);
         rt.want = true;
-        Some(rt.name.clone())
+        let name = rt.name.clone();
+        self.unsaved(id);
+        Some(name)
     }
 
     /// Health to save: changed states at once, counters at most every second (all with `force`).
     /// [`Endpoints::saved`] marks them saved once the transaction committed.
     pub(crate) fn health_to_save(&self, now: i64, force: bool) -> Vec<Health> {
-        self.by_id
-            .values()
-            .filter(|rt| rt.dirty && rt.health.id != 0)
-            .filter(|rt| force || rt.state_changed || now - rt.saved_at >= SAVE_EVERY_MS)
+        let all = force || now - self.health_saved_at >= SAVE_EVERY_MS;
+        if !all && !self.urgent {
+            return Vec::new();
+        }
+        self.dirty
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|rt| rt.health.id != 0 && (all || rt.state_changed))
             .map(|rt| rt.health.clone())
             .collect()
     }
 
     /// Whether [`Endpoints::health_to_save`] has anything (without building the list).
     pub(crate) fn health_due(&self, now: i64) -> bool {
-        self.by_id.values().any(|rt| {
-            rt.dirty
-                && rt.health.id != 0
-                && (rt.state_changed || now - rt.saved_at >= SAVE_EVERY_MS)
-        })
+        !self.dirty.is_empty() && (self.urgent || now - self.health_saved_at >= SAVE_EVERY_MS)
     }
 
     /// The health rows `saved` are in the database.
@@ -487,10 +342,19 @@ impl Endpoints {
                 if rt.health == *h {
                     rt.dirty = false;
                     rt.state_changed = false;
+                    self.dirty.remove(&h.id);
                 }
-                rt.saved_at = now;
             }
         }
+        self.health_saved_at = now;
+        let by_id = &self.by_id;
+        // Plain URLs (id 0) have no row: never saved, never kept.
+        self.dirty
+            .retain(|id| *id != 0 && by_id.get(id).is_some_and(|rt| rt.dirty));
+        self.urgent = self
+            .dirty
+            .iter()
+            .any(|id| by_id.get(id).is_some_and(|rt| rt.state_changed));
     }
 
     /// Every configured endpoint as it is now, for the published snapshot.

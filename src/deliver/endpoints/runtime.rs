@@ -25,7 +25,6 @@ pub(super) struct Runtime {
     pub(super) next_due: Option<i64>,
     pub(super) dirty: bool,
     pub(super) state_changed: bool,
-    pub(super) saved_at: i64,
     /// A request succeeded since start (or since its configuration changed).
     pub(super) proven: bool,
     /// Consecutive `410 Gone` answers.
@@ -58,12 +57,28 @@ impl Runtime {
             next_due: None,
             dirty: false,
             state_changed: false,
-            saved_at: now,
             proven: false,
             gone: 0,
         };
         rt.tokens = rt.burst();
         rt
+    }
+
+    /// Takes new settings (`None`: no longer configured); false if they are the same. It must
+    /// prove itself again (slow start), and a new rate starts with a full bucket.
+    pub(super) fn update(&mut self, config: Option<Arc<Endpoint>>) -> bool {
+        if self.config == config {
+            return false;
+        }
+        let new_rate = config.as_ref().and_then(|c| c.rate.clone());
+        let old_rate = self.config.as_ref().and_then(|c| c.rate.clone());
+        self.config = config;
+        self.proven = false;
+        if new_rate != old_rate {
+            self.tokens = self.burst();
+        }
+        self.want = true;
+        true
     }
 
     pub(super) fn burst(&self) -> f64 {

@@ -292,3 +292,78 @@ fn complete_fills_url_headers_and_keys() {
     );
     assert_eq!(j.keys.unwrap().len(), 1);
 }
+
+/// A turn looks at the endpoints with something to do, not at every endpoint known: after a
+/// look at the store, only those with messages due now are offered, one due later waits by its
+/// time (and sets the dispatcher's next wake-up), and the rest are never visited.
+#[test]
+fn a_round_visits_only_endpoints_with_due_messages() {
+    let config: BTreeMap<String, Arc<Endpoint>> = (1..=1_000)
+        .map(|i| (format!("e{i}"), endpoint(|e| e.concurrency = Some(100))))
+        .collect();
+    let rows = (1..=1_000)
+        .map(|i| {
+            let health = Health {
+                id: i,
+                ..Health::default()
+            };
+            (format!("e{i}"), health)
+        })
+        .collect();
+    let mut eps = Endpoints::new(rows, &config, 16, 0);
+    eps.begin(&[(7, 0), (9, 5_000)]);
+    let claims = eps.plan(100, 0);
+    assert_eq!(claims.iter().map(|c| c.endpoint).collect::<Vec<_>>(), [7]);
+    assert_eq!(eps.active, BTreeSet::from([7]));
+    assert_eq!(eps.later, BTreeSet::from([(5_000, 9)]));
+    eps.claimed(
+        &[Job {
+            endpoint: 7,
+            ..Job::default()
+        }],
+        &[(7, None)],
+    );
+    assert_eq!(eps.next_ready(0), Some(5_000), "the retry due later wakes");
+    assert!(!eps.ready(0));
+    assert!(eps.ready(5_000));
+    let claims = eps.plan(100, 5_000);
+    assert_eq!(claims.iter().map(|c| c.endpoint).collect::<Vec<_>>(), [9]);
+    // A finished request's endpoint stays looked at until its health is saved.
+    eps.finished(7, finished(200), "", 5_001);
+    eps.saved(&eps.health_to_save(5_001, true), 5_001);
+    eps.claimed(&[], &[(9, None)]);
+    eps.plan(100, 5_010);
+    assert_eq!(
+        eps.active.len(),
+        2,
+        "idle ones are let go at most every 50 ms"
+    );
+    eps.plan(100, 5_050);
+    assert_eq!(eps.active, BTreeSet::new(), "nothing left to do anywhere");
+    // A wake-up by name brings one back.
+    eps.want_named(Some("e500"));
+    assert_eq!(eps.plan(100, 5_051)[0].endpoint, 500);
+}
+
+/// Health is saved without a walk of every endpoint: a changed state at once, counters with
+/// the next save at most a second after the last, and only endpoints whose health changed.
+#[test]
+fn health_is_saved_at_once_on_a_state_change_and_counters_each_second() {
+    let mut eps = setup(endpoint(|e| e.breaker_failures = 2));
+    eps.saved(&eps.health_to_save(0, true), 0);
+    assert!(!eps.health_due(5_000), "nothing changed");
+    eps.claimed(&[job()], &[]);
+    eps.finished(1, finished(500), "HTTP 500", 100);
+    assert!(!eps.health_due(500), "a counter waits for the second");
+    assert!(eps.health_to_save(500, false).is_empty());
+    assert!(eps.health_due(1_000));
+    eps.claimed(&[job()], &[]);
+    eps.finished(1, finished(500), "HTTP 500", 200);
+    assert!(eps.health_due(200), "opened: saved at once");
+    let rows = eps.health_to_save(200, false);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, OPEN);
+    eps.saved(&rows, 200);
+    assert!(!eps.health_due(1_100), "saved");
+    assert!(eps.dirty.is_empty());
+}

@@ -3,7 +3,7 @@
 //!   life; the kernel drops it when the process dies, even by SIGKILL, so `status` never trusts a
 //!   stale pid: only a held lock means "running". One daemon per file.
 //! - `<db>.sock`: the daemon's wake-up datagram socket; a command that committed sends one byte
-//!   (`w`: messages, `e`: endpoints) so new messages are claimed at once, not at the next poll.
+//!   (`w`: new messages, `r`: messages made due again, `e`: endpoints) so new messages are claimed at once, not at the next poll.
 //! - the WAL checkpoint thread, which copies the WAL into the database off the delivery path.
 
 use std::fs::{File, OpenOptions};
@@ -123,6 +123,7 @@ impl Coordination for Files {
             let _ = sock.set_nonblocking(true);
             let byte: &[u8] = match notice {
                 Notice::Messages => b"w",
+                Notice::Requeued => b"r",
                 Notice::Endpoints => b"e",
             };
             let _ = sock.send_to(byte, beside(&self.db, ".sock"));
@@ -175,10 +176,10 @@ impl WakeThread {
                 if flag.load(Ordering::Relaxed) {
                     return;
                 }
-                let notice = if buf[..n] == *b"e" {
-                    Notice::Endpoints
-                } else {
-                    Notice::Messages
+                let notice = match &buf[..n] {
+                    b"e" => Notice::Endpoints,
+                    b"r" => Notice::Requeued,
+                    _ => Notice::Messages,
                 };
                 if tx.send(notice).is_err() {
                     return;

@@ -13,8 +13,21 @@ use crate::store::{DefinedRow, Definition};
 const DEFINED: &str = "SELECT name, definition, secrets, paused FROM endpoints
      WHERE definition IS NOT NULL OR paused != 0 ORDER BY name";
 const ONE: &str = "SELECT name, definition, secrets, paused FROM endpoints WHERE name = ?1";
+/// The rows changed after generation ?1 (see `bump`): removed endpoints come with no definition.
+const CHANGED: &str = "SELECT name, definition, secrets, paused FROM endpoints
+     WHERE changed_gen > ?1 ORDER BY name";
 const GENERATION: &str = "SELECT n FROM generations WHERE what = 'endpoints'";
 const BUMP: &str = "UPDATE generations SET n = n + 1 WHERE what = 'endpoints'";
+const TAG: &str = "UPDATE endpoints SET changed_gen =
+     (SELECT n FROM generations WHERE what = 'endpoints') WHERE name = ?1";
+
+/// Counts a change to endpoint `name` (in the transaction that makes it): the generation goes
+/// up and the row records it.
+fn bump(tx: &rusqlite::Transaction<'_>, name: &str) -> rusqlite::Result<()> {
+    tx.execute(BUMP, [])?;
+    tx.execute(TAG, [name])?;
+    Ok(())
+}
 const QUEUED: &str = "SELECT count(*) FROM messages WHERE endpoint = ?1 AND state IN (?2, ?3, ?4)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DefinedRow> {
@@ -50,6 +63,21 @@ impl Store {
             .prepare_cached(ONE)
             .and_then(|mut s| s.query_row([name], row).optional())
             .map_err(|e| self.err("read endpoint definition", e))
+    }
+
+    /// The rows of endpoints whose definition, secrets or pause changed after `generation`
+    /// (a removed endpoint's has no definition), by name.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn definitions_since(&self, generation: i64) -> Result<Vec<DefinedRow>> {
+        let e = |err| self.err("read changed endpoint definitions", err);
+        let mut stmt = self.conn.prepare_cached(CHANGED).map_err(e)?;
+        let rows = stmt
+            .query_map([generation], row)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(e)?;
+        Ok(rows)
     }
 
     /// How many times definitions and pauses have changed.
@@ -110,7 +138,7 @@ impl Store {
             )
             .map_err(e("store subscriptions"))?;
         }
-        tx.execute(BUMP, []).map_err(e("bump generation"))?;
+        bump(&tx, d.name).map_err(e("bump generation"))?;
         tx.commit().map_err(e("commit"))
     }
 
@@ -174,7 +202,7 @@ impl Store {
         .map_err(e("remove endpoint"))?;
         tx.execute("DELETE FROM subscriptions WHERE endpoint = ?1", [id])
             .map_err(e("remove subscriptions"))?;
-        tx.execute(BUMP, []).map_err(e("bump generation"))?;
+        bump(&tx, name).map_err(e("bump generation"))?;
         tx.commit().map_err(e("commit"))?;
         Ok(queued)
     }
@@ -198,7 +226,7 @@ impl Store {
             params![id, paused],
         )
         .map_err(e("pause endpoint"))?;
-        tx.execute(BUMP, []).map_err(e("bump generation"))?;
+        bump(&tx, name).map_err(e("bump generation"))?;
         tx.commit().map_err(e("commit"))
     }
 
@@ -224,7 +252,7 @@ impl Store {
         if n == 0 {
             return Err(Error::NoSuchEndpoint { name: name.into() });
         }
-        tx.execute(BUMP, []).map_err(e("bump generation"))?;
+        bump(&tx, name).map_err(e("bump generation"))?;
         tx.commit().map_err(e("commit"))
     }
 }

@@ -10,13 +10,26 @@ use super::wrap;
 use super::Store;
 use crate::error::Result;
 use crate::model::Health;
-use crate::store::{EndpointRow, Lane};
+use crate::store::{EndpointRow, Lane, Pending};
 
 const ALL: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
      last_error_at, changed_at, reason FROM endpoints ORDER BY name";
 /// The same for the rows made after endpoint ?1 (new origins, mostly).
 const AFTER: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
      last_error_at, changed_at, reason FROM endpoints WHERE id > ?1 ORDER BY id";
+/// Every endpoint with pending messages and its earliest due time: a skip scan of the state
+/// index (one seek per such endpoint, none for the others).
+pub(super) const PENDING_ALL: &str = "WITH RECURSIVE e(id) AS (
+       SELECT (SELECT endpoint FROM messages WHERE state = 0 ORDER BY endpoint LIMIT 1)
+       UNION ALL
+       SELECT (SELECT endpoint FROM messages WHERE state = 0 AND endpoint > e.id
+               ORDER BY endpoint LIMIT 1)
+       FROM e WHERE e.id IS NOT NULL)
+     SELECT id, (SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = e.id)
+     FROM e WHERE id IS NOT NULL";
+/// The same among messages ?1 < seq <= ?2 (those committed since the daemon last looked).
+const PENDING_NEW: &str = "SELECT endpoint, min(due_at) FROM messages
+     WHERE seq > ?1 AND seq <= ?2 AND state = 0 GROUP BY endpoint";
 /// Counts per state of one endpoint: one range of the state index per state.
 const COUNTS: &str = "SELECT state, count(*) FROM messages
      WHERE state IN (0, 1, 3, 4) AND endpoint = ?1 GROUP BY state";
@@ -61,6 +74,36 @@ impl Store {
     /// `Db`/`Busy`.
     pub(crate) fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>> {
         self.health_rows(AFTER, &[&id])
+    }
+
+    /// Endpoints with pending messages and their earliest due times: among every message, or
+    /// among those above seq `after` (committed since the daemon last looked).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn pending_endpoints(&self, after: Option<i64>) -> Result<Pending> {
+        let e = |err| self.err("find endpoints with pending messages", err);
+        // The highest seq first: a message committed after it is found by the next look.
+        let seen: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM messages", [], |r| {
+                r.get(0)
+            })
+            .map_err(e)?;
+        let rows = match after {
+            Some(after) => {
+                let mut stmt = self.conn.prepare_cached(PENDING_NEW).map_err(e)?;
+                let rows = stmt.query_map([after, seen], |r| Ok((r.get(0)?, r.get(1)?)));
+                rows.and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            }
+            None => {
+                let mut stmt = self.conn.prepare_cached(PENDING_ALL).map_err(e)?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)));
+                rows.and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            }
+        }
+        .map_err(e)?;
+        Ok(Pending { rows, seen })
     }
 
     fn health_rows(

@@ -202,6 +202,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_type ON events(type);
     ALTER TABLE messages ADD COLUMN event BLOB;
     CREATE INDEX messages_event ON messages(event) WHERE event IS NOT NULL;",
+    // 9: the generation at which each endpoint's definition, secrets or pause last changed, so
+    // that a daemon reads only the rows changed since the generation it holds, not all of them.
+    "ALTER TABLE endpoints ADD COLUMN changed_gen INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX endpoints_changed_gen ON endpoints(changed_gen) WHERE changed_gen > 0;",
 ];
 
 /// The schema version this binary writes.

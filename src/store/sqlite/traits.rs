@@ -11,7 +11,7 @@ use crate::message::Message;
 use crate::model::Health;
 use crate::store::{
     Action, Admin, Claimed, Counts, Cycle, DefinedRow, Definition, Done, EndpointRow, Enqueued,
-    EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView, Query, Queue,
+    EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView, Pending, Query, Queue,
 };
 
 impl Queue for Store {
@@ -56,12 +56,20 @@ impl Queue for Store {
         Store::changed(self)
     }
 
+    fn pending_endpoints(&self, after: Option<i64>) -> Result<Pending> {
+        Store::pending_endpoints(self, after)
+    }
+
     fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>> {
         Store::endpoint_health_after(self, id)
     }
 
     fn definitions(&self) -> Result<Vec<DefinedRow>> {
         Store::definitions(self)
+    }
+
+    fn definitions_since(&self, generation: i64) -> Result<Vec<DefinedRow>> {
+        Store::definitions_since(self, generation)
     }
 
     fn generation(&self) -> Result<i64> {

@@ -6,6 +6,7 @@ use crate::message::Message;
 use crate::model::{Claim, Job};
 use crate::store::{Access, Cycle, Outcome, OutcomeKind};
 
+mod endpoints;
 mod queue;
 
 pub(crate) fn test_store() -> (tempdir::Dir, Store) {

@@ -1,0 +1,36 @@
+//! What the dispatcher learns from the store about what other processes committed: the
+//! endpoints and origins they made, and which endpoints now have pending messages. Each look
+//! costs what it finds, not what the store holds.
+
+use super::dispatcher::{Dispatcher, Look};
+
+impl Dispatcher {
+    /// Learns which endpoints have pending messages (`scope`), and when the first is due.
+    pub(super) fn look(&mut self, scope: Look, now: i64) {
+        self.discover(now);
+        let after = match scope {
+            Look::New => Some(self.seen_seq),
+            Look::All => None,
+        };
+        match self.queue.pending_endpoints(after) {
+            Ok(p) => {
+                self.seen_seq = self.seen_seq.max(p.seen);
+                self.endpoints.pending(&p.rows);
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                self.endpoints.want_all();
+            }
+        }
+    }
+
+    /// Learns of the endpoints the store made since it last looked (the origins of new plain
+    /// URLs, above all): their messages are claimed from now on.
+    pub(super) fn discover(&mut self, now: i64) {
+        match self.queue.endpoint_health_after(self.endpoints.max_id()) {
+            Ok(rows) if !rows.is_empty() => self.endpoints.add(rows, &self.config.endpoints, now),
+            Ok(_) => {}
+            Err(e) => log::warn!("{e}"),
+        }
+    }
+}

@@ -50,8 +50,13 @@ impl Alerter {
     ///
     /// # Errors
     /// `Spawn`, or `CaFile` from the HTTP client.
-    pub(crate) fn start(config: Option<AlertConfig>, http: &HttpConfig) -> Result<Alerter> {
-        let client = Http::new(http, 1)?;
+    pub(crate) fn start(
+        config: Option<AlertConfig>,
+        http: &HttpConfig,
+        egress: &crate::egress::Policy,
+    ) -> Result<Alerter> {
+        // alert_url passes the same egress guard as every delivery.
+        let client = Http::new(http, egress, 1)?;
         let (tx, rx) = bounded(QUEUE);
         let thread = crate::threads::spawn("webhookd-alerts", move || run(&rx, config, &client))?;
         Ok(Alerter {

@@ -10,10 +10,15 @@
 //!   that does not answer would (the DNS timeout test).
 //! - `WEBHOOKD_TEST_INGEST_DELAY=D`: the API's group commit waits D before each transaction, as a
 //!   slow disk would (the back-pressure test).
+//! - `WEBHOOKD_TEST_DNS=NAME=A|B`: the host NAME resolves to address A at its first lookup and to
+//!   B at every later one, without asking any resolver and without caching, as a DNS rebinding
+//!   attacker's name would (the egress tests; several entries are separated by `;`).
 //!
 //! All are read once; without them every check is a branch on a `None`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,6 +28,8 @@ struct Faults {
     wedge_file: Option<PathBuf>,
     resolve_delay: Option<Duration>,
     ingest_delay: Option<Duration>,
+    /// Host, first answer, later answer; and how many lookups each had.
+    dns: Vec<(String, IpAddr, IpAddr, AtomicUsize)>,
 }
 
 fn faults() -> &'static Faults {
@@ -37,6 +44,22 @@ fn faults() -> &'static Faults {
             .and_then(|d| humantime::parse_duration(&d).ok()),
         ingest_delay: env("WEBHOOKD_TEST_INGEST_DELAY")
             .and_then(|d| humantime::parse_duration(&d).ok()),
+        dns: env("WEBHOOKD_TEST_DNS")
+            .map(|v| {
+                v.split(';')
+                    .filter_map(|entry| {
+                        let (name, answers) = entry.split_once('=')?;
+                        let (a, b) = answers.split_once('|').unwrap_or((answers, answers));
+                        Some((
+                            name.to_owned(),
+                            a.parse().ok()?,
+                            b.parse().ok()?,
+                            AtomicUsize::new(0),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -90,4 +113,14 @@ pub(crate) fn maybe_wedge() {
             block_forever();
         }
     }
+}
+
+/// The test answer for host `name` (`WEBHOOKD_TEST_DNS`), if it has one.
+pub(crate) fn dns_answer(name: &str) -> Option<IpAddr> {
+    let (_, first, later, n) = faults().dns.iter().find(|(host, ..)| host == name)?;
+    Some(if n.fetch_add(1, Ordering::SeqCst) == 0 {
+        *first
+    } else {
+        *later
+    })
 }

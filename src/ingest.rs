@@ -66,6 +66,9 @@ pub(crate) enum Refused {
     UnknownEndpoint { name: String, known: String },
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// A valid URL whose address the egress policy denies (data, not usage: exit 65).
+    #[error(transparent)]
+    Blocked(Invalid),
 }
 
 impl TryFrom<Map<String, Value>> for Request {
@@ -164,6 +167,7 @@ impl Request {
         self,
         endpoints: &BTreeMap<String, Arc<Endpoint>>,
         max_body_size: usize,
+        egress: &crate::egress::Policy,
     ) -> Result<Message, Refused> {
         let invalid = |field: &str, reason: &str| Refused::Invalid(Invalid::new(field, reason));
         let (url, endpoint) = match (self.url, self.endpoint) {
@@ -174,7 +178,15 @@ impl Request {
             (Some(_), None) if self.path.is_some() => {
                 return Err(invalid("path", "a path can only be given with an endpoint"))
             }
-            (Some(url), None) => (url, None),
+            (Some(url), None) => {
+                if let Err(d) = egress.check_url(&url, false) {
+                    return Err(Refused::Blocked(Invalid::new(
+                        "url",
+                        format!("blocked by egress policy: {d} (open it with egress.allow)"),
+                    )));
+                }
+                (url, None)
+            }
             (None, Some(name)) => {
                 let Some(e) = endpoints.get(&name) else {
                     let known: Vec<&str> = endpoints.keys().map(String::as_str).collect();
@@ -343,6 +355,7 @@ mod tests {
             events: Vec::new(),
             paused: false,
             managed: false,
+            route: Arc::default(),
         };
         BTreeMap::from([("billing".to_owned(), Arc::new(e))])
     }
@@ -399,7 +412,11 @@ mod tests {
     #[test]
     fn validation_resolves_the_destination_and_checks_every_field() {
         let eps = endpoints();
-        let ok = |r: Request| r.validate(&eps, 100);
+        let open = crate::egress::Policy {
+            allow: crate::egress::ranges(&["0.0.0.0/0".into(), "::/0".into()]).unwrap(),
+            deny: Vec::new(),
+        };
+        let ok = |r: Request| r.validate(&eps, 100, &open);
         let url = |u: &str| Request {
             url: Some(u.into()),
             ..Request::default()

@@ -22,6 +22,7 @@ mod config;
 mod counters;
 mod daemon;
 mod deliver;
+mod egress;
 mod endpoint;
 mod error;
 mod faults;

@@ -107,6 +107,8 @@ pub(crate) struct Job {
     pub(crate) keys: Option<Arc<Vec<Key>>>,
     /// The endpoint's own request timeout.
     pub(crate) timeout: Option<Duration>,
+    /// How the endpoint's requests leave (`None`: the default route).
+    pub(crate) route: Option<Arc<crate::egress::Route>>,
     /// An endpoint's message without a path: it goes to the endpoint's own URL.
     pub(crate) to_endpoint_url: bool,
     /// When it was due (ms): the delivery lag runs from here to the attempt's start.
@@ -178,6 +180,8 @@ pub(crate) enum Failure {
     Connect,
     /// The TLS handshake or certificate check failed.
     Tls,
+    /// Every address of the destination is denied by the egress policy (`egress`).
+    EgressDenied,
     /// Anything else: a protocol error, a worker that panicked.
     Other,
 }

@@ -283,6 +283,7 @@ pub(crate) fn class_name(c: Class) -> &'static str {
         Class::Connect => "connect",
         Class::Tls => "tls",
         Class::Dns => "dns",
+        Class::EgressDenied => "egress_denied",
         Class::Other => "other",
     }
 }

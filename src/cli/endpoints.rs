@@ -85,7 +85,7 @@ Examples:
         settings: SettingsArgs,
         /// Return a setting to its default (url cannot be unset): tenant, events, headers,
         /// timeout, max_attempts, concurrency, rate, ordered, on_dead, breaker_failures,
-        /// breaker_cooldown, disable_after.
+        /// breaker_cooldown, disable_after, allow_private, proxy.
         #[arg(long, value_name = "SETTING")]
         unset: Vec<String>,
         /// Print one JSON object.
@@ -220,6 +220,14 @@ pub(crate) struct SettingsArgs {
     /// Failing without a success for this long disables it (e.g. 5d).
     #[arg(long, value_name = "DURATION")]
     pub(crate) disable_after: Option<String>,
+    /// Let it reach private addresses (loopback, 10/8, 172.16/12, 192.168/16, 100.64/10,
+    /// fc00::/7), which the egress policy denies by default.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) allow_private: Option<bool>,
+    /// Send its requests through this proxy (http://, https://, socks5://, socks5h://), or
+    /// "none" for directly even when http.proxy is set.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
 }
 
 impl EndpointsCommand {

@@ -110,6 +110,8 @@ fn fields(s: &SettingsArgs) -> Result<Map<String, Value>> {
         s.breaker_cooldown.clone().map(Value::String),
     );
     put("disable_after", s.disable_after.clone().map(Value::String));
+    put("allow_private", s.allow_private.map(Value::from));
+    put("proxy", s.proxy.clone().map(Value::String));
     Ok(m)
 }
 

@@ -103,12 +103,13 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
     };
     let json = request.to_json();
     let message = request
-        .validate(&config.endpoints, config.max_body_size)
+        .validate(&config.endpoints, config.max_body_size, &config.egress)
         .map_err(|e| match e {
             Refused::UnknownEndpoint { name, .. } => Error::NoSuchEndpoint { name },
             Refused::Invalid(e) => Error::Usage {
                 message: as_flags(&e),
             },
+            Refused::Blocked(e) => Error::from(e),
         })?;
     // A running daemon takes it through its API (group commit, no database to open); without one
     // (or when it is stopping or full) it goes into the database directly.
@@ -320,7 +321,7 @@ fn parse_line(text: &str, config: &Config) -> std::result::Result<Message, Strin
     })?;
     Request::from_object(object)
         .map_err(|e| e.to_string())?
-        .validate(&config.endpoints, config.max_body_size)
+        .validate(&config.endpoints, config.max_body_size, &config.egress)
         .map_err(|e| e.to_string())
 }
 

@@ -70,6 +70,17 @@ pub(crate) struct HttpConfig {
     pub(crate) ca_file: Option<PathBuf>,
     /// Bytes of a failed attempt's response body to keep (a successful one: 1 KiB at most).
     pub(crate) capture: usize,
+    /// `http.proxy` and `http.no_proxy`: every request goes through it (unless its endpoint
+    /// says otherwise, or its host is in `no_proxy`).
+    pub(crate) proxy: Option<HttpProxy>,
+}
+
+/// A proxy for all requests, with the hosts that bypass it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HttpProxy {
+    pub(crate) url: crate::egress::ProxyUrl,
+    /// Host names, `.domain` suffixes or addresses that go directly.
+    pub(crate) no_proxy: Vec<String>,
 }
 
 /// Where the queue is kept.
@@ -111,6 +122,8 @@ pub(crate) struct Config {
     pub(crate) secrets_key_file: Option<PathBuf>,
     /// `[origins]`: the policy of plain URLs' origins.
     pub(crate) origins: crate::endpoint::OriginPolicy,
+    /// `[egress]`: which addresses requests may go to.
+    pub(crate) egress: crate::egress::Policy,
 }
 
 /// `alert_url` and `alert_format`.
@@ -152,6 +165,8 @@ struct FileConfig {
     secrets: sections::SecretsSection,
     #[serde(default)]
     origins: sections::OriginsSection,
+    #[serde(default)]
+    egress: sections::EgressSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +184,9 @@ struct HttpSection {
     connect_timeout: Option<String>,
     ca_file: Option<PathBuf>,
     capture: Option<ByteSize>,
+    proxy: Option<String>,
+    #[serde(default)]
+    no_proxy: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +310,7 @@ impl Config {
                 None => DEFAULT_CAPTURE,
                 Some(b) => parse_capture(b).map_err(|m| bad("http.capture", m))?,
             },
+            proxy: sections::proxy(file.http.proxy.as_deref(), &file.http.no_proxy, &bad)?,
         };
         for (key, d) in [
             ("http.timeout", http.timeout),
@@ -362,9 +381,13 @@ impl Config {
             p => p.map(|p| config_dir.join(p)),
         };
         let origins = file.origins.check(&bad)?;
+        let egress = file.egress.check(&bad)?;
+        sections::check_egress(&egress, &endpoints, alerts.as_ref())
+            .map_err(|(k, m)| bad(&k, m))?;
         Ok(Config {
             api,
             origins,
+            egress,
             secrets_key_file,
             endpoints,
             alerts,

@@ -1,11 +1,13 @@
-//! Small sections of the config file: `[secrets]` (where the key of endpoint secrets is) and
-//! `[origins]` (the policy of plain URLs' origins).
+//! Small sections of the config file: `[secrets]` (where the key of endpoint secrets is),
+//! `[origins]` (the policy of plain URLs' origins), `[egress]` (ranges over the default egress
+//! policy) and `http.proxy`.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{Config, Database};
+use super::{Config, Database, HttpProxy};
+use crate::egress::{ranges, Policy, ProxyUrl};
 use crate::endpoint::OriginPolicy;
 use crate::error::{Error, Result};
 
@@ -58,6 +60,59 @@ impl OriginsSection {
     }
 }
 
+/// `[egress]`: ranges opened and closed over the default policy (see `egress`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EgressSection {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+impl EgressSection {
+    /// Validates `[egress]`.
+    ///
+    /// # Errors
+    /// `InvalidConfig` naming the key and the entry.
+    pub(super) fn check(&self, bad: &dyn Fn(&str, String) -> Error) -> Result<Policy> {
+        Ok(Policy {
+            allow: ranges(&self.allow).map_err(|m| bad("egress.allow", m))?,
+            deny: ranges(&self.deny).map_err(|m| bad("egress.deny", m))?,
+        })
+    }
+}
+
+/// `http.proxy` and `http.no_proxy`.
+///
+/// # Errors
+/// `InvalidConfig` naming the key.
+pub(super) fn proxy(
+    url: Option<&str>,
+    no_proxy: &[String],
+    bad: &dyn Fn(&str, String) -> Error,
+) -> Result<Option<HttpProxy>> {
+    let Some(url) = url else {
+        if !no_proxy.is_empty() {
+            return Err(bad("http.no_proxy", "set without http.proxy".into()));
+        }
+        return Ok(None);
+    };
+    let url = ProxyUrl::parse(url).map_err(|m| bad("http.proxy", m))?;
+    for (i, entry) in no_proxy.iter().enumerate() {
+        if entry.is_empty() || entry.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(bad(
+                &format!("http.no_proxy[{i}]"),
+                format!("{entry:?} is not a host name, domain (.example.com) or address"),
+            ));
+        }
+    }
+    Ok(Some(HttpProxy {
+        url,
+        no_proxy: no_proxy.to_vec(),
+    }))
+}
+
 impl Config {
     /// The secrets key: `secrets.key_file`, else the systemd credential `secrets-key` when
     /// there is one, else `<db>.secrets.key` beside the database.
@@ -76,4 +131,30 @@ impl Config {
         name.push(".secrets.key");
         PathBuf::from(name)
     }
+}
+
+/// Endpoint URLs and `alert_url` whose host is an address the egress policy denies: refused
+/// here, as `enqueue` refuses them, rather than failing at every attempt.
+pub(super) fn check_egress(
+    egress: &crate::egress::Policy,
+    endpoints: &std::collections::BTreeMap<String, std::sync::Arc<crate::endpoint::Endpoint>>,
+    alerts: Option<&super::AlertConfig>,
+) -> std::result::Result<(), (String, String)> {
+    for (name, e) in endpoints {
+        egress.check_url(&e.url, e.route.allow_private).map_err(|d| {
+            (
+                format!("endpoints.{name}.url"),
+                format!("blocked by egress policy: {d} (open it with egress.allow, or allow_private = true for this endpoint)"),
+            )
+        })?;
+    }
+    if let Some(a) = alerts {
+        egress.check_url(&a.url, false).map_err(|d| {
+            (
+                "alert_url".to_owned(),
+                format!("blocked by egress policy: {d} (open it with egress.allow)"),
+            )
+        })?;
+    }
+    Ok(())
 }

@@ -37,7 +37,7 @@ fn man_page_covers_every_config_key() {
             }
         }
     }
-    assert_eq!(keys.len(), 46, "{keys:?}");
+    assert_eq!(keys.len(), 55, "{keys:?}");
 }
 
 /// The packaged config (etc/webhookd.toml) parses, and its commented keys are the defaults.
@@ -52,8 +52,14 @@ fn shipped_config_shows_the_defaults() {
                 .filter(|r| r.contains(" = ") || r.starts_with('['))
                 .unwrap_or(l)
         })
-        // The example endpoint's secret and files exist only on a configured host.
-        .filter(|l| !l.starts_with("secret") && !l.starts_with("header_files"))
+        // The example endpoint's secret and files exist only on a configured host (and the
+        // endpoint's ca_file comes after its client_ files).
+        .filter(|l| {
+            !l.starts_with("secret")
+                && !l.starts_with("header_files")
+                && !l.starts_with("client_")
+                && *l != "ca_file = \"billing-ca.pem\""
+        })
         .collect::<Vec<_>>()
         .join("\n");
     assert_ne!(uncommented, text, "some keys are commented out");
@@ -61,6 +67,9 @@ fn shipped_config_shows_the_defaults() {
     // Keys without a default, shown with an example value: ca_file, the alert URL and the
     // example endpoint.
     assert!(all.http.ca_file.take().is_some());
+    assert!(all.http.proxy.take().is_some());
+    // Example ranges.
+    assert!(!std::mem::take(&mut all.egress).allow.is_empty());
     assert!(all.alerts.take().is_some());
     // The example TCP listener.
     assert!(all.api.listen.take().is_some());
@@ -80,6 +89,8 @@ fn shipped_config_shows_the_defaults() {
     );
     assert_eq!(billing.tenant.as_deref(), Some("acme"));
     assert_eq!(billing.events, ["invoice.*"]);
+    assert_eq!(billing.route.via, crate::egress::Via::Direct);
+    assert!(!billing.route.allow_private);
     // The package puts the socket where the unit's RuntimeDirectory is, and the secrets key
     // where its postinst makes it.
     let defaults = parse(

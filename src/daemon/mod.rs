@@ -80,7 +80,7 @@ const ALERT_GRACE: Duration = Duration::from_secs(2);
 /// returned.
 pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     // First: a bad http.ca_file is a configuration error, found before anything is opened.
-    let http = Http::new(&config.http, config.workers)?;
+    let http = Http::new(&config.http, &config.egress, config.workers)?;
     let coordination = store::coordination(&config.db);
     // Open (creating and migrating) before registering, so that a store that is not ours is
     // refused without leaving a lock file beside it.
@@ -112,7 +112,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let pending = queue.pending_endpoints(None)?;
     endpoints.begin(&pending.rows);
     warn_unconfigured(queue.as_ref(), &endpoints);
-    let alerter = Alerter::start(config.alerts.clone(), &config.http)?;
+    let alerter = Alerter::start(config.alerts.clone(), &config.http, &config.egress)?;
 
     let (control_tx, control_rx) = unbounded();
     let signals = SignalThread::start(control_tx)?;

@@ -51,7 +51,7 @@ impl Change {
         match self {
             Change::Db { from, to } => format!("db {from} -> {to} (needs a restart)"),
             Change::Workers { from, to } => format!("workers {from} -> {to}"),
-            Change::Http => format!("http {:?}", new.http),
+            Change::Http => format!("http {:?}, egress {:?}", new.http, new.egress),
             Change::Retry => format!("retry {:?}", new.retry),
             Change::Endpoints => "endpoints".to_owned(),
             Change::Alerts => format!(
@@ -96,7 +96,7 @@ pub(super) fn changes(
             to: new.workers,
         });
     }
-    if new.http != old.http {
+    if new.http != old.http || new.egress != old.egress {
         out.push(Change::Http);
     }
     if new.retry != old.retry {
@@ -176,7 +176,7 @@ impl Dispatcher {
                         false
                     }
                 },
-                Change::Http => match Http::new(&new.http, new.workers) {
+                Change::Http => match Http::new(&new.http, &new.egress, new.workers) {
                     Ok(http) => {
                         self.pool.set_http(http);
                         true
@@ -184,6 +184,7 @@ impl Dispatcher {
                     Err(e) => {
                         log::error!("reload: {e}; the http settings stay as they were");
                         new.http = self.config.http.clone();
+                        new.egress = self.config.egress.clone();
                         false
                     }
                 },
@@ -279,8 +280,8 @@ mod tests {
     fn every_reloadable_setting_is_seen() {
         let old = config("workers = 4\n");
         let new = config(
-            "workers = 8\nretention = \"1d\"\nshutdown_timeout = \"10s\"\nalert_url = \"http://127.0.0.1:1/\"\n\
-             [retry]\nmax_attempts = 3\n[http]\ntimeout = \"5s\"\n[endpoints.b]\nurl = \"http://127.0.0.1:1/\"\n",
+            "workers = 8\nretention = \"1d\"\nshutdown_timeout = \"10s\"\nalert_url = \"http://alerts.invalid/\"\n\
+             [retry]\nmax_attempts = 3\n[http]\ntimeout = \"5s\"\n[endpoints.b]\nurl = \"http://127.0.0.1:1/\"\nallow_private = true\n",
         );
         let got = changes(&old, &new, LevelFilter::Info, LevelFilter::Debug);
         assert_eq!(

@@ -261,10 +261,16 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             ca_file: None,
             capture: 1024,
+            proxy: None,
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Finished>();
-        let mut pool = Pool::start(2, Http::new(&config, 4)?, &jobs_rx, &done_tx)?;
+        let mut pool = Pool::start(
+            2,
+            Http::new(&config, &crate::egress::Policy::default(), 4)?,
+            &jobs_rx,
+            &done_tx,
+        )?;
         assert_eq!(live(&pool), 2);
         pool.resize(5)?;
         assert_eq!(live(&pool), 5, "growing is immediate");

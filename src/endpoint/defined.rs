@@ -27,6 +27,8 @@ pub(crate) const FIELDS: &[&str] = &[
     "disable_after",
     "tenant",
     "events",
+    "allow_private",
+    "proxy",
 ];
 
 /// Applies `patch` to the definition `base` (`None`: a new endpoint) and validates the result.
@@ -80,7 +82,7 @@ pub(crate) fn build(
     let object: Map<String, Value> = serde_json::from_str(definition)
         .map_err(|e| Invalid::new("definition", format!("not a JSON object: {e}")))?;
     let section = section(&object)?;
-    if section.has_secret() || !section.header_files.is_empty() {
+    if section.has_secret() || !section.file_keys().is_empty() {
         return Err(Invalid::new(
             "definition",
             "secrets and files do not belong in a definition",

@@ -20,6 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{self, Invalid, Rate};
+use crate::egress::{Identity, ProxyUrl, Route, Via};
 use crate::sign::Key;
 
 /// Consecutive failures that open an endpoint's circuit breaker.
@@ -93,6 +94,8 @@ pub(crate) struct Endpoint {
     pub(crate) paused: bool,
     /// Managed at runtime (stored in the database), not read from the config file.
     pub(crate) managed: bool,
+    /// Private ranges, proxy, CA certificates and client identity of its requests.
+    pub(crate) route: Arc<Route>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -118,6 +121,7 @@ impl std::fmt::Debug for Endpoint {
             .field("events", &self.events)
             .field("paused", &self.paused)
             .field("managed", &self.managed)
+            .field("route", &self.route)
             .finish()
     }
 }
@@ -153,6 +157,7 @@ impl Endpoint {
             events: Vec::new(),
             paused: false,
             managed: false,
+            route: Arc::default(),
         }
     }
 
@@ -203,12 +208,39 @@ pub(crate) struct EndpointSection {
     tenant: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     events: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_private: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_key: Option<PathBuf>,
 }
 
 impl EndpointSection {
     /// Whether it names a secret (inline or a file): definitions keep secrets apart, sealed.
     pub(crate) fn has_secret(&self) -> bool {
         self.secret.is_some() || self.secret_file.is_some()
+    }
+
+    /// The file keys it uses (`header_files`, `ca_file`, `client_cert`, `client_key`): a
+    /// definition in the database names no file of this machine.
+    pub(crate) fn file_keys(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        for (key, set) in [
+            ("header_files", !self.header_files.is_empty()),
+            ("ca_file", self.ca_file.is_some()),
+            ("client_cert", self.client_cert.is_some()),
+            ("client_key", self.client_key.is_some()),
+        ] {
+            if set {
+                keys.push(key);
+            }
+        }
+        keys
     }
 }
 
@@ -233,8 +265,8 @@ pub(crate) fn from_section(
 ) -> Result<Endpoint, Invalid> {
     let key = |k: &str| format!("endpoints.{name}.{k}");
     let mut unreadable = Vec::new();
-    let mut read = |k: &str, file: &Path| -> Result<Option<String>, Invalid> {
-        match read_secret_file(file, config_dir) {
+    let mut read_any = |k: &str, file: &Path, secret: bool| -> Result<Option<String>, Invalid> {
+        match read_file(file, config_dir, secret) {
             Ok(text) => Ok(Some(text)),
             Err(m) if files_required => Err(Invalid::new(key(k), m)),
             Err(m) => {
@@ -243,6 +275,8 @@ pub(crate) fn from_section(
             }
         }
     };
+    let route = route(&s, &key, &mut read_any)?;
+    let mut read = |k: &str, file: &Path| read_any(k, file, true);
     check::endpoint_name(&key("name"), name)?;
     check::url(&key("url"), &s.url)?;
     if s.url.contains('?') || s.url.contains('#') {
@@ -347,15 +381,81 @@ pub(crate) fn from_section(
         events: s.events,
         paused: false,
         managed: false,
+        route: Arc::new(route),
     })
 }
 
-/// Reads a secret file: relative paths are in `$CREDENTIALS_DIRECTORY`, else in `config_dir`.
-/// Surrounding whitespace is dropped.
-fn read_secret_file(file: &Path, config_dir: &Path) -> Result<String, String> {
+/// Reads a file of an endpoint's key as text (`true`: a secret); `None` when it cannot be read
+/// and need not be.
+type ReadFile<'a> = dyn FnMut(&str, &Path, bool) -> Result<Option<String>, Invalid> + 'a;
+
+/// The route of an endpoint (`allow_private`, `proxy`, `ca_file`, `client_cert`, `client_key`);
+/// `read` reads a file as text (a missing one: `None`, noted by the caller).
+fn route(
+    s: &EndpointSection,
+    key: &dyn Fn(&str) -> String,
+    read: &mut ReadFile<'_>,
+) -> Result<Route, Invalid> {
+    let via = match s.proxy.as_deref() {
+        None => Via::Default,
+        Some("none") => Via::Direct,
+        Some(p) => Via::Proxy(ProxyUrl::parse(p).map_err(|m| Invalid::new(key("proxy"), m))?),
+    };
+    let pem = |k: &str, text: Option<String>| -> Result<Option<Vec<u8>>, Invalid> {
+        match text {
+            Some(t) if !t.contains("-----BEGIN ") => {
+                Err(Invalid::new(key(k), "is not PEM (-----BEGIN ...)"))
+            }
+            t => Ok(t.map(String::into_bytes)),
+        }
+    };
+    let ca_pem = match &s.ca_file {
+        Some(f) => pem("ca_file", read("ca_file", f, false)?)?.map(Arc::new),
+        None => None,
+    };
+    let identity = match (&s.client_cert, &s.client_key) {
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Invalid::new(
+                key("client_key"),
+                "missing (client_cert is set)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Invalid::new(
+                key("client_cert"),
+                "missing (client_key is set)",
+            ))
+        }
+        (Some(cert), Some(k)) => {
+            match (
+                pem("client_cert", read("client_cert", cert, false)?)?,
+                pem("client_key", read("client_key", k, true)?)?,
+            ) {
+                (Some(cert_pem), Some(key_pem)) => Some(Arc::new(Identity {
+                    cert_pem,
+                    key_pem,
+                    source: cert.display().to_string(),
+                })),
+                _ => None,
+            }
+        }
+    };
+    Ok(Route {
+        allow_private: s.allow_private.unwrap_or(false),
+        via,
+        ca_pem,
+        identity,
+    })
+}
+
+/// Reads a file: relative paths are in `config_dir`, a secret's first in
+/// `$CREDENTIALS_DIRECTORY` (systemd's `LoadCredential=`). Surrounding whitespace is dropped.
+fn read_file(file: &Path, config_dir: &Path, secret: bool) -> Result<String, String> {
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| secret && !d.is_empty());
     let path = if file.is_absolute() {
         file.to_path_buf()
-    } else if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) {
+    } else if let Some(dir) = credentials {
         Path::new(&dir).join(file)
     } else {
         config_dir.join(file)
@@ -370,101 +470,4 @@ fn read_secret_file(file: &Path, config_dir: &Path) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn section(toml_text: &str) -> EndpointSection {
-        toml::from_str(toml_text).unwrap()
-    }
-
-    #[test]
-    fn urls_with_paths() {
-        let e = from_section(
-            "b",
-            section(r#"url = "https://x.example/hooks/""#),
-            Path::new("."),
-            true,
-        )
-        .unwrap();
-        assert_eq!(e.url_for(""), "https://x.example/hooks/");
-        assert_eq!(e.url_for("/v2?a=1"), "https://x.example/hooks/v2?a=1");
-        assert_eq!(e.concurrency_with(16), 8);
-        assert_eq!(e.concurrency_with(1), 1);
-    }
-
-    #[test]
-    fn secrets_from_files_and_credentials_never_in_debug() {
-        let dir = std::env::temp_dir().join(format!("webhookd-endpoint-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("k"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
-        std::fs::write(dir.join("auth"), "Bearer s3cr3t\n").unwrap();
-        let e = from_section(
-            "b",
-            section(
-                r#"url = "http://h/"
-secret_file = "k"
-header_files = { Authorization = "auth" }"#,
-            ),
-            &dir,
-            true,
-        )
-        .unwrap();
-        assert_eq!(e.keys.len(), 1);
-        assert_eq!(
-            e.headers,
-            vec![("Authorization".to_owned(), "Bearer s3cr3t".to_owned())]
-        );
-        let shown = format!("{e:?}");
-        assert!(
-            !shown.contains("s3cr3t") && !shown.contains("MfKQ"),
-            "{shown}"
-        );
-        let missing = from_section(
-            "b",
-            section("url = \"http://h/\"\nsecret_file = \"nope\""),
-            &dir,
-            true,
-        )
-        .unwrap_err();
-        assert_eq!(missing.field, "endpoints.b.secret_file");
-        assert!(missing.reason.contains("nope"), "{}", missing.reason);
-        // Commands other than the daemon do without files they cannot read.
-        let lenient = from_section(
-            "b",
-            section("url = \"http://h/\"\nsecret_file = \"nope\""),
-            &dir,
-            false,
-        )
-        .unwrap();
-        assert!(lenient.keys.is_empty());
-        assert_eq!(lenient.unreadable.len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        for (text, k) in [
-            ("url = \"ftp://h/\"", "url"),
-            ("url = \"http://h/?q\"", "url"),
-            ("url = \"http://h/\"\nconcurrency = 0", "concurrency"),
-            ("url = \"http://h/\"\nrate = \"fast\"", "rate"),
-            ("url = \"http://h/\"\non_dead = \"drop\"", "on_dead"),
-            ("url = \"http://h/\"\nsecret = \"whsec_c2hvcnQ=\"", "secret"),
-            (
-                "url = \"http://h/\"\nheaders = { \"Content-Length\" = \"1\" }",
-                "headers",
-            ),
-            ("url = \"http://h/\"\ntimeout = \"0s\"", "timeout"),
-        ] {
-            let e = from_section("b", section(text), Path::new("."), true).unwrap_err();
-            assert_eq!(e.field, format!("endpoints.b.{k}"), "{text}: {}", e.reason);
-        }
-        assert!(from_section(
-            "bad name",
-            section("url = \"http://h/\""),
-            Path::new("."),
-            true
-        )
-        .is_err());
-    }
-}
+mod tests;

@@ -245,6 +245,22 @@ pub(crate) struct Added {
     pub(crate) secret: String,
 }
 
+/// An endpoint whose URL is an address the egress policy denies is refused (a name is checked
+/// at each attempt, when it is resolved).
+fn egress_allows(config: &Config, e: &Endpoint) -> Result<()> {
+    config
+        .egress
+        .check_url(&e.url, e.route.allow_private)
+        .map_err(|d| {
+            Error::from(Invalid::new(
+                "url",
+                format!(
+                    "blocked by egress policy: {d} (open it with egress.allow, or allow_private)"
+                ),
+            ))
+        })
+}
+
 fn read_only(config: &Config, name: &str) -> Result<()> {
     match config.endpoints.get(name) {
         Some(e) if !e.managed => Err(Error::EndpointReadOnly {
@@ -292,6 +308,7 @@ pub(crate) fn add(
         Some(_) => return Err(Invalid::new("secret", "expected a string").into()),
     };
     let (text, endpoint) = defined::apply(name, None, &fields)?;
+    egress_allows(config, &endpoint)?;
     let key = SecretsKey::load(&config.secrets_key_path(), true)?;
     let sealed = key.seal(
         name,
@@ -335,6 +352,7 @@ pub(crate) fn update(
     }
     let (row, def) = stored_definition(store, name)?;
     let (text, mut endpoint) = defined::apply(name, Some(&def), patch)?;
+    egress_allows(config, &endpoint)?;
     endpoint.paused = row.paused;
     store.define(
         &Definition {

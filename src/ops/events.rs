@@ -192,7 +192,7 @@ pub(crate) fn fan_out(
             ..Request::default()
         };
         let mut m = request
-            .validate(&one, config.max_body_size)
+            .validate(&one, config.max_body_size, &config.egress)
             .map_err(|r| match r {
                 crate::ingest::Refused::Invalid(i) => Error::from(i),
                 other => Error::input(other.to_string()),

@@ -78,6 +78,7 @@ pub(crate) enum Class {
     Connect,
     Tls,
     Dns,
+    EgressDenied,
     Other,
 }
 
@@ -155,6 +156,7 @@ fn class(reply: &Reply) -> Class {
         Reply::Transport { kind, .. } => match kind {
             Failure::Timeout => Class::Timeout,
             Failure::Dns => Class::Dns,
+            Failure::EgressDenied => Class::EgressDenied,
             Failure::Connect => Class::Connect,
             Failure::Tls => Class::Tls,
             Failure::Other => Class::Other,

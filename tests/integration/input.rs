@@ -274,7 +274,12 @@ fn config_errors_name_file_and_key_and_exit_78() {
 #[test]
 fn default_db_goes_to_the_state_directory_without_setup() {
     let env = TestEnv::new("default-db");
-    std::fs::write(&env.config, "workers = 2\n").unwrap(); // no db key
+    // No db key (and loopback opened, as the receivers of these tests need).
+    std::fs::write(
+        &env.config,
+        "workers = 2\n[egress]\nallow = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
     let state = env.dir.join("xdg-state");
     let out = env
         .cmd(&["enqueue", "http://127.0.0.1:9/"])

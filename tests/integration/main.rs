@@ -15,12 +15,17 @@ mod defined;
 mod delivery;
 /// The dead-letter queue: list, show, retry (with edits), delete.
 mod dlq;
+/// The egress guard: denied ranges at enqueue and at connect, allow, allow_private, DNS
+/// rebinding, an explicit proxy (and none from the environment).
+mod egress;
 /// Named endpoints: signing, concurrency, rate, breaker, 410, alerts, ordering, reload.
 mod endpoints;
 /// Bad input is refused with one line and nothing stored; --jsonl all-or-nothing.
 mod input;
 /// Daemon life: status, one daemon per DB, SIGTERM drain, sd-notify, crash safety, retention.
 mod lifecycle;
+/// Mutual TLS per endpoint: its own client certificate and CA file, never another's connection.
+mod mtls;
 /// An operator's control of every message: list, cancel, bulk DLQ actions, replay, capture.
 mod operator;
 /// Plain URLs grouped by origin: a hanging or failing host cannot hold the workers.

@@ -199,7 +199,7 @@ impl Context {
                 endpoints = &fresh;
             }
         }
-        validate(request, endpoints, config.max_body_size)
+        validate(request, endpoints, config.max_body_size, &config.egress)
     }
 }
 
@@ -207,11 +207,12 @@ fn validate(
     request: crate::ingest::Request,
     endpoints: &std::collections::BTreeMap<String, std::sync::Arc<crate::endpoint::Endpoint>>,
     max_body_size: usize,
+    egress: &crate::egress::Policy,
 ) -> Result<Message, Problem> {
     request
-        .validate(endpoints, max_body_size)
+        .validate(endpoints, max_body_size, egress)
         .map_err(|e| match e {
-            Refused::Invalid(e) => Problem::invalid(&e),
+            Refused::Invalid(e) | Refused::Blocked(e) => Problem::invalid(&e),
             Refused::UnknownEndpoint { .. } => bad(&format!("endpoint: {e}")).field("endpoint"),
         })
 }

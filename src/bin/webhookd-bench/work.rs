@@ -77,7 +77,8 @@ impl Work {
         std::fs::write(
             &config,
             format!(
-                "db = {:?}\nworkers = {workers}\nlog_level = \"warn\"\nmax_body_size = \"2MiB\"\n[retry]\nbase_delay = \"10ms\"\nmax_delay = \"1s\"\n",
+                // The receivers listen on loopback, which the egress policy denies by default.
+                "db = {:?}\nworkers = {workers}\nlog_level = \"warn\"\nmax_body_size = \"2MiB\"\n[egress]\nallow = [\"127.0.0.0/8\"]\n[retry]\nbase_delay = \"10ms\"\nmax_delay = \"1s\"\n",
                 db.display().to_string()
             ),
         )

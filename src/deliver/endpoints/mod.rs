@@ -164,6 +164,9 @@ impl Endpoints {
             job.keys = Some(Arc::clone(&c.keys));
         }
         job.timeout = c.timeout;
+        if *c.route != crate::egress::Route::default() {
+            job.route = Some(Arc::clone(&c.route));
+        }
     }
 
     /// The attempt budget and lane policy of endpoint `id`: (max_attempts, dead blocks the lane).

@@ -23,6 +23,7 @@ fn endpoint(f: impl FnOnce(&mut Endpoint)) -> Arc<Endpoint> {
         events: Vec::new(),
         paused: false,
         managed: false,
+        route: Arc::default(),
     };
     f(&mut e);
     Arc::new(e)

@@ -1,6 +1,8 @@
-//! The HTTP client: the only module that uses ureq.
+//! The HTTP client: the only module that uses ureq (with `agents`, one agent per route, and
+//! `resolve`, the DNS cache and the egress guard).
 //!
-//! One shared `Agent` with keep-alive for all workers. Statuses are values
+//! One shared `Agent` with keep-alive for all workers (and one per endpoint with a route of its
+//! own: proxy, CA certificates, client identity, private ranges). Statuses are values
 //! (`http_status_as_error(false)`), redirects are not followed, and the whole request is bounded by
 //! `http.timeout`. Host names are resolved through a small cache (`DNS_TTL`): ureq resolves on
 //! every request, and with a timeout set its default resolver does so on a freshly spawned
@@ -8,9 +10,13 @@
 //! cached runs on its own thread and is bounded by `http.connect_timeout` (the system resolver
 //! has no timeout of its own that we control).
 //!
+//! Egress: every address a destination resolves to passes the egress policy (`egress`) before it
+//! is dialed; a destination left with none fails the attempt with class `egress_denied`.
+//!
 //! Proxies: never taken from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, which
 //! ureq would read by default): a variable in the service's environment must not silently route
-//! every webhook through another host.
+//! every webhook through another host. `http.proxy` and an endpoint's `proxy` are explicit; the
+//! destination is resolved and vetted here and the proxy is asked for that address.
 //!
 //! TLS (rustls): receivers are checked against the system's CA certificates (rustls' platform
 //! verifier, which reads /etc/ssl/certs on Linux), so CA updates arrive with the ca-certificates
@@ -20,79 +26,47 @@
 //! record); a larger body closes the connection instead of being read, so a receiver that answers
 //! with gigabytes cannot grow memory or hold a worker beyond the timeout.
 
-use std::collections::HashMap;
 use std::io::Read;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use ureq::http::{Request, Uri};
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::http::Request;
 
 use super::{Finished, Job, Reply};
 use crate::config::HttpConfig;
-use crate::error::{Error, Result};
+use crate::egress::Policy;
+use crate::error::Result;
 use crate::model::Failure;
+use agents::Agents;
+use resolve::{DnsError, EgressError};
+
+mod agents;
+mod resolve;
 
 /// Response bytes kept for the record of a successful attempt (a failed one: `http.capture`).
 pub(crate) const EXCERPT_CAP: usize = 1024;
 /// Response bytes read at most; past this the connection is dropped rather than drained.
 const READ_CAP: u64 = crate::config::MAX_CAPTURE as u64;
-/// Host lookups running at once at most; more fail at once (a resolver that hangs must not
-/// pile up threads).
-const MAX_LOOKUPS: usize = 64;
 /// Per-connection read and write buffer (also the cap on response headers).
 const BUFFER_SIZE: usize = 32 * 1024;
-/// How long a resolved address is reused.
-const DNS_TTL: Duration = Duration::from_secs(30);
 const USER_AGENT: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
 
 /// A shareable HTTP client for the delivery workers.
 #[derive(Debug)]
 pub(crate) struct Http {
-    agent: ureq::Agent,
+    agents: Agents,
     /// Bytes of a failed attempt's response to keep.
     capture: usize,
 }
 
 impl Http {
     /// Builds the shared agent. `pool_size` bounds idle keep-alive connections (use the worker
-    /// count).
+    /// count); `egress`: the addresses requests may go to.
     ///
     /// # Errors
     /// `CaFile` when `http.ca_file` cannot be read or holds no certificate.
-    pub(crate) fn new(config: &HttpConfig, pool_size: usize) -> Result<Http> {
-        let roots = match &config.ca_file {
-            None => RootCerts::PlatformVerifier,
-            Some(path) => RootCerts::Specific(std::sync::Arc::new(roots_with(path)?)),
-        };
-        let agent_config = ureq::Agent::config_builder()
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .proxy(None)
-            .max_redirects_will_error(false)
-            .allow_non_standard_methods(true)
-            .user_agent(USER_AGENT)
-            .timeout_global(Some(config.timeout))
-            .timeout_connect(Some(config.connect_timeout))
-            .max_idle_connections(pool_size.max(1) * 2)
-            .max_idle_connections_per_host(pool_size.max(1))
-            // 128 KiB each by default: with 128 workers that alone is 32 MiB of RSS. Bodies are
-            // streamed, so the buffers only need to hold headers and a chunk.
-            .input_buffer_size(BUFFER_SIZE)
-            .output_buffer_size(BUFFER_SIZE)
-            .build();
+    pub(crate) fn new(config: &HttpConfig, egress: &Policy, pool_size: usize) -> Result<Http> {
         Ok(Http {
-            agent: ureq::Agent::with_parts(
-                agent_config,
-                DefaultConnector::new(),
-                CachingResolver::new(config.connect_timeout),
-            ),
+            agents: Agents::new(config, egress, pool_size)?,
             capture: config.capture,
         })
     }
@@ -136,19 +110,34 @@ impl Http {
                 }
             }
         };
+        let agent = match self.agents.get(job.route.as_deref()) {
+            Ok(a) => a,
+            Err(error) => {
+                return Reply::Transport {
+                    kind: Failure::Tls,
+                    error,
+                }
+            }
+        };
+        if let Err(e) = agent.check(request.uri()) {
+            return Reply::Transport {
+                kind: failure(&e),
+                error: error_text(&e),
+            };
+        }
         if let Some(t) = job.timeout {
-            request = self
-                .agent
+            request = agent
+                .ureq
                 .configure_request(request)
                 .timeout_global(Some(t))
                 .build();
         }
-        let response = match self.agent.run(request) {
+        let response = match agent.ureq.run(request) {
             Ok(r) => r,
             Err(e) => {
                 return Reply::Transport {
                     kind: failure(&e),
-                    error: e.to_string(),
+                    error: error_text(&e),
                 }
             }
         };
@@ -198,12 +187,22 @@ impl Http {
     /// The transport error, as text.
     pub(crate) fn post_json(&self, url: &str, body: &[u8]) -> Result<u16, String> {
         let response = self
-            .agent
+            .agents
+            .default
+            .ureq
             .post(url)
             .header("Content-Type", "application/json")
             .send(body)
             .map_err(|e| e.to_string())?;
         Ok(response.status().as_u16())
+    }
+}
+
+/// The text of a transport error (our own errors without ureq's "other: " in front).
+fn error_text(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Other(inner) => inner.to_string(),
+        e => e.to_string(),
     }
 }
 
@@ -214,6 +213,7 @@ fn failure(e: &ureq::Error) -> Failure {
         ureq::Error::Timeout(_) | ureq::Error::BodyStalled => Failure::Timeout,
         ureq::Error::HostNotFound => Failure::Dns,
         ureq::Error::Other(inner) if inner.is::<DnsError>() => Failure::Dns,
+        ureq::Error::Other(inner) if inner.is::<EgressError>() => Failure::EgressDenied,
         ureq::Error::ConnectionFailed => Failure::Connect,
         ureq::Error::Io(io) => match io.kind() {
             ErrorKind::TimedOut | ErrorKind::WouldBlock => Failure::Timeout,
@@ -236,22 +236,6 @@ fn failure(e: &ureq::Error) -> Failure {
     }
 }
 
-/// A host lookup that failed or got no answer in time.
-#[derive(Debug)]
-struct DnsError(String);
-
-impl std::fmt::Display for DnsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for DnsError {}
-
-fn dns_error(text: String) -> ureq::Error {
-    ureq::Error::Other(Box::new(DnsError(text)))
-}
-
 /// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 10.2.3).
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
@@ -260,131 +244,6 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// The system's CA certificates plus those in the PEM file `ca_file`.
-fn roots_with(ca_file: &Path) -> Result<Vec<Certificate<'static>>> {
-    let bad = |message: String| Error::CaFile {
-        path: ca_file.to_path_buf(),
-        message,
-    };
-    let pem = std::fs::read(ca_file).map_err(|e| bad(format!("cannot read: {e}")))?;
-    let mut extra = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        // Keys and other blocks are not roots: skipped.
-        if let PemItem::Certificate(c) = item.map_err(|e| bad(format!("not PEM: {e}")))? {
-            extra.push(c);
-        }
-    }
-    if extra.is_empty() {
-        return Err(bad("holds no PEM certificate".into()));
-    }
-    let system = rustls_native_certs::load_native_certs();
-    for e in &system.errors {
-        log::warn!("system CA certificates: {e}");
-    }
-    let mut roots: Vec<Certificate<'static>> = system
-        .certs
-        .iter()
-        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-        .collect();
-    log::debug!(
-        "trusting {} system CA certificates and {} from {}",
-        roots.len(),
-        extra.len(),
-        ca_file.display()
-    );
-    roots.extend(extra);
-    Ok(roots)
-}
-
-/// Resolves host:port with the system resolver, bounded by the connect timeout, and reuses the
-/// answer for `DNS_TTL`. An IP literal needs no lookup.
-#[derive(Debug)]
-struct CachingResolver {
-    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
-    timeout: Duration,
-    lookups: Arc<AtomicUsize>,
-}
-
-impl CachingResolver {
-    fn new(timeout: Duration) -> CachingResolver {
-        CachingResolver {
-            cache: Mutex::default(),
-            timeout,
-            lookups: Arc::default(),
-        }
-    }
-
-    /// Looks `key` (host:port) up on its own thread, waiting at most the connect timeout.
-    fn lookup(&self, key: &str) -> Result<Vec<SocketAddr>, ureq::Error> {
-        if self.lookups.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS {
-            self.lookups.fetch_sub(1, Ordering::SeqCst);
-            return Err(dns_error(format!(
-                "resolve {key}: {MAX_LOOKUPS} host lookups are already waiting for the resolver"
-            )));
-        }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let (name, lookups) = (key.to_owned(), Arc::clone(&self.lookups));
-        let spawned = std::thread::Builder::new()
-            .name("webhookd-dns".into())
-            .spawn(move || {
-                crate::faults::before_resolve();
-                let r = name
-                    .to_socket_addrs()
-                    .map(|addrs| addrs.take(16).collect::<Vec<_>>());
-                lookups.fetch_sub(1, Ordering::SeqCst);
-                let _ = tx.send(r);
-            });
-        if let Err(e) = spawned {
-            self.lookups.fetch_sub(1, Ordering::SeqCst);
-            return Err(ureq::Error::Io(e));
-        }
-        match rx.recv_timeout(self.timeout) {
-            Ok(r) => r.map_err(|e| dns_error(format!("resolve {key}: {e}"))),
-            Err(_) => Err(dns_error(format!(
-                "resolve {key}: no answer from the resolver within http.connect_timeout ({})",
-                crate::text::duration(self.timeout)
-            ))),
-        }
-    }
-}
-
-impl Resolver for CachingResolver {
-    fn resolve(
-        &self,
-        uri: &Uri,
-        _config: &ureq::config::Config,
-        _timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(ureq::Error::HostNotFound);
-        };
-        let key =
-            DefaultResolver::host_and_port(scheme, authority).ok_or(ureq::Error::HostNotFound)?;
-        let mut addrs = self.empty();
-        if let Ok(literal) = key.parse::<SocketAddr>() {
-            addrs.push(literal);
-            return Ok(addrs);
-        }
-        if let Some((at, cached)) = self.cache.lock().unwrap().get(&key) {
-            if at.elapsed() < DNS_TTL {
-                return Ok(cached.clone());
-            }
-        }
-        for addr in self.lookup(&key)? {
-            addrs.push(addr);
-        }
-        if addrs.is_empty() {
-            return Err(dns_error(format!("resolve {key}: no address")));
-        }
-        let mut cache = self.cache.lock().unwrap();
-        if cache.len() > 10_000 {
-            cache.clear(); // bounded: thousands of distinct hosts are not a steady state
-        }
-        cache.insert(key, (Instant::now(), addrs.clone()));
-        Ok(addrs)
-    }
 }
 
 #[cfg(test)]

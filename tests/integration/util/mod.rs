@@ -82,9 +82,15 @@ impl TestEnv {
         env
     }
 
+    /// Writes `config`, with `db` set first and, unless it has an `[egress]` table of its own,
+    /// loopback opened: the test receivers listen there, and the egress policy denies it by
+    /// default.
     pub fn write_config(&self, config: &str) {
         // `db` must come before any table, so it goes first.
-        let text = format!("db = {:?}\n{config}", self.db.display().to_string());
+        let mut text = format!("db = {:?}\n{config}", self.db.display().to_string());
+        if !config.contains("[egress]") {
+            text.push_str("\n[egress]\nallow = [\"127.0.0.0/8\", \"::1\"]\n");
+        }
         std::fs::write(&self.config, text).unwrap();
     }
 

@@ -71,7 +71,15 @@ impl Receiver {
     pub fn start(
         responder: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static,
     ) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        Receiver::start_on("127.0.0.1:0", responder)
+    }
+
+    /// Like `start`, listening on `addr` (another loopback address, a chosen port).
+    pub fn start_on(
+        addr: &str,
+        responder: impl Fn(&Request, &[Request]) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let listener = TcpListener::bind(addr).expect("bind receiver");
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

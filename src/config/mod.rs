@@ -382,8 +382,6 @@ impl Config {
         };
         let origins = file.origins.check(&bad)?;
         let egress = file.egress.check(&bad)?;
-        sections::check_egress(&egress, &endpoints, alerts.as_ref())
-            .map_err(|(k, m)| bad(&k, m))?;
         Ok(Config {
             api,
             origins,

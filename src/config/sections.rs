@@ -133,28 +133,27 @@ impl Config {
     }
 }
 
-/// Endpoint URLs and `alert_url` whose host is an address the egress policy denies: refused
-/// here, as `enqueue` refuses them, rather than failing at every attempt.
-pub(super) fn check_egress(
-    egress: &crate::egress::Policy,
-    endpoints: &std::collections::BTreeMap<String, std::sync::Arc<crate::endpoint::Endpoint>>,
-    alerts: Option<&super::AlertConfig>,
-) -> std::result::Result<(), (String, String)> {
-    for (name, e) in endpoints {
-        egress.check_url(&e.url, e.route.allow_private).map_err(|d| {
-            (
-                format!("endpoints.{name}.url"),
-                format!("blocked by egress policy: {d} (open it with egress.allow, or allow_private = true for this endpoint)"),
-            )
-        })?;
+impl Config {
+    /// The config file's endpoints and `alert_url` whose URL is an address the egress policy
+    /// denies, each as a line to log. Not a configuration error: an upgrade that brought the
+    /// policy must not stop every command and delivery for one internal receiver; its attempts
+    /// fail with `egress_denied` until it is opened (`egress.allow`, `allow_private`).
+    pub(crate) fn egress_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, e) in self.endpoints.iter().filter(|(_, e)| !e.managed) {
+            if let Err(d) = self.egress.check_url(&e.url, e.route.allow_private) {
+                out.push(format!(
+                    "endpoints.{name}.url: blocked by egress policy: {d}; its messages fail until it is opened (egress.allow, or allow_private = true for this endpoint)"
+                ));
+            }
+        }
+        if let Some(a) = &self.alerts {
+            if let Err(d) = self.egress.check_url(&a.url, false) {
+                out.push(format!(
+                    "alert_url: blocked by egress policy: {d}; no alert is sent until it is opened (egress.allow)"
+                ));
+            }
+        }
+        out
     }
-    if let Some(a) = alerts {
-        egress.check_url(&a.url, false).map_err(|d| {
-            (
-                "alert_url".to_owned(),
-                format!("blocked by egress policy: {d} (open it with egress.allow)"),
-            )
-        })?;
-    }
-    Ok(())
 }

@@ -112,6 +112,9 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let pending = queue.pending_endpoints(None)?;
     endpoints.begin(&pending.rows);
     warn_unconfigured(queue.as_ref(), &endpoints);
+    for w in config.egress_warnings() {
+        log::warn!("{w}");
+    }
     let alerter = Alerter::start(config.alerts.clone(), &config.http, &config.egress)?;
 
     let (control_tx, control_rx) = unbounded();

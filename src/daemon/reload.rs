@@ -215,6 +215,9 @@ impl Dispatcher {
             }
         );
         self.endpoints.set_origin_policy(&new.origins);
+        for w in new.egress_warnings() {
+            log::warn!("{w}");
+        }
         self.api_config.set(&new);
         self.config = new;
     }

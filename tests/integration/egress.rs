@@ -292,3 +292,35 @@ fn http_proxy_carries_requests_after_the_destination_is_checked_and_the_environm
     assert_eq!(targets, [format!("localhost:{}", rx.port)]);
     assert!(rx.requests().iter().any(|r| r.path == "/via"));
 }
+
+/// A config-file endpoint (or alert_url) at a denied address is not a configuration error (an
+/// upgrade must not stop every command and delivery): the daemon says so at start, and its
+/// attempts fail with egress_denied without reaching the receiver.
+#[test]
+fn a_config_endpoint_at_a_denied_address_is_logged_and_its_attempts_fail() {
+    let rx = Receiver::ok();
+    let env = TestEnv::with_config(
+        "egress-config",
+        &format!(
+            "{}[endpoints.internal]\nurl = \"{}\"\n",
+            config("deny = []"),
+            rx.url("/in")
+        ),
+    );
+    let status = env.run(&["status"]);
+    assert_ne!(status.status.code(), Some(78), "not a configuration error");
+    let uuid = env.enqueue(&["--endpoint", "internal", "-d", "x"]);
+    let d = env.daemon();
+    wait_until(Duration::from_secs(10), "a denied attempt", || {
+        env.show(&uuid)["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    assert!(
+        d.log_text()
+            .contains("endpoints.internal.url: blocked by egress policy: 127.0.0.1 is loopback"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(rx.count(), 0);
+}

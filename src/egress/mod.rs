@@ -221,7 +221,41 @@ pub(crate) fn literal(url: &str) -> Option<IpAddr> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    host.parse().ok()
+    host.parse()
+        .ok()
+        .or_else(|| numeric_v4(host).map(IpAddr::V4))
+}
+
+/// The IPv4 address the system resolver makes of a numeric host that is not dotted-quad
+/// decimal (`inet_aton`): `127.1`, `2130706433`, `0x7f.1`, `0177.0.0.1`.
+fn numeric_v4(host: &str) -> Option<Ipv4Addr> {
+    let parts: Vec<u32> = host
+        .split('.')
+        .map(|p| {
+            if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+                u32::from_str_radix(hex, 16).ok()
+            } else if p.len() > 1 && p.starts_with('0') {
+                u32::from_str_radix(&p[1..], 8).ok()
+            } else if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+                p.parse().ok()
+            } else {
+                None
+            }
+        })
+        .collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|&p| p > 255) {
+        return None;
+    }
+    let room = 32 - 8 * head.len() as u32;
+    if room < 32 && *last >= 1 << room {
+        return None;
+    }
+    let high = head
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (i, &p)| acc | p << (24 - 8 * i));
+    Some(Ipv4Addr::from(high | last))
 }
 
 /// Parses a list of ranges (`10.20.0.0/16`, or a single address `127.0.0.1`).
@@ -350,6 +384,9 @@ pub(crate) struct Route {
     /// PEM certificates trusted beside the system's and `http.ca_file`'s.
     pub(crate) ca_pem: Option<Arc<Vec<u8>>>,
     pub(crate) identity: Option<Arc<Identity>>,
+    /// Its proxy's own address passes the policy too (a proxy set on an endpoint managed at
+    /// runtime: whoever manages endpoints must not reach the network through it).
+    pub(crate) vet_proxy: bool,
 }
 
 #[cfg(test)]

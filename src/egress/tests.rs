@@ -171,6 +171,26 @@ fn literals_in_urls() {
     assert_eq!(literal("http://10.0.0.5:6379/x"), Some(ip("10.0.0.5")));
     assert_eq!(literal("https://[::1]:8443/"), Some(ip("::1")));
     assert_eq!(literal("https://example.com/"), None);
+    // Numeric forms the system resolver turns into addresses.
+    for (url, ip_) in [
+        ("http://127.1/", "127.0.0.1"),
+        ("http://2130706433/", "127.0.0.1"),
+        ("http://0x7f.1/", "127.0.0.1"),
+        ("http://0177.0.0.1/", "127.0.0.1"),
+        ("http://0xa9fea9fe/", "169.254.169.254"),
+        ("http://10.1/", "10.0.0.1"),
+    ] {
+        assert_eq!(literal(url), Some(ip(ip_)), "{url}");
+    }
+    for name in [
+        "http://a.1/",
+        "http://1.2.3.4.5/",
+        "http://256.1.1.1/",
+        "http://1.2.3.256/",
+        "http://deadbeef/",
+    ] {
+        assert_eq!(literal(name), None, "{name}");
+    }
     let p = Policy::default();
     assert!(p
         .check_url("http://169.254.169.254/latest/meta-data/", false)

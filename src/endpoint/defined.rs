@@ -99,6 +99,12 @@ pub(crate) fn build(
     e.keys = Arc::new(keys);
     e.paused = paused;
     e.managed = true;
+    if !matches!(
+        e.route.via,
+        crate::egress::Via::Default | crate::egress::Via::Direct
+    ) {
+        Arc::make_mut(&mut e.route).vet_proxy = true;
+    }
     Ok(e)
 }
 

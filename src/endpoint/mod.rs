@@ -442,6 +442,7 @@ fn route(
         }
     };
     Ok(Route {
+        vet_proxy: false,
         allow_private: s.allow_private.unwrap_or(false),
         via,
         ca_pem,

@@ -291,6 +291,41 @@ fn http_proxy_carries_requests_after_the_destination_is_checked_and_the_environm
     let targets = proxy.targets.lock().unwrap().clone();
     assert_eq!(targets, [format!("localhost:{}", rx.port)]);
     assert!(rx.requests().iter().any(|r| r.path == "/via"));
+
+    // A proxy set on an endpoint managed at runtime is not the operator's: its own address
+    // passes the policy too, so it cannot be used to reach the network.
+    env.ok(&[
+        "endpoints",
+        "add",
+        "managed",
+        "--url",
+        &format!("http://localhost:{}/managed", rx.port),
+        "--proxy",
+        &proxy_url,
+    ]);
+    let managed = env.enqueue(&["--endpoint", "managed", "-d", "m"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the managed endpoint's attempt",
+        || {
+            env.show(&managed)["attempts"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    );
+    let shown = env.show(&managed);
+    assert!(
+        shown["attempts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.3 is loopback"),
+        "{shown}"
+    );
+    assert_eq!(
+        proxy.targets.lock().unwrap().len(),
+        1,
+        "the proxy was not reached"
+    );
 }
 
 /// A config-file endpoint (or alert_url) at a denied address is not a configuration error (an

@@ -126,11 +126,13 @@ impl Agents {
             .root_certs(roots)
             .client_cert(client_cert)
             .build();
-        let (proxy, proxy_at) = match (&route.via, &self.config.proxy) {
-            (Via::Proxy(url), _) => (Some(proxy(url, &[])?), Some(url.authority())),
-            (Via::Default, Some(p)) => (Some(proxy(&p.url, &p.no_proxy)?), Some(p.url.authority())),
-            (Via::Default, None) | (Via::Direct, _) => (None, None),
+        let proxy = match (&route.via, &self.config.proxy) {
+            (Via::Proxy(url), _) => Some(proxy(url, &[])?),
+            (Via::Default, Some(p)) => Some(proxy(&p.url, &p.no_proxy)?),
+            (Via::Default, None) | (Via::Direct, _) => None,
         };
+        // The config file's proxies are the operator's; one set through the API is checked too.
+        let trusted = proxy.clone().filter(|_| !route.vet_proxy);
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
@@ -152,7 +154,7 @@ impl Agents {
             cache: Arc::clone(&self.cache),
             policy: Arc::clone(&self.policy),
             allow_private: route.allow_private,
-            proxy: proxy_at,
+            proxy: trusted,
         };
         let proxied = config
             .proxy()
@@ -165,9 +167,9 @@ impl Agents {
     }
 }
 
-/// A ureq proxy for `url`. The proxy resolves the destination itself (ureq 3.5's
-/// `resolve_target` would send `CONNECT ip:port:port`); `Agent::check` resolves and checks it
-/// first.
+/// A ureq proxy for `url`. An HTTP(S) CONNECT proxy resolves the destination itself (ureq
+/// 3.5's `resolve_target` would send `CONNECT ip:port:port`); `Agent::check` resolves it first
+/// and requires every address to pass. A SOCKS proxy is sent the checked address.
 fn proxy(url: &ProxyUrl, no_proxy: &[String]) -> Result<Proxy, String> {
     let protocol = match url.scheme.as_str() {
         "http" => ProxyProtocol::Http,
@@ -175,8 +177,12 @@ fn proxy(url: &ProxyUrl, no_proxy: &[String]) -> Result<Proxy, String> {
         "socks5" => ProxyProtocol::Socks5,
         _ => ProxyProtocol::Socks5h,
     };
-    let host = url.host.trim_start_matches('[').trim_end_matches(']');
-    let mut b = Proxy::builder(protocol).host(host).port(url.port);
+    // SOCKS: ureq resolves the destination through the guard and sends the checked address.
+    let pin = matches!(protocol, ProxyProtocol::Socks5 | ProxyProtocol::Socks5h);
+    let mut b = Proxy::builder(protocol)
+        .host(&url.host)
+        .port(url.port)
+        .resolve_target(pin);
     if let Some(u) = &url.user {
         b = b
             .username(u)

@@ -16,7 +16,8 @@
 //! Proxies: never taken from the environment (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, which
 //! ureq would read by default): a variable in the service's environment must not silently route
 //! every webhook through another host. `http.proxy` and an endpoint's `proxy` are explicit; the
-//! destination is resolved and vetted here and the proxy is asked for that address.
+//! destination is resolved and every address checked before the request, then an HTTP proxy
+//! resolves the name again (a SOCKS proxy is sent the checked address).
 //!
 //! TLS (rustls): receivers are checked against the system's CA certificates (rustls' platform
 //! verifier, which reads /etc/ssl/certs on Linux), so CA updates arrive with the ca-certificates
@@ -186,6 +187,12 @@ impl Http {
     /// # Errors
     /// The transport error, as text.
     pub(crate) fn post_json(&self, url: &str, body: &[u8]) -> Result<u16, String> {
+        if let Ok(uri) = url.parse::<ureq::http::Uri>() {
+            self.agents
+                .default
+                .check(&uri)
+                .map_err(|e| error_text(&e))?;
+        }
         let response = self
             .agents
             .default

@@ -2,9 +2,10 @@
 //! egress guard in front of it (`Vetting`): every address a destination resolves to is checked
 //! against the egress policy, and only those that pass are returned, so the connector dials
 //! exactly the vetted addresses (ureq's `DefaultConnector` connects to what the resolver
-//! returns; IP-literal URLs come through here too). A proxy's own address is the operator's
-//! choice and is not vetted; a destination reached through a proxy is resolved and checked
-//! here before the request (`Vetting::check`), and the proxy resolves it again.
+//! returns; IP-literal URLs come through here too). The address of a proxy from the config file
+//! is the operator's choice and is not vetted (a proxy set on an endpoint managed at runtime is);
+//! a destination reached through a proxy is resolved and every address checked before the
+//! request (`Vetting::check`), and the proxy resolves it again.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -53,24 +54,39 @@ impl std::fmt::Display for EgressError {
 impl std::error::Error for EgressError {}
 
 /// The guard: resolves through the shared cache and returns only the addresses the policy
-/// allows (`allow_private`: the endpoint's setting). `proxy`: the proxy's `host:port`, which is
-/// resolved without a check.
+/// allows (`allow_private`: the endpoint's setting). `proxy`: the operator's proxy (from the
+/// config file), whose own address is resolved without a check; it is recognised by identity
+/// (ureq resolves the very `Uri` of its proxy), never by comparing text a URL could imitate.
 #[derive(Debug, Clone)]
 pub(super) struct Vetting {
     pub(super) cache: Arc<CachingResolver>,
     pub(super) policy: Arc<Policy>,
     pub(super) allow_private: bool,
-    pub(super) proxy: Option<String>,
+    pub(super) proxy: Option<ureq::Proxy>,
 }
 
 impl Vetting {
-    /// Resolves `uri`'s host and checks it: for a request through a proxy, which resolves the
-    /// name again itself (the gap: a name that changes its answer between the two lookups).
+    /// Resolves `uri`'s host and checks it, for a request through a proxy, which resolves the
+    /// name again itself and may pick any of its addresses: every address must pass (the gap
+    /// left: a name that changes its answer between the two lookups).
     ///
     /// # Errors
-    /// As for a resolution: a DNS error, or `EgressError`.
+    /// As for a resolution: a DNS error, or `EgressError` for the first denied address.
     pub(super) fn check(&self, uri: &Uri) -> Result<(), ureq::Error> {
-        self.vet(&self.cache.addrs(uri)?).map(|_| ())
+        self.require_all(&self.cache.addrs(uri)?)
+    }
+
+    /// Every address of `addrs` must pass.
+    ///
+    /// # Errors
+    /// `EgressError` for the first denied address.
+    fn require_all(&self, addrs: &ResolvedSocketAddrs) -> Result<(), ureq::Error> {
+        for addr in addrs.iter() {
+            if let Err(d) = self.policy.check(addr.ip(), self.allow_private) {
+                return Err(ureq::Error::Other(Box::new(EgressError(d))));
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the addresses `addrs` that the policy allows.
@@ -106,12 +122,12 @@ impl Resolver for Vetting {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let addrs = self.cache.resolve(uri, config, timeout)?;
-        // The proxy's own address is the operator's choice: not checked.
-        let to_proxy = self.proxy.as_deref().is_some_and(|p| {
-            uri.authority()
-                .is_some_and(|a| a.as_str().rsplit('@').next() == Some(p))
-        });
-        if to_proxy {
+        // The operator's proxy: its own address is the operator's choice, not checked.
+        if self
+            .proxy
+            .as_ref()
+            .is_some_and(|p| std::ptr::eq(uri, p.uri()))
+        {
             return Ok(addrs);
         }
         self.vet(&addrs)
@@ -258,6 +274,13 @@ mod tests {
         assert_eq!(
             error_class(&err),
             "blocked by egress policy: 169.254.169.254 is link-local (cloud metadata) (169.254.0.0/16)"
+        );
+        // Through a proxy, which picks among the addresses itself, every one must pass.
+        let mixed = addrs(&g, &["93.184.216.34:80", "10.0.0.5:80"]);
+        assert!(g.vet(&mixed).is_ok());
+        assert_eq!(
+            error_class(&g.require_all(&mixed).unwrap_err()),
+            "blocked by egress policy: 10.0.0.5 is private (10.0.0.0/8)"
         );
         let g = guard(true);
         assert_eq!(g.vet(&addrs(&g, &["127.0.0.1:80"])).unwrap().len(), 1);

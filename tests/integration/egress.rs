@@ -13,6 +13,20 @@ use crate::util::api::{call, socket};
 use crate::util::receiver::{Receiver, Reply};
 use crate::util::{wait_until, TestEnv};
 
+/// Waits for the first attempt of message `uuid` and returns its error text.
+#[track_caller]
+fn first_error(env: &TestEnv, uuid: &str) -> String {
+    wait_until(Duration::from_secs(10), "a first attempt", || {
+        env.show(uuid)["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    env.show(uuid)["attempts"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Fast retries, and an `[egress]` table so that loopback stays denied.
 fn config(egress: &str) -> String {
     config_with(egress, "")
@@ -56,16 +70,10 @@ fn loopback_is_denied_by_default_at_enqueue_and_at_connect_and_opened_by_egress_
     assert_eq!(posted.status, 400, "{}", posted.text());
     assert_eq!(posted.json()["field"], "url", "{}", posted.text());
     assert!(posted.text().contains("127.0.0.0/8"), "{}", posted.text());
-    wait_until(Duration::from_secs(10), "a denied attempt", || {
-        env.show(&uuid)["attempts"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
-    let shown = env.show(&uuid);
-    let error = shown["attempts"][0]["error"].as_str().unwrap().to_owned();
+    let error = first_error(&env, &uuid);
     assert!(
         error.starts_with("blocked by egress policy:") && error.contains("is loopback"),
-        "{shown}"
+        "{error}"
     );
     assert_eq!(rx.count(), 0, "no connection reached the receiver");
 
@@ -102,15 +110,7 @@ fn allow_private_opens_loopback_for_one_endpoint_only() {
     wait_until(Duration::from_secs(10), "the endpoint's message", || {
         env.state(&to_endpoint) == "delivered"
     });
-    wait_until(
-        Duration::from_secs(10),
-        "a denied attempt of the plain URL",
-        || {
-            env.show(&plain)["attempts"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        },
-    );
+    first_error(&env, &plain);
     let paths: Vec<String> = rx.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/internal"], "the plain URL never got through");
 }
@@ -269,23 +269,8 @@ fn http_proxy_carries_requests_after_the_destination_is_checked_and_the_environm
         "delivered through the proxy",
         || env.state(&via) == "delivered",
     );
-    wait_until(
-        Duration::from_secs(10),
-        "the denied message's attempt",
-        || {
-            env.show(&denied)["attempts"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        },
-    );
-    let shown = env.show(&denied);
-    assert!(
-        shown["attempts"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("127.0.0.5 is loopback"),
-        "{shown}"
-    );
+    let error = first_error(&env, &denied);
+    assert!(error.contains("127.0.0.5 is loopback"), "{error}");
     // The proxy resolves the name itself (after webhookd checked it): it was asked for the
     // allowed destination only.
     let targets = proxy.targets.lock().unwrap().clone();
@@ -304,23 +289,8 @@ fn http_proxy_carries_requests_after_the_destination_is_checked_and_the_environm
         &proxy_url,
     ]);
     let managed = env.enqueue(&["--endpoint", "managed", "-d", "m"]);
-    wait_until(
-        Duration::from_secs(10),
-        "the managed endpoint's attempt",
-        || {
-            env.show(&managed)["attempts"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        },
-    );
-    let shown = env.show(&managed);
-    assert!(
-        shown["attempts"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("127.0.0.3 is loopback"),
-        "{shown}"
-    );
+    let error = first_error(&env, &managed);
+    assert!(error.contains("127.0.0.3 is loopback"), "{error}");
     assert_eq!(
         proxy.targets.lock().unwrap().len(),
         1,
@@ -346,11 +316,7 @@ fn a_config_endpoint_at_a_denied_address_is_logged_and_its_attempts_fail() {
     assert_ne!(status.status.code(), Some(78), "not a configuration error");
     let uuid = env.enqueue(&["--endpoint", "internal", "-d", "x"]);
     let d = env.daemon();
-    wait_until(Duration::from_secs(10), "a denied attempt", || {
-        env.show(&uuid)["attempts"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty())
-    });
+    first_error(&env, &uuid);
     assert!(
         d.log_text()
             .contains("endpoints.internal.url: blocked by egress policy: 127.0.0.1 is loopback"),

@@ -63,6 +63,17 @@ pub(crate) fn apply(
     if !merged.contains_key("url") {
         return Err(Invalid::new("url", "missing"));
     }
+    // A definition is stored as it is (only secrets are sealed): no credentials in it.
+    if merged
+        .get("proxy")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.contains('@'))
+    {
+        return Err(Invalid::new(
+            "proxy",
+            "a proxy with credentials (user:password@) belongs in the config file (http.proxy, or the endpoint's proxy there): definitions are stored unsealed",
+        ));
+    }
     let section = section(&merged)?;
     let text = serde_json::to_string(&section).expect("a definition serializes");
     let endpoint = build(name, &text, Vec::new(), false)?;
@@ -156,6 +167,29 @@ mod tests {
         let again = build("acme-1", &text, Vec::new(), true).unwrap();
         assert!(again.paused);
         assert_eq!(again.url, "http://127.0.0.1:9/h");
+    }
+
+    /// A proxy on a stored endpoint: its own address is vetted (not the operator's), and no
+    /// credentials go into a definition, which is stored unsealed.
+    #[test]
+    fn a_stored_proxy_is_vetted_and_carries_no_credentials() {
+        let (_, e) = apply(
+            "p",
+            None,
+            &object(json!({"url": "http://h.example/", "proxy": "http://proxy.example:3128", "allow_private": true})),
+        )
+        .unwrap();
+        assert!(e.route.vet_proxy && e.route.allow_private);
+        let err = apply(
+            "p",
+            None,
+            &object(
+                json!({"url": "http://h.example/", "proxy": "http://u:secret@proxy.example:3128"}),
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "proxy");
+        assert!(!err.reason.contains("secret"), "{}", err.reason);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum Error {
     InvalidConfig { path: PathBuf, message: String },
     #[error("http.ca_file {}: {message}", .path.display())]
     CaFile { path: PathBuf, message: String },
+    #[error("http.proxy: {message}")]
+    Proxy { message: String },
     #[error("{message}")]
     Usage { message: String },
     #[error("{message}")]
@@ -158,6 +160,7 @@ impl Error {
             Error::ReadConfig { .. }
             | Error::InvalidConfig { .. }
             | Error::CaFile { .. }
+            | Error::Proxy { .. }
             | Error::SecretsKey { .. } => exit::CONFIG,
             Error::Usage { .. } => exit::USAGE,
             Error::InvalidInput { .. }

@@ -2,7 +2,7 @@
 //! CA, and keeps connections alive (so a pooled connection could be reused by another identity
 //! if agents were shared); endpoints with their own `ca_file`, `client_cert` and `client_key`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
 };
 
-use crate::util::{wait_until, TestEnv, FAST};
+use crate::util::{read_request, wait_until, TestEnv, FAST};
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -82,28 +82,9 @@ impl MtlsReceiver {
                     let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
                     // Keep-alive: every request of the connection, until the client closes it.
                     loop {
-                        let mut path = String::new();
-                        let mut length = 0usize;
-                        loop {
-                            let mut line = String::new();
-                            if tls.read_line(&mut line).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if path.is_empty() {
-                                path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        if tls.read_exact(&mut body).is_err() {
+                        let Some((path, _)) = read_request(&mut tls) else {
                             return;
-                        }
+                        };
                         let stream = tls.get_mut();
                         let peer = stream
                             .conn

@@ -1,6 +1,6 @@
 //! HTTPS receivers: the system's CA certificates by default, `http.ca_file` for more.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-use crate::util::{wait_until, TestEnv, FAST};
+use crate::util::{read_request, wait_until, TestEnv, FAST};
 
 /// An HTTPS receiver on 127.0.0.1 with a certificate from its own, freshly made CA.
 struct TlsReceiver {
@@ -50,22 +50,7 @@ impl TlsReceiver {
                     let conn = rustls::ServerConnection::new(config).unwrap();
                     let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
                     // A client that rejects the certificate fails the handshake here.
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if tls.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if tls.read_exact(&mut body).is_err() {
+                    if read_request(&mut tls).is_none() {
                         return;
                     }
                     counter.fetch_add(1, Ordering::SeqCst);

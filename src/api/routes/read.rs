@@ -90,9 +90,10 @@ impl Context {
 
     pub(super) fn endpoints(&self) -> Answer {
         // The stored endpoints as they are now (the daemon's copy may be a moment behind).
+        let base = self.config();
         let (config, rows) = self
-            .read(&self.config(), |s| {
-                let config = crate::ops::defined::with_defined(&self.config(), s)?;
+            .read(&base, |s| {
+                let config = crate::ops::defined::with_defined(&base, s)?;
                 let rows = crate::ops::endpoint_rows(s, &config)?;
                 Ok((config, rows))
             })

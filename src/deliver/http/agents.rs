@@ -18,17 +18,23 @@ use crate::config::HttpConfig;
 use crate::egress::{Policy, ProxyUrl, Route, Via};
 use crate::error::{Error, Result};
 
-/// What every agent is built from.
+/// The default route's agent, and the others as they are first used.
 #[derive(Debug)]
 pub(super) struct Agents {
+    base: Base,
+    pub(super) default: Agent,
+    others: Mutex<HashMap<Route, Agent>>,
+}
+
+/// What every agent is built from.
+#[derive(Debug)]
+struct Base {
     config: HttpConfig,
     policy: Arc<Policy>,
     pool_size: usize,
     /// `http.ca_file`'s certificates (with the system's), if set.
     roots: Option<Arc<Vec<Certificate<'static>>>>,
     cache: Arc<CachingResolver>,
-    pub(super) default: Agent,
-    others: Mutex<HashMap<Route, Agent>>,
 }
 
 /// A ureq agent, and for one that sends through a proxy, the proxy (its `no_proxy`) and the
@@ -55,31 +61,29 @@ impl Agent {
 
 impl Agents {
     /// # Errors
-    /// `CaFile` when `http.ca_file` cannot be read or holds no certificate.
+    /// `CaFile` when `http.ca_file` cannot be read or holds no certificate, `Proxy` when ureq
+    /// refuses `http.proxy`.
     pub(super) fn new(config: &HttpConfig, policy: &Policy, pool_size: usize) -> Result<Agents> {
         let roots = match &config.ca_file {
             None => None,
             Some(path) => Some(Arc::new(roots_with(path)?)),
         };
-        let mut agents = Agents {
+        let base = Base {
             config: config.clone(),
             policy: Arc::new(policy.clone()),
             pool_size,
             roots,
             cache: Arc::new(CachingResolver::new(config.connect_timeout)),
-            default: Agent {
-                ureq: ureq::agent(),
-                proxied: None,
-            },
-            others: Mutex::default(),
         };
-        agents.default = agents
+        // The default route has no files of its own: only the proxy can fail here.
+        let default = base
             .build(&Route::default())
-            .map_err(|message| Error::CaFile {
-                path: config.ca_file.clone().unwrap_or_default(),
-                message,
-            })?;
-        Ok(agents)
+            .map_err(|message| Error::Proxy { message })?;
+        Ok(Agents {
+            base,
+            default,
+            others: Mutex::default(),
+        })
     }
 
     /// The agent of `route` (`None`: the default), built at its first use.
@@ -97,11 +101,13 @@ impl Agents {
         if let Some(a) = others.get(route) {
             return Ok(a.clone());
         }
-        let agent = self.build(route)?;
+        let agent = self.base.build(route)?;
         others.insert(route.clone(), agent.clone());
         Ok(agent)
     }
+}
 
+impl Base {
     fn build(&self, route: &Route) -> Result<Agent, String> {
         let mut roots: Option<Vec<Certificate<'static>>> = self.roots.as_ref().map(|r| r.to_vec());
         if let Some(pem) = &route.ca_pem {
@@ -267,4 +273,24 @@ fn roots_with(ca_file: &Path) -> Result<Vec<Certificate<'static>>> {
     );
     roots.extend(extra);
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proxy on an IPv6 address keeps its brackets (without them ureq refuses the URL).
+    #[test]
+    fn proxies_of_every_scheme_and_address_family_build() {
+        for url in [
+            "http://proxy.internal:3128",
+            "https://user:pw@10.0.0.9:3129",
+            "socks5://[::1]:1080",
+            "socks5h://[fd00::5]:1080",
+            "http://[::1]:3128",
+        ] {
+            let p = proxy(&ProxyUrl::parse(url).unwrap(), &["internal.example".into()]);
+            assert!(p.is_ok(), "{url}: {p:?}");
+        }
+    }
 }

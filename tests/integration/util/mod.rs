@@ -34,6 +34,32 @@ timeout = "3s"
 connect_timeout = "1s"
 "#;
 
+/// Reads one HTTP/1.1 request (a request line, headers, a `Content-Length` body) from `r`:
+/// its path and body, or `None` when the connection ends first (the test HTTPS receivers).
+pub fn read_request(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut path = String::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if path.is_empty() {
+            path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).ok()?;
+    Some((path, body))
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_webhookd")
 }

@@ -150,6 +150,8 @@ pub(crate) struct Latencies {
     pub(crate) lag: Histogram,
     /// Enqueue (the uuid's time) to delivery.
     pub(crate) end_to_end: Histogram,
+    /// The last hour and day, for the dashboard.
+    pub(crate) history: crate::history::History,
 }
 
 impl Default for Latencies {
@@ -158,6 +160,7 @@ impl Default for Latencies {
             attempt: Family::new_with_constructor(attempt_histogram),
             lag: Histogram::new(END_TO_END_BUCKETS),
             end_to_end: Histogram::new(END_TO_END_BUCKETS),
+            history: crate::history::History::new(crate::time::now_ms()),
         }
     }
 }

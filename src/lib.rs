@@ -27,6 +27,7 @@ mod endpoint;
 mod error;
 mod faults;
 mod filter;
+mod history;
 mod ingest;
 mod logging;
 mod message;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const ROWS: &[&[&str]] = &[
     &[
         "check", "time", "text", "sign", "threads", "error", "model", "filter", "message",
-        "faults", "random", "egress",
+        "faults", "random", "egress", "history",
     ],
     &["cli", "config", "endpoint", "logging"],
     &["verdict", "ingest", "counters"],

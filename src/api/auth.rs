@@ -56,6 +56,31 @@ struct Entry {
     scopes: Vec<Scope>,
 }
 
+impl Entry {
+    fn login(&self) -> Login {
+        Login {
+            name: self.name.clone(),
+            hash: self.hash,
+            read: self
+                .scopes
+                .iter()
+                .any(|s| matches!(s, Scope::Read | Scope::Admin)),
+            admin: self.scopes.contains(&Scope::Admin),
+        }
+    }
+}
+
+/// A known token, as a dashboard session holds it (the hash, never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Login {
+    pub(crate) name: String,
+    pub(crate) hash: [u8; 32],
+    /// May view (the `read` or `admin` scope).
+    pub(crate) read: bool,
+    /// May act (the `admin` scope).
+    pub(crate) admin: bool,
+}
+
 /// The tokens TCP clients may present.
 #[derive(Default)]
 pub(crate) struct Tokens {
@@ -128,6 +153,12 @@ impl Tokens {
         Ok(Tokens { entries })
     }
 
+    /// Tokens from the text of a tokens file (tests elsewhere in the crate).
+    #[cfg(test)]
+    pub(crate) fn parse_for_tests(text: &str) -> Tokens {
+        Tokens::parse(text).expect("a valid tokens file")
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -149,7 +180,21 @@ impl Tokens {
             .strip_prefix("Bearer ")
             .or_else(|| authorization?.strip_prefix("bearer "))?
             .trim();
-        let presented = hash(token);
+        self.by_hash(&hash(token))
+    }
+
+    /// A token as the dashboard knows it after a login: its name, hash and scopes now (none
+    /// when the tokens file no longer has it).
+    pub(crate) fn login(&self, token: &str) -> Option<Login> {
+        self.by_hash(&hash(token.trim())).map(Entry::login)
+    }
+
+    /// The token of a session, if it is still in the tokens file.
+    pub(crate) fn find(&self, hashed: &[u8; 32]) -> Option<Login> {
+        self.by_hash(hashed).map(Entry::login)
+    }
+
+    fn by_hash(&self, presented: &[u8; 32]) -> Option<&Entry> {
         // Compare every entry without stopping early.
         let mut found = None;
         for e in &self.entries {

@@ -10,12 +10,14 @@
 mod auth;
 mod client;
 mod conn;
+mod handler;
 mod ingest;
 mod metrics;
 mod problem;
 mod routes;
 mod server;
 mod stream;
+mod ui;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,8 +51,12 @@ pub(crate) struct Context {
     ready: AtomicBool,
     stopping: AtomicBool,
     metrics: metrics::Metrics,
+    /// The last hour and day, for the dashboard.
+    history: crate::history::History,
     published: Published,
     wake: Sender<Notice>,
+    /// The dashboard's sessions.
+    sessions: ui::Sessions,
     /// The queue's file, resolved: `webhookd enqueue` names the one it means (`Webhookd-Db`), so
     /// that a CLI given another `--db` never posts into this daemon's queue.
     db: Option<std::path::PathBuf>,
@@ -96,6 +102,11 @@ impl Api {
                 );
                 tokens
             }
+            // No TCP listener: the tokens are the dashboard's logins (over the socket).
+            (None, Some(file)) => auth::Tokens::load(file).unwrap_or_else(|e| {
+                log::warn!("{e}; the dashboard cannot log anyone in");
+                auth::Tokens::default()
+            }),
             _ => auth::Tokens::default(),
         };
         let (submit, jobs) = ingest::intake(config.api.ingest_queue);
@@ -109,8 +120,10 @@ impl Api {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             metrics: metrics::Metrics::new(latencies),
+            history: latencies.history.clone(),
             published,
             wake,
+            sessions: ui::Sessions::default(),
             db: match &config.db {
                 crate::config::Database::Sqlite(p) => std::fs::canonicalize(p).ok(),
             },
@@ -162,15 +175,15 @@ impl SharedConfig {
     /// Takes a reloaded configuration, and re-reads the tokens file (a file that fails to load
     /// is logged and the tokens stay as they were).
     pub(crate) fn set(&self, config: &Config) {
-        let tokens = match (&config.api.listen, &config.api.tokens_file) {
-            (Some(_), Some(file)) => match auth::Tokens::load(file) {
+        let tokens = match &config.api.tokens_file {
+            Some(file) => match auth::Tokens::load(file) {
                 Ok(t) => Some(Arc::new(t)),
                 Err(e) => {
                     log::error!("reload: {e}; the API tokens stay as they were");
                     None
                 }
             },
-            _ => None,
+            None => None,
         };
         let mut shared = self.0.write().unwrap_or_else(PoisonError::into_inner);
         shared.0 = Arc::new(config.clone());

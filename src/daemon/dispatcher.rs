@@ -340,6 +340,12 @@ impl Dispatcher {
         self.counters.attempt(label, v, cancelled);
         self.latencies
             .attempt(endpoint.as_deref().unwrap_or(""), f.duration.as_secs_f64());
+        self.latencies.history.attempt(
+            endpoint.as_deref(),
+            matches!(o.kind, OutcomeKind::Delivered),
+            f.duration.as_secs_f64() * 1000.0,
+            now,
+        );
         let started_ms = f
             .started
             .duration_since(std::time::UNIX_EPOCH)

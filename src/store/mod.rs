@@ -27,7 +27,7 @@ use crate::config::Database;
 use crate::error::Result;
 use crate::filter::{Filter, StateName};
 use crate::message::Message;
-use crate::model::Health;
+use crate::model::{Health, State};
 
 pub(crate) use types::{
     parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done,
@@ -269,6 +269,13 @@ pub(crate) trait Admin: Send {
     /// # Errors
     /// `Db`/`Busy`.
     fn find_endpoint(&self, name: &str) -> Result<Option<i64>>;
+
+    /// The last `limit` attempts of endpoint `id`'s most recently due messages, newest first,
+    /// with each message's uuid and state; index ranges only.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn recent_attempts(&self, id: i64, limit: usize) -> Result<Vec<(Uuid, State, Attempt)>>;
 
     /// Asks for endpoint `name` to be enabled; false when the store has no such endpoint.
     ///

@@ -5,11 +5,13 @@
 //! of name/value pairs (a name may repeat).
 
 mod endpoint;
+mod stats;
 mod status;
 
 pub(crate) use endpoint::{
     DefinedJson, EndpointDetailJson, EndpointJson, LaneJson, OriginJson, PolicyJson,
 };
+pub(crate) use stats::{EndpointDayJson, RecentAttemptJson, StatsJson};
 pub(crate) use status::{
     DaemonJson, DbJson, DeadJson, DeliveryJson, EndpointCountsJson, EnqueuedJson, EventJson,
     QueueJson, StatusJson,

@@ -39,3 +39,5 @@ mod retries;
 mod supervision;
 /// HTTPS receivers: system CAs, `http.ca_file`.
 mod tls;
+/// The dashboard: assets, logins, sessions, CSRF; the stats it draws. The pages: tests/browser/run.
+mod ui;

@@ -72,6 +72,8 @@ check "alice's API message delivered" wait_for 10 has_unique /alice-api 1
 code=$(runuser -u bob -- curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/webhookd/api.sock http://webhookd/healthz || true)
 check "bob cannot connect to the socket (got $code)" test "$code" = 000
 check "readyz answers ready" bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/readyz | grep -q ready"
+check "the packaged binary serves the dashboard under its policy" bash -c "curl -s -D - --unix-socket /run/webhookd/api.sock http://webhookd/ui/ | grep -q \"^content-security-policy: default-src 'none'\""
+check "the dashboard's data needs a login" test "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket /run/webhookd/api.sock http://webhookd/ui/api/status)" = 401
 check "metrics count deliveries (published every 5 s)" wait_for 10 bash -c "curl -s --unix-socket /run/webhookd/api.sock http://webhookd/metrics | grep -q '^webhookd_deliveries_total{endpoint=\"\"} [1-9]'"
 
 section "endpoints at runtime: the packaged secrets key"

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::auth::Scope;
 use super::problem::Problem;
 use super::stream::Peer;
-use super::wire::{Handler, Request, Response};
+use super::wire::{Request, Response};
 use super::Context;
 use crate::cli::FilterArgs;
 use crate::error::Error;
@@ -18,31 +18,6 @@ mod manage;
 mod post;
 mod read;
 
-impl Handler for Context {
-    fn admit(&self, peer: Peer, path: &str, authorization: Option<&str>) -> Option<Response> {
-        if peer != Peer::Tcp || matches!(path, "/healthz" | "/readyz") {
-            return None;
-        }
-        let tokens = self.config.tokens();
-        if tokens.known(authorization) {
-            return None;
-        }
-        self.metrics.request("unauthorized", 401);
-        Some(tokens.unauthorized().response())
-    }
-
-    fn handle(&self, request: Request) -> Response {
-        let resolved = resolve(&request.path);
-        let (route, answer) = match self.authorize(&request, resolved.map(|(p, _, _)| p)) {
-            Ok(()) => self.route(&request, resolved),
-            Err(p) => ("unauthorized", Err(p)),
-        };
-        let response = answer.unwrap_or_else(|p| p.response());
-        self.metrics.request(route, response.status);
-        response
-    }
-}
-
 pub(super) fn json(status: u16, v: &impl Serialize) -> Response {
     Response {
         status,
@@ -52,7 +27,7 @@ pub(super) fn json(status: u16, v: &impl Serialize) -> Response {
     }
 }
 
-fn not_allowed(methods: &[&str]) -> Problem {
+pub(super) fn not_allowed(methods: &[&str]) -> Problem {
     let allow = methods.join(", ");
     Problem::new(405, "method not allowed")
         .detail(format!("this resource answers {allow}"))
@@ -78,12 +53,15 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/replay", &["POST"]),
     ("/v1/endpoints", &["GET", "POST"]),
     ("/v1/endpoints/{name}", &["GET", "PATCH", "DELETE"]),
+    ("/v1/endpoints/{name}/attempts", &["GET"]),
     ("/v1/endpoints/{name}/enable", &["POST"]),
     ("/v1/endpoints/{name}/pause", &["POST"]),
     ("/v1/endpoints/{name}/resume", &["POST"]),
     ("/v1/endpoints/{name}/rotate-secret", &["POST"]),
     ("/v1/origins", &["GET"]),
     ("/v1/status", &["GET"]),
+    ("/v1/stats", &["GET"]),
+    ("/v1/stats/endpoints", &["GET"]),
 ];
 
 /// The filters of `list` and the bulk actions, as the API names them (query parameters, body
@@ -128,10 +106,10 @@ pub(super) fn set_filter(f: &mut FilterArgs, name: &str, values: Vec<String>) ->
 }
 
 /// A route's pattern, its methods and the path's parameter, if it has one.
-type Resolved<'p> = (&'static str, &'static [&'static str], Option<&'p str>);
+pub(super) type Resolved<'p> = (&'static str, &'static [&'static str], Option<&'p str>);
 
 /// The route `path` matches (a literal segment wins over a parameter) and its parameter.
-fn resolve(path: &str) -> Option<Resolved<'_>> {
+pub(super) fn resolve(path: &str) -> Option<Resolved<'_>> {
     // Exactly one leading slash: `//v1/...` is no route (and so never a way around a scope).
     let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let mut with_param = None;
@@ -166,7 +144,11 @@ impl Context {
     /// balancers; an unknown path needs `read`, so that it is not a map of the API). Decided on
     /// the resolved route, never on the raw path. Over the Unix socket the file permissions
     /// decided already.
-    fn authorize(&self, r: &Request, route: Option<&'static str>) -> Result<(), Problem> {
+    pub(super) fn authorize(
+        &self,
+        r: &Request,
+        route: Option<&'static str>,
+    ) -> Result<(), Problem> {
         if r.peer != Peer::Tcp {
             return Ok(());
         }
@@ -182,7 +164,11 @@ impl Context {
     }
 
     /// The route's pattern (a metrics label) and its answer.
-    fn route(&self, r: &Request, resolved: Option<Resolved<'_>>) -> (&'static str, Answer) {
+    pub(super) fn route(
+        &self,
+        r: &Request,
+        resolved: Option<Resolved<'_>>,
+    ) -> (&'static str, Answer) {
         let Some((pattern, methods, param)) = resolved else {
             return (
                 "other",
@@ -226,12 +212,15 @@ impl Context {
             ("/v1/endpoints/{name}", "PATCH") => self.patch_endpoint(p, r),
             ("/v1/endpoints/{name}", "DELETE") => self.delete_endpoint(p, r),
             ("/v1/endpoints/{name}", _) => self.endpoint(p),
+            ("/v1/endpoints/{name}/attempts", _) => self.recent_attempts(p, r),
             ("/v1/endpoints/{name}/enable", _) => self.enable(p),
             ("/v1/endpoints/{name}/pause", _) => self.pause_endpoint(p, true),
             ("/v1/endpoints/{name}/resume", _) => self.pause_endpoint(p, false),
             ("/v1/endpoints/{name}/rotate-secret", _) => self.rotate_secret(p, r),
             ("/v1/origins", _) => self.origins(r),
             ("/v1/status", _) => self.status(),
+            ("/v1/stats", _) => self.stats(),
+            ("/v1/stats/endpoints", _) => self.endpoint_stats(),
             _ => unreachable!("every route of ROUTES is dispatched"),
         };
         (pattern, answer)
@@ -240,7 +229,7 @@ impl Context {
 
 #[derive(Serialize)]
 pub(super) struct Status {
-    status: &'static str,
+    pub(super) status: &'static str,
 }
 
 pub(super) fn bad(detail: &str) -> Problem {

@@ -110,7 +110,11 @@ impl Context {
     /// Hands messages to the group commit and waits until they are durable.
     fn store(&self, messages: Vec<Message>) -> Result<Vec<Enqueued>, Problem> {
         match self.submit.submit(messages) {
-            Ok(Ok(e)) => Ok(e),
+            Ok(Ok(e)) => {
+                let created = e.iter().filter(|e| e.created).count() as u64;
+                self.history.accepted(created, crate::time::now_ms());
+                Ok(e)
+            }
             Ok(Err(f)) if f.busy => Err(Problem::new(503, "busy").detail(f.message).retry_after(1)),
             Ok(Err(f)) => Err(Problem::new(500, "internal error").detail(f.message)),
             Err(Refusal::Full) => Err(Problem::new(429, "too many messages waiting")
@@ -173,6 +177,8 @@ impl Context {
             .map_err(|e| Problem::from_error(&e))?;
         drop(s);
         if done.created && done.deliveries > 0 {
+            self.history
+                .accepted(done.deliveries as u64, crate::time::now_ms());
             let _ = self.wake.send(crate::store::Notice::Messages);
         }
         Ok(json(202, &done.view()))

@@ -13,7 +13,10 @@ use crate::error::Error;
 use crate::filter::StateName;
 use crate::model::State;
 use crate::store::{self, Access, Notice};
-use crate::view::{EndpointDetailJson, EndpointJson, LaneJson, MessageJson, Page, PolicyJson};
+use crate::view::{
+    EndpointDayJson, EndpointDetailJson, EndpointJson, LaneJson, MessageJson, Page, PolicyJson,
+    RecentAttemptJson, StatsJson,
+};
 
 /// A page of `list` when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
@@ -193,6 +196,69 @@ impl Context {
         ))
     }
 }
+
+impl Context {
+    /// `GET /v1/stats`: the last hour (since the daemon started).
+    pub(super) fn stats(&self) -> Answer {
+        let config = self.config();
+        let now = crate::time::now_ms();
+        let oldest = self
+            .read(&config, |s| s.oldest_pending())
+            .map_err(|e| Problem::from_error(&e))?;
+        let overall = oldest.iter().find(|(n, _)| n.is_empty()).map(|(_, at)| *at);
+        let history = &self.history;
+        Ok(json(
+            200,
+            &StatsJson::new(history.started(), overall, &history.series(now)),
+        ))
+    }
+
+    /// `GET /v1/stats/endpoints`: each endpoint's last day (since the daemon started).
+    pub(super) fn endpoint_stats(&self) -> Answer {
+        let days = self.history.endpoints(crate::time::now_ms());
+        let all: Vec<EndpointDayJson> = days.iter().map(EndpointDayJson::new).collect();
+        Ok(json(200, &all))
+    }
+
+    /// `GET /v1/endpoints/NAME/attempts[?limit=N]`: its latest attempts, newest first.
+    pub(super) fn recent_attempts(&self, name: &str, r: &Request) -> Answer {
+        let limit = match r.query.split_once('=') {
+            None if r.query.is_empty() => RECENT_ATTEMPTS,
+            Some(("limit", n)) => match n.parse::<usize>() {
+                Ok(n @ 1..=MAX_RECENT_ATTEMPTS) => n,
+                _ => {
+                    return Err(bad(&format!(
+                        "limit: {:?} is not a number in 1..={MAX_RECENT_ATTEMPTS}",
+                        crate::text::escape(n)
+                    ))
+                    .field("limit"))
+                }
+            },
+            _ => return Err(bad("the only parameter is limit").field("limit")),
+        };
+        let config = self.config();
+        let rows = self
+            .read(&config, |s| {
+                let known = config.endpoints.contains_key(name)
+                    || crate::ops::defined::current(s, &config, name)?.is_some();
+                match s.find_endpoint(name)? {
+                    Some(id) => s.recent_attempts(id, limit),
+                    None if known => Ok(Vec::new()),
+                    None => Err(Error::NoSuchEndpoint { name: name.into() }),
+                }
+            })
+            .map_err(|e| Problem::from_error(&e))?;
+        let all: Vec<RecentAttemptJson> = rows
+            .iter()
+            .map(|(u, state, a)| RecentAttemptJson::new(u, *state, a))
+            .collect();
+        Ok(json(200, &all))
+    }
+}
+
+/// Attempts `GET /v1/endpoints/NAME/attempts` answers without `limit`, and at most.
+const RECENT_ATTEMPTS: usize = 20;
+const MAX_RECENT_ATTEMPTS: usize = 200;
 
 #[derive(Serialize)]
 struct Enabled<'a> {

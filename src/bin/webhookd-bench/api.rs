@@ -51,8 +51,20 @@ impl Client {
 
     /// One request; the status.
     pub(super) fn request(&mut self, method: &str, path: &str, ctype: &str, body: &[u8]) -> u16 {
+        self.exchange(method, path, &format!("content-type: {ctype}\r\n"), body)
+            .status
+    }
+
+    /// One request with `headers` (lines ending in CRLF); the whole answer.
+    pub(super) fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> Answer {
         let mut raw = format!(
-            "{method} {path} HTTP/1.1\r\nhost: webhookd\r\n{}content-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: webhookd\r\n{}{headers}content-length: {}\r\n\r\n",
             self.auth,
             body.len()
         )
@@ -67,6 +79,7 @@ impl Client {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let mut len = 0usize;
+        let mut cookie = None;
         loop {
             line.clear();
             self.reader.read_line(&mut line).expect("header");
@@ -74,17 +87,30 @@ impl Client {
             if h.is_empty() {
                 break;
             }
-            if let Some(v) = h
-                .split_once(':')
-                .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            {
-                len = v.1.trim().parse().unwrap_or(0);
+            let Some((name, value)) = h.split_once(':') else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case("content-length") {
+                len = value.trim().parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("set-cookie") {
+                cookie = value.trim().split(';').next().map(str::to_owned);
             }
         }
         let mut body = vec![0u8; len];
         self.reader.read_exact(&mut body).expect("body");
-        status
+        Answer {
+            status,
+            cookie,
+            body,
+        }
     }
+}
+
+/// One answer: its status, the cookie it sets (`name=value`), its body.
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) cookie: Option<String>,
+    pub(super) body: Vec<u8>,
 }
 
 /// Runs `clients` threads for `dur`, each sending `body()` requests back to back; returns the
@@ -148,7 +174,7 @@ impl Bench {
     pub(super) fn api(&mut self) {
         let secs = Duration::from_secs_f64(if self.args.quick { 0.5 } else { 5.0 });
         let w = Work::new(&self.args.dir, "api", 16);
-        let token = make_token(&w);
+        let token = make_token(&w, "enqueue");
         let port = free_port();
         w.append_config(&format!(
             "[api]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = {:?}\n",
@@ -401,9 +427,9 @@ fn free_port() -> u16 {
 }
 
 /// A token with the enqueue scope, from `webhookd token`, and the tokens file holding its line.
-fn make_token(w: &Work) -> (String, PathBuf) {
+pub(super) fn make_token(w: &Work, scope: &str) -> (String, PathBuf) {
     let out = std::process::Command::new(super::work::webhookd())
-        .args(["token", "bench", "--scope", "enqueue", "--json"])
+        .args(["token", "bench", "--scope", scope, "--json"])
         .output()
         .expect("webhookd token");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("token JSON");

@@ -309,5 +309,6 @@ impl Bench {
         let name = format!("scale: claim latency, {deep} delivered retained, 1000/s ({secs} s)");
         self.latency_on(&w, &rx, 1000, secs, &name, ("<= 2", "<= 10"));
         self.list_latency(&w, deep);
+        self.dashboard_latency(&w, deep);
     }
 }

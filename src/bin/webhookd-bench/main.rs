@@ -6,6 +6,7 @@
 //! counts, and it fails (exit 1) only on correctness (a message not received), never on timings.
 
 mod api;
+mod dashboard;
 mod delivery;
 mod operator;
 mod receiver;

@@ -10,7 +10,8 @@ use super::wrap;
 use super::Store;
 use crate::error::Result;
 use crate::model::Health;
-use crate::store::{EndpointRow, Lane, Pending};
+use crate::model::State;
+use crate::store::{Attempt, EndpointRow, Lane, Pending};
 
 const ALL: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
      last_error_at, changed_at, reason FROM endpoints ORDER BY name";
@@ -27,6 +28,25 @@ pub(super) const PENDING_ALL: &str = "WITH RECURSIVE e(id) AS (
        FROM e WHERE e.id IS NOT NULL)
      SELECT id, (SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = e.id)
      FROM e WHERE id IS NOT NULL";
+/// The attempts of endpoint ?1's most recently due messages, newest first (?2 at most): in each
+/// state, the last ?2 messages by due time (a backwards range of the state index), then their
+/// attempts by key. Never a scan, however many messages are kept.
+pub(super) const RECENT_ATTEMPTS: &str = "WITH recent(seq) AS (
+       SELECT seq FROM (SELECT seq FROM messages WHERE state = 0 AND endpoint = ?1
+                        ORDER BY due_at DESC LIMIT ?2)
+       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 1 AND endpoint = ?1
+                        ORDER BY due_at DESC LIMIT ?2)
+       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 2 AND endpoint = ?1
+                        ORDER BY due_at DESC LIMIT ?2)
+       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 3 AND endpoint = ?1
+                        ORDER BY due_at DESC LIMIT ?2)
+       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 4 AND endpoint = ?1
+                        ORDER BY due_at DESC LIMIT ?2)
+       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 5 AND endpoint = ?1
+                        ORDER BY due_at DESC LIMIT ?2))
+     SELECT m.uuid, m.state, a.n, a.at, a.duration_us, a.status, a.error
+     FROM recent r JOIN attempts a ON a.seq = r.seq JOIN messages m ON m.seq = r.seq
+     ORDER BY a.at DESC, a.n DESC LIMIT ?2";
 /// The same among messages ?1 < seq <= ?2 (those committed since the daemon last looked).
 const PENDING_NEW: &str = "SELECT endpoint, min(due_at) FROM messages
      WHERE seq > ?1 AND seq <= ?2 AND state = 0 GROUP BY endpoint";
@@ -219,5 +239,39 @@ impl Store {
             })
             .optional()
             .map_err(|e| self.err("find endpoint", e))
+    }
+
+    /// The last `limit` attempts of endpoint `id`'s most recently due messages, newest first,
+    /// with each message's uuid and state (the responses are left out).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn recent_attempts(
+        &self,
+        id: i64,
+        limit: usize,
+    ) -> Result<Vec<(Uuid, State, Attempt)>> {
+        let e = |err| self.err("read recent attempts", err);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self.conn.prepare_cached(RECENT_ATTEMPTS).map_err(e)?;
+        let rows = stmt
+            .query_map(params![id, limit], |r| {
+                let uuid: [u8; 16] = r.get(0)?;
+                Ok((
+                    Uuid::from_bytes(uuid),
+                    super::codes::state_at(r, 1)?,
+                    Attempt {
+                        n: r.get(2)?,
+                        at: r.get(3)?,
+                        duration_us: r.get(4)?,
+                        status: r.get(5)?,
+                        error: r.get(6)?,
+                        response: Vec::new(),
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(e)?;
+        Ok(rows)
     }
 }

@@ -8,10 +8,11 @@ use super::Store;
 use crate::error::Result;
 use crate::filter::{Filter, StateName};
 use crate::message::Message;
-use crate::model::Health;
+use crate::model::{Health, State};
 use crate::store::{
-    Action, Admin, Claimed, Counts, Cycle, DefinedRow, Definition, Done, EndpointRow, Enqueued,
-    EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView, Pending, Query, Queue,
+    Action, Admin, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done, EndpointRow,
+    Enqueued, EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView, Pending,
+    Query, Queue,
 };
 
 impl Queue for Store {
@@ -161,6 +162,10 @@ impl Admin for Store {
 
     fn find_endpoint(&self, name: &str) -> Result<Option<i64>> {
         Store::find_endpoint(self, name)
+    }
+
+    fn recent_attempts(&self, id: i64, limit: usize) -> Result<Vec<(Uuid, State, Attempt)>> {
+        Store::recent_attempts(self, id, limit)
     }
 
     fn request_enable(&mut self, name: &str, now: i64) -> Result<bool> {

@@ -100,3 +100,66 @@ fn definitions_since_reads_only_rows_changed_after_a_generation() -> Result<()> 
     assert_eq!(names, [("b", false), ("c", true)]);
     Ok(())
 }
+
+/// An endpoint's latest attempts, newest first, each with its message's state: read by index
+/// ranges (the last messages of each state by due time), never a scan of messages or attempts.
+#[test]
+fn recent_attempts_are_the_latest_of_an_endpoint_by_index() -> Result<()> {
+    use crate::model::State;
+    use crate::store::OutcomeKind;
+    let (_d, mut s) = test_store();
+    let mut ins = s.inserter()?;
+    for (url, at) in [
+        ("http://127.0.0.1:1/a", 1_000),
+        ("http://127.0.0.1:1/b", 2_000),
+        ("http://127.0.0.1:2/other", 1_000),
+    ] {
+        ins.insert(&msg(url), at)?;
+    }
+    ins.commit()?;
+    let one = s.find_endpoint("http://127.0.0.1:1")?.expect("origin row");
+    let jobs = super::cyc(&mut s, &[], &[], 10, 3_000)?;
+    assert_eq!(jobs.len(), 3);
+    let outcomes: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            let mut o = super::outcome(j, OutcomeKind::Delivered);
+            o.at = 3_000 + j.seq;
+            o.status = Some(200);
+            o
+        })
+        .collect();
+    super::cyc(&mut s, &outcomes, &[], 0, 4_000)?;
+    let recent = s.recent_attempts(one, 10)?;
+    let seen: Vec<(State, i64, Option<u16>)> = recent
+        .iter()
+        .map(|(_, state, a)| (*state, a.at, a.status))
+        .collect();
+    let (a, b) = (jobs[0].seq, jobs[1].seq);
+    assert_eq!(
+        seen,
+        [
+            (State::Delivered, 3_000 + b, Some(200)),
+            (State::Delivered, 3_000 + a, Some(200))
+        ]
+    );
+    assert_eq!(s.recent_attempts(one, 1)?.len(), 1);
+
+    let plan = s
+        .conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::super::endpoints::RECENT_ATTEMPTS
+        ))
+        .unwrap()
+        .query_map([one, 10], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+        .join(" | ");
+    for table in ["SCAN messages", "SCAN m ", "SCAN a ", "SCAN attempts"] {
+        assert!(!plan.contains(table), "{table}: {plan}");
+    }
+    assert!(plan.contains("messages_due"), "{plan}");
+    Ok(())
+}

@@ -59,6 +59,8 @@ pub(crate) struct EndpointDay {
 #[derive(Debug)]
 struct Inner {
     started: i64,
+    /// When endpoints without attempts in the last day were last let go.
+    pruned: i64,
     /// Slot `i % SLOTS` holds interval `i` when its `at` is `i * INTERVAL_MS`.
     slots: Vec<Interval>,
     endpoints: HashMap<String, Endpoint>,
@@ -72,6 +74,7 @@ impl History {
     pub(crate) fn new(now: i64) -> History {
         History(Arc::new(Mutex::new(Inner {
             started: now,
+            pruned: now,
             slots: vec![Interval::default(); SLOTS],
             endpoints: HashMap::new(),
         })))
@@ -88,6 +91,12 @@ impl History {
         match delivered {
             true => slot.delivered += 1,
             false => slot.failed += 1,
+        }
+        if now - inner.pruned > HOUR_MS {
+            // Endpoints removed or idle for a day are let go even if nobody reads the history.
+            inner.pruned = now;
+            let this = now.div_euclid(HOUR_MS);
+            inner.endpoints.retain(|_, e| e.last > this - HOURS as i64);
         }
         let Some(name) = endpoint else { return };
         if !inner.endpoints.contains_key(name) {
@@ -256,6 +265,14 @@ mod tests {
         // A day later nothing is left of it.
         assert!(h.endpoints(t0 + 25 * HOUR_MS).is_empty());
         assert!(h.endpoints(t0).is_empty(), "forgotten, not hidden");
+
+        // Idle for a day, an endpoint is let go by the next attempt, read or not.
+        let h = History::new(t0);
+        h.attempt(Some("gone"), true, 1.0, t0);
+        h.attempt(None, true, 1.0, t0 + 30 * 60_000);
+        assert_eq!(h.inner().endpoints.len(), 1, "within the day and the hour");
+        h.attempt(None, true, 1.0, t0 + 25 * HOUR_MS);
+        assert!(h.inner().endpoints.is_empty());
 
         // Hours between two attempts start from zero; a clock set back over a day starts over.
         let h = History::new(t0);

@@ -30,7 +30,7 @@ export function isAdmin() {
   return !!(session && Array.isArray(session.scopes) && session.scopes.includes('admin'));
 }
 
-async function request(url, { method = 'GET', body, auth = true } = {}) {
+async function request(url, { method = 'GET', body, auth = true, retried = false } = {}) {
   const headers = { Accept: 'application/json, application/problem+json' };
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
   if (method !== 'GET') {
@@ -58,6 +58,12 @@ async function request(url, { method = 'GET', body, auth = true } = {}) {
     const detail = (p && (typeof p.detail === 'string' && p.detail ? p.detail : p.title))
       || 'HTTP ' + res.status + (res.statusText ? ' ' + res.statusText : '');
     const err = new ApiError(res.status, String(detail), p);
+    // Another tab logged in again: this page's CSRF token is the old session's. Take the
+    // current session's and try once more.
+    if (res.status === 403 && method !== 'GET' && auth && !retried && /CSRF/.test(String(detail))) {
+      const fresh = await loadSession().catch(() => null);
+      if (fresh) return request(url, { method, body, auth, retried: true });
+    }
     if (res.status === 401 && auth && session) {
       session = null;
       unauthorized(err);

@@ -1,12 +1,12 @@
 // #/dlq?FILTERS: the dead letters, and the bulk retry and delete of those the filters select
 // (all of them with no filter): a dry run counts them, the operator confirms, and while the
-// real request runs a dry run every 500 ms shows how many are left.
+// real request runs a dry run every second shows how many are left.
 
 import { apiPost } from '/ui/api.js';
 import { el, plural } from '/ui/format.js';
 import { renderList } from '/ui/messages.js';
 
-const POLL_MS = 500;
+const POLL_MS = 1000;
 const VERBS = {
   retry: { ask: 'Retry', done: 'Retried', doing: 'Retrying' },
   delete: { ask: 'Delete', done: 'Deleted', doing: 'Deleting' },
@@ -51,7 +51,7 @@ function bulkPanel(ctx, filters, reload) {
     result.textContent = '';
     progressBox.hidden = true;
     try {
-      const r = await apiPost('dlq/' + action, { ...sel, dry_run: true });
+      const r = await apiPost('dlq/' + action, { ...sel, dry_run: true, count_only: true });
       if (!ctx.alive()) return;
       const n = Number(r.changed ?? r.matched) || 0;
       pending = { action, total: n };
@@ -88,7 +88,7 @@ function bulkPanel(ctx, filters, reload) {
       timer = null;
       if (done || !ctx.alive()) return;
       try {
-        const r = await apiPost('dlq/' + action, { ...sel, dry_run: true });
+        const r = await apiPost('dlq/' + action, { ...sel, dry_run: true, count_only: true });
         const left = Number(r.changed ?? r.matched) || 0;
         if (!done) progress.value = Math.min(total, Math.max(0, total - left));
       } catch (e) {
@@ -98,7 +98,7 @@ function bulkPanel(ctx, filters, reload) {
     };
     timer = setTimeout(poll, POLL_MS);
     try {
-      const r = await apiPost('dlq/' + action, { ...sel });
+      const r = await apiPost('dlq/' + action, { ...sel, count_only: true });
       done = true;
       if (!ctx.alive()) return;
       const changed = Number(r.changed) || 0;

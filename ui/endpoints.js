@@ -215,7 +215,7 @@ function originsSection(ctx) {
 export function renderList(view, ctx) {
   const filter = el('input', { id: 'endpoint-filter', type: 'search', autocomplete: 'off', placeholder: 'name or tenant' });
   const { wrap, body } = table({ id: 'endpoints' },
-    ['Name', 'State', 'Paused', 'Tenant', 'Success (24 h)', 'p95', 'Backlog', 'Dead', 'Last 24 h', 'Actions'],
+    ['Name', 'State', 'Paused', 'Tenant', 'Success (24 h)', 'p95 (since start)', 'Backlog', 'Dead', 'Last 24 h', 'Actions'],
     [noteRow(ENDPOINT_COLUMNS, 'Loading…', 'muted placeholder')]);
   const count = el('p', { class: 'muted', 'aria-live': 'polite' });
   const more = el('button', { id: 'endpoints-more', type: 'button', hidden: true }, moreLabel(PAGE));

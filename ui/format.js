@@ -1,9 +1,9 @@
 // Formatting and safe DOM building. Every string from the server is hostile: it only ever
 // reaches the page as a text node (or an attribute set with setAttribute), after visible().
 
-// C0 controls but \t and \n, DEL, C1 controls, and the bidirectional overrides and isolates
-// (which can reorder what is shown).
-const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+// C0 controls but \t and \n, DEL, C1 controls, the bidirectional marks, overrides and isolates
+// (which can reorder what is shown), zero-width characters and line separators.
+const CONTROLS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
 /** The text with its control characters made visible: ESC as \x1b, U+202E as \u{202e}. */
 export function visible(s) {

@@ -149,7 +149,11 @@ function editForm(m, ctx, reload) {
       hdrs.focus();
       return;
     }
-    if (!binary && body.value !== initial.body) edits.body = body.value;
+    if (!binary && body.value !== initial.body) {
+      // A textarea has LF line ends: a body that had CR LF gets them back.
+      const crlf = typeof m.body === 'string' && m.body.includes('\r\n');
+      edits.body = crlf ? body.value.replace(/\r?\n/g, '\r\n') : body.value;
+    }
     retry.disabled = true;
     try {
       const r = await apiPost('dlq/retry', { uuids: [m.uuid], ...edits });

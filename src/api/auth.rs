@@ -61,13 +61,14 @@ impl Entry {
         Login {
             name: self.name.clone(),
             hash: self.hash,
-            read: self
-                .scopes
-                .iter()
-                .any(|s| matches!(s, Scope::Read | Scope::Admin)),
-            admin: self.scopes.contains(&Scope::Admin),
+            scopes: self.scopes.clone(),
         }
     }
+}
+
+/// Whether `scopes` grant `needed` (`admin` includes `read`).
+fn grants(scopes: &[Scope], needed: Scope) -> bool {
+    scopes.contains(&needed) || (needed == Scope::Read && scopes.contains(&Scope::Admin))
 }
 
 /// A known token, as a dashboard session holds it (the hash, never the token).
@@ -75,10 +76,14 @@ impl Entry {
 pub(crate) struct Login {
     pub(crate) name: String,
     pub(crate) hash: [u8; 32],
-    /// May view (the `read` or `admin` scope).
-    pub(crate) read: bool,
-    /// May act (the `admin` scope).
-    pub(crate) admin: bool,
+    pub(crate) scopes: Vec<Scope>,
+}
+
+impl Login {
+    /// Whether the token may do what `needed` covers, as over TCP.
+    pub(crate) fn allows(&self, needed: Scope) -> bool {
+        grants(&self.scopes, needed)
+    }
 }
 
 /// The tokens TCP clients may present.
@@ -222,9 +227,7 @@ impl Tokens {
         let Some(entry) = self.entry(authorization) else {
             return Err(self.unauthorized());
         };
-        let allowed = entry.scopes.contains(&needed)
-            || (needed == Scope::Read && entry.scopes.contains(&Scope::Admin));
-        if allowed {
+        if grants(&entry.scopes, needed) {
             Ok(())
         } else {
             Err(Problem::new(403, "forbidden").detail(format!(

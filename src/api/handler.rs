@@ -1,6 +1,8 @@
 //! The server's handler: the dashboard's paths to `ui`, every other one to `routes` after the
-//! token check.
+//! token check. The socket, which trusts its clients, refuses requests a web page sent: with
+//! the socket forwarded to a browser's machine (`ssh -L`), any page could otherwise use it.
 
+use super::problem::Problem;
 use super::routes;
 use super::stream::Peer;
 use super::wire::{Handler, Request, Response};
@@ -24,6 +26,16 @@ impl Handler for Context {
         if super::ui::is_ui(&request.path) {
             return self.ui(request);
         }
+        if request.peer == Peer::Unix && from_a_web_page(&request) {
+            self.metrics.request("unauthorized", 403);
+            return Problem::new(403, "forbidden")
+                .detail(
+                    "a web page's request to the API socket (Origin, Sec-Fetch-Site) is refused: \
+                     the socket trusts its clients, a forwarded one would trust every page the \
+                     browser opens; use the dashboard at /ui/",
+                )
+                .response();
+        }
         let resolved = routes::resolve(&request.path);
         let (route, answer) = match self.authorize(&request, resolved.map(|(p, _, _)| p)) {
             Ok(()) => self.route(&request, resolved),
@@ -33,4 +45,10 @@ impl Handler for Context {
         self.metrics.request(route, response.status);
         response
     }
+}
+
+/// Whether a browser says a page sent this request (a fetch, a form): `Origin`, or a
+/// `Sec-Fetch-Site` other than `none` (an address the user typed). Programs send neither.
+fn from_a_web_page(r: &Request) -> bool {
+    r.header("origin").is_some() || r.header("sec-fetch-site").is_some_and(|s| s != "none")
 }

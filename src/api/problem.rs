@@ -57,6 +57,11 @@ impl Problem {
         }))
     }
 
+    /// Its HTTP status.
+    pub(crate) fn status(&self) -> u16 {
+        self.0.status
+    }
+
     pub(crate) fn detail(mut self, d: impl Into<String>) -> Problem {
         self.0.detail = Some(d.into());
         self

@@ -40,6 +40,9 @@ pub(crate) struct ApiConfig {
     pub(crate) tokens_file: Option<PathBuf>,
     /// TLS for the TCP listener: certificate chain and key (PEM).
     pub(crate) tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP on purpose, behind a TLS-terminating proxy (the dashboard's cookie is then
+    /// `Secure`: the browser speaks HTTPS).
+    pub(crate) allow_plaintext: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +154,7 @@ impl ApiSection {
             listen,
             tokens_file,
             tls,
+            allow_plaintext: self.allow_plaintext == Some(true),
             socket,
             max_connections: in_range(
                 "api.max_connections",

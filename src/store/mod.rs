@@ -252,6 +252,12 @@ pub(crate) trait Admin: Send {
     /// `Db`/`Busy`.
     fn oldest_pending(&self) -> Result<Vec<(String, i64)>>;
 
+    /// When the oldest pending message was created (ms), overall only: one index seek.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn oldest_pending_overall(&self) -> Result<Option<i64>>;
+
     /// Every known endpoint with its health and message counts.
     ///
     /// # Errors

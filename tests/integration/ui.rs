@@ -161,6 +161,46 @@ fn dashboard_logins_sessions_and_csrf() {
     let done = c.request("POST", pause, &h, b"");
     assert_eq!(done.status, 200, "{}", done.text());
     assert!(paused(&env, "hold"));
+    // Who did it is in the log.
+    let line = "dashboard: token ops POST /v1/endpoints/hold/pause: 200";
+    wait_until(Duration::from_secs(5), "the audit line", || {
+        d.log_text().contains(line)
+    });
+    // Without Sec-Fetch-Site (an older browser), an Origin of this host or of the host a proxy
+    // in front was asked for passes; any other is refused.
+    let resume = "/ui/api/endpoints/hold/resume";
+    let with_origin = |origin: &'static str, forwarded: Option<&'static str>| {
+        let mut h = vec![
+            ("cookie", cookie.as_str()),
+            ("x-csrf-token", csrf.as_str()),
+            ("origin", origin),
+        ];
+        if let Some(f) = forwarded {
+            h.push(("x-forwarded-host", f));
+        }
+        h
+    };
+    let mut c2 = Client::connect(&sock);
+    let evil = with_origin("https://evil.example", Some("dash.example"));
+    assert_eq!(c2.request("POST", resume, &evil, b"").status, 403);
+    let proxied = with_origin("https://dash.example", Some("dash.example"));
+    assert_eq!(c2.request("POST", resume, &proxied, b"").status, 200);
+    // A session does what its token may over TCP, no more: admin does not enqueue.
+    let post = c.request(
+        "POST",
+        "/ui/api/messages",
+        &[
+            ("cookie", cookie.as_str()),
+            ("x-csrf-token", csrf.as_str()),
+            ("content-type", "application/json"),
+        ],
+        serde_json::to_vec(&json!({"url": rx.url("/x")}))
+            .unwrap()
+            .as_slice(),
+    );
+    assert_eq!(post.status, 403, "{}", post.text());
+    assert!(post.text().contains("enqueue scope"), "{}", post.text());
+    c.request("POST", pause, &h, b"");
     // Only /v1 routes are behind /ui/api.
     let metrics = c.request("GET", "/ui/api/../metrics", &[("cookie", &cookie)], b"");
     assert_eq!(metrics.status, 404, "{}", metrics.text());
@@ -189,6 +229,52 @@ fn dashboard_logins_sessions_and_csrf() {
     assert_eq!(out.status, 200, "{}", out.text());
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(c.request("GET", "/ui/session", &h, b"").status, 401);
+}
+
+/// The socket trusts its clients; forwarded to a browser's machine it would trust every page
+/// the browser opens. So it refuses what a web page sends (Origin, Sec-Fetch-Site), and serves
+/// programs (curl, the CLI) as before.
+#[test]
+fn the_socket_refuses_requests_a_web_page_sent() {
+    let env = TestEnv::new("ui-socket-pages");
+    let failing = Receiver::start(|_, _| crate::util::Reply::Status(500));
+    let _d = env.daemon();
+    let sock = socket(&env.db);
+    let dead = env.enqueue(&[&failing.url("/x"), "--max-attempts", "1"]);
+    wait_until(Duration::from_secs(10), "dead", || {
+        env.state(&dead) == "dead"
+    });
+    let mut c = Client::connect(&sock);
+    let body = br#"{"all": true}"#;
+    for (name, value) in [
+        ("origin", "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-origin"), // a page of a rebound name, on the forwarded port
+    ] {
+        let a = c.request("POST", "/v1/dlq/delete", &[(name, value)], body);
+        assert_eq!(a.status, 403, "{name}: {value}: {}", a.text());
+        let read = c.request("GET", "/v1/dlq", &[(name, value)], b"");
+        assert_eq!(read.status, 403, "{name}: {value}");
+    }
+    assert_eq!(env.state(&dead), "dead", "nothing refused was done");
+    // An address typed by the user, and programs, are served.
+    let typed = c.request("GET", "/v1/status", &[("sec-fetch-site", "none")], b"");
+    assert_eq!(typed.status, 200);
+    // count_only: the counts without the uuids.
+    let counted = call(
+        &sock,
+        "POST",
+        "/v1/dlq/delete",
+        Some(&json!({"all": true, "dry_run": true, "count_only": true})),
+    )
+    .json();
+    assert_eq!(
+        (counted["changed"].as_u64(), counted["uuids"].clone()),
+        (Some(1), json!([]))
+    );
+    let deleted = c.request("POST", "/v1/dlq/delete", &[], body);
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    assert_eq!(deleted.json()["changed"], 1);
 }
 
 #[test]

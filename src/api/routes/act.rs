@@ -1,7 +1,8 @@
 //! The operator's actions: cancel, replay, dlq retry and delete, as the bulk commands run them
 //! (`ops::bulk`), with the same selections and refusals. A body names the messages by `uuids`,
 //! by `all` (dead letters), or by the filters of `list` (`state`, `endpoint`, `url_prefix`,
-//! `key`, `since`, `until`, `status`, `error`); `dry_run: true` only counts. No confirmation is
+//! `key`, `since`, `until`, `status`, `error`); `dry_run: true` only counts, `count_only: true`
+//! leaves the uuids out of the answer. No confirmation is
 //! asked: the request is the confirmation. Answers the commands' `--json` report.
 
 use base64::Engine;
@@ -31,11 +32,13 @@ struct Body {
     all: bool,
     filter: FilterArgs,
     dry_run: bool,
+    /// Answer the counts without the uuids (a million dead letters are 38 MB of uuids).
+    count_only: bool,
     edit: RetryEdit,
 }
 
 /// The fields of an action's body besides the `FILTERS`.
-pub(super) const SELECTION: &[&str] = &["uuids", "dry_run"];
+pub(super) const SELECTION: &[&str] = &["uuids", "dry_run", "count_only"];
 pub(super) const EDITS: &[&str] = &["url", "headers", "remove_headers", "body", "body_base64"];
 
 fn string(o: &mut Map<String, Value>, name: &str) -> Result<Option<String>, Problem> {
@@ -114,6 +117,7 @@ impl Body {
         }
         let all = flag(&mut o, "all")?;
         let dry_run = flag(&mut o, "dry_run")?;
+        let count_only = flag(&mut o, "count_only")?;
         let url = string(&mut o, "url")?;
         if let Some(u) = &url {
             crate::check::url("url", u).map_err(|e| Problem::invalid(&e))?;
@@ -156,6 +160,7 @@ impl Body {
             all,
             filter,
             dry_run,
+            count_only,
             edit: RetryEdit {
                 url,
                 set_headers,
@@ -210,8 +215,11 @@ impl Context {
             if kind == Kind::Replay {
                 return Err(bad("replay selects messages by filters, not uuids").field("uuids"));
             }
-            let report =
+            let mut report =
                 bulk::on_uuids(&config, &b, &body.uuids, body.dry_run, &wake).map_err(fail)?;
+            if body.count_only {
+                report.uuids = Vec::new();
+            }
             return Ok(json(200, &report));
         }
         if !body.all && !body.filter.is_given() {
@@ -235,12 +243,15 @@ impl Context {
         }
         .map_err(|m| bad(&m).field("state"))?;
         let mut selected = bulk::select(&config, &b, &f, &states, body.dry_run).map_err(fail)?;
-        let report = if body.dry_run {
+        let mut report = if body.dry_run {
             selected.count(&b, true)
         } else {
             selected.act(&b, &|_| {}, &wake)
         }
         .map_err(fail)?;
+        if body.count_only {
+            report.uuids = Vec::new();
+        }
         Ok(json(200, &report))
     }
 }

@@ -138,6 +138,18 @@ pub(super) fn resolve(path: &str) -> Option<Resolved<'_>> {
     with_param
 }
 
+/// The scope a request needs (`None`: open, `/healthz` and `/readyz`): `enqueue` to post
+/// messages and events, `admin` for every other change, `read` for the rest (an unknown path
+/// needs `read`, so that it is not a map of the API).
+pub(super) fn needed_scope(route: Option<&str>, method: &str) -> Option<Scope> {
+    Some(match (route, method) {
+        (Some("/healthz" | "/readyz"), _) => return None,
+        (Some("/v1/messages" | "/v1/messages/batch" | "/v1/events"), "POST") => Scope::Enqueue,
+        (Some(_) | None, "GET") | (None, _) => Scope::Read,
+        (Some(_), _) => Scope::Admin,
+    })
+}
+
 impl Context {
     /// Over TCP, a token with the scope the route needs: `enqueue` to post messages, `admin`
     /// for every other change, `read` for the rest (but `/healthz` and `/readyz`, open to load
@@ -152,15 +164,13 @@ impl Context {
         if r.peer != Peer::Tcp {
             return Ok(());
         }
-        let needed = match (route, r.method.as_str()) {
-            (Some("/healthz" | "/readyz"), _) => return Ok(()),
-            (Some("/v1/messages" | "/v1/messages/batch" | "/v1/events"), "POST") => Scope::Enqueue,
-            (Some(_) | None, "GET") | (None, _) => Scope::Read,
-            (Some(_), _) => Scope::Admin,
-        };
-        self.config
-            .tokens()
-            .check(r.header("authorization"), needed)
+        match needed_scope(route, &r.method) {
+            None => Ok(()),
+            Some(needed) => self
+                .config
+                .tokens()
+                .check(r.header("authorization"), needed),
+        }
     }
 
     /// The route's pattern (a metrics label) and its answer.

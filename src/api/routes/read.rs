@@ -202,10 +202,9 @@ impl Context {
     pub(super) fn stats(&self) -> Answer {
         let config = self.config();
         let now = crate::time::now_ms();
-        let oldest = self
-            .read(&config, |s| s.oldest_pending())
+        let overall = self
+            .read(&config, |s| s.oldest_pending_overall())
             .map_err(|e| Problem::from_error(&e))?;
-        let overall = oldest.iter().find(|(n, _)| n.is_empty()).map(|(_, at)| *at);
         let history = &self.history;
         Ok(json(
             200,
@@ -222,20 +221,27 @@ impl Context {
 
     /// `GET /v1/endpoints/NAME/attempts[?limit=N]`: its latest attempts, newest first.
     pub(super) fn recent_attempts(&self, name: &str, r: &Request) -> Answer {
-        let limit = match r.query.split_once('=') {
-            None if r.query.is_empty() => RECENT_ATTEMPTS,
-            Some(("limit", n)) => match n.parse::<usize>() {
+        let mut limit = RECENT_ATTEMPTS;
+        for pair in r.query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name != "limit" {
+                return Err(bad(&format!(
+                    "unknown parameter {:?} (the only one is limit)",
+                    crate::text::escape(name)
+                ))
+                .field(name.to_owned()));
+            }
+            limit = match value.parse::<usize>() {
                 Ok(n @ 1..=MAX_RECENT_ATTEMPTS) => n,
                 _ => {
                     return Err(bad(&format!(
                         "limit: {:?} is not a number in 1..={MAX_RECENT_ATTEMPTS}",
-                        crate::text::escape(n)
+                        crate::text::escape(value)
                     ))
                     .field("limit"))
                 }
-            },
-            _ => return Err(bad("the only parameter is limit").field("limit")),
-        };
+            };
+        }
         let config = self.config();
         let rows = self
             .read(&config, |s| {

@@ -11,6 +11,7 @@ mod session;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::auth::Scope;
 use super::problem::Problem;
 use super::stream::Peer;
 use super::wire::{Request, Response};
@@ -58,10 +59,10 @@ struct SessionJson<'a> {
 
 impl SessionJson<'_> {
     fn new<'a>(login: &'a super::auth::Login, csrf: &'a str) -> SessionJson<'a> {
-        let scopes = match login.admin {
-            true => vec!["admin", "read"],
-            false => vec!["read"],
-        };
+        let mut scopes: Vec<&'static str> = login.scopes.iter().map(|s| s.as_str()).collect();
+        if login.allows(Scope::Read) && !scopes.contains(&"read") {
+            scopes.push("read");
+        }
         SessionJson {
             name: &login.name,
             scopes,
@@ -137,18 +138,25 @@ impl Context {
             log::info!("dashboard: a login with an unknown token was refused");
             return Err(Problem::new(401, "unauthorized").detail("unknown token"));
         };
-        if !login.read {
+        if !login.allows(Scope::Read) {
             return Err(Problem::new(403, "forbidden").detail(format!(
                 "token {} has neither the read nor the admin scope",
                 login.name
             )));
         }
+        // A login replaces the browser's session: the one its cookie names ends.
+        self.sessions.end(r.header("cookie"));
         let (cookie, csrf) = self
             .sessions
             .start(&login)
             .map_err(|e| Problem::from_error(&e))?;
         log::info!("dashboard: token {} logged in", login.name);
-        let secure = r.peer == Peer::Tcp && self.config().api.tls.is_some();
+        // Secure whenever the browser speaks HTTPS: our TLS, or a TLS-terminating proxy.
+        let config = self.config();
+        let secure = r.peer == Peer::Tcp
+            && (config.api.tls.is_some()
+                || config.api.allow_plaintext
+                || r.header("x-forwarded-proto") == Some("https"));
         let mut response = super::routes::json(200, &SessionJson::new(&login, &csrf));
         response.headers.push((
             "set-cookie",
@@ -200,23 +208,39 @@ impl Context {
             Ok(c) => c,
             Err(p) => return ("unauthorized", Err(p)),
         };
-        if !matches!(r.method.as_str(), "GET" | "HEAD") {
+        // Only GET is safe: every other method needs the CSRF token and this site.
+        let change = r.method != "GET";
+        if change {
             if let Err(p) = same_site(&r).and_then(|()| csrf(&r, &current)) {
                 return ("unauthorized", Err(p));
-            }
-            if !current.login.admin {
-                return (
-                    "unauthorized",
-                    Err(Problem::new(403, "forbidden").detail(format!(
-                        "token {} lacks the admin scope",
-                        current.login.name
-                    ))),
-                );
             }
         }
         let request = Request { path, ..r };
         let resolved = super::routes::resolve(&request.path);
-        self.route(&request, resolved)
+        // The scope the route needs over TCP, from the token the session holds.
+        let needed = super::routes::needed_scope(resolved.map(|(p, _, _)| p), &request.method);
+        if let Some(needed) = needed.filter(|n| !current.login.allows(*n)) {
+            return (
+                "unauthorized",
+                Err(Problem::new(403, "forbidden").detail(format!(
+                    "token {} lacks the {} scope",
+                    current.login.name,
+                    needed.as_str()
+                ))),
+            );
+        }
+        let (route, answer) = self.route(&request, resolved);
+        if change {
+            // Who did what: the dashboard's changes in the log, by token name.
+            let status = answer.as_ref().map_or_else(|p| p.status(), |a| a.status);
+            log::info!(
+                "dashboard: token {} {} {}: {status}",
+                current.login.name,
+                request.method,
+                crate::text::escape(&request.path)
+            );
+        }
+        (route, answer)
     }
 }
 
@@ -232,18 +256,22 @@ fn asset(name: &str) -> Result<Response, Problem> {
     })
 }
 
-/// Refuses a change a browser says comes from another site (`Sec-Fetch-Site`), or whose
-/// `Origin` is not this host.
-fn same_site(r: &Request) -> Result<(), Problem> {
+/// Refuses a change a browser says comes from another origin: by `Sec-Fetch-Site` (every
+/// current browser sends it), else by an `Origin` that is neither this `Host` nor the
+/// `X-Forwarded-Host` a proxy in front set (a page of another site cannot set that header
+/// without a CORS preflight, which is never allowed here).
+pub(super) fn same_site(r: &Request) -> Result<(), Problem> {
     let refused = |why: &str| Err(Problem::new(403, "forbidden").detail(why.to_owned()));
     if let Some(site) = r.header("sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return refused("a request from another site (Sec-Fetch-Site)");
-        }
+        return match site {
+            "same-origin" | "none" => Ok(()),
+            _ => refused("a request from another site (Sec-Fetch-Site)"),
+        };
     }
-    if let (Some(origin), Some(host)) = (r.header("origin"), r.header("host")) {
+    if let Some(origin) = r.header("origin") {
         let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
-        if origin_host != host {
+        let ours = [r.header("host"), r.header("x-forwarded-host")];
+        if !ours.contains(&Some(origin_host)) {
             return refused("a request from another origin (Origin)");
         }
     }

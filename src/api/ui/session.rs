@@ -141,7 +141,7 @@ mod tests {
         let (token, line) = new_token("ops", &[Scope::Admin]).unwrap();
         let tokens = Tokens::parse_for_tests(&line);
         let login = tokens.login(&token).unwrap();
-        assert!(login.admin && login.read);
+        assert!(login.allows(Scope::Admin) && login.allows(Scope::Read));
         let sessions = Sessions::default();
         let (cookie, csrf) = sessions.start(&login).unwrap();
         let header = format!("theme=dark; {COOKIE}={cookie}");

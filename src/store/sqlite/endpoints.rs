@@ -28,21 +28,25 @@ pub(super) const PENDING_ALL: &str = "WITH RECURSIVE e(id) AS (
        FROM e WHERE e.id IS NOT NULL)
      SELECT id, (SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = e.id)
      FROM e WHERE id IS NOT NULL";
-/// The attempts of endpoint ?1's most recently due messages, newest first (?2 at most): in each
-/// state, the last ?2 messages by due time (a backwards range of the state index), then their
-/// attempts by key. Never a scan, however many messages are kept.
+/// The attempts of endpoint ?1's latest messages, newest first (?2 at most). There is no index of
+/// attempts by time; the messages with the latest attempts are found by the state index: in each
+/// finished or in-flight state the last ?2 by due time (when they were last due), and among the
+/// pending ones the ?2 due soonest (a retry waits its backoff: the latest failures are due soon)
+/// and the ?2 due last. Backwards and forwards ranges of the state index, never a scan.
 pub(super) const RECENT_ATTEMPTS: &str = "WITH recent(seq) AS (
        SELECT seq FROM (SELECT seq FROM messages WHERE state = 0 AND endpoint = ?1
+                        ORDER BY due_at LIMIT ?2)
+       UNION SELECT seq FROM (SELECT seq FROM messages WHERE state = 0 AND endpoint = ?1
                         ORDER BY due_at DESC LIMIT ?2)
-       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 1 AND endpoint = ?1
+       UNION SELECT seq FROM (SELECT seq FROM messages WHERE state = 1 AND endpoint = ?1
                         ORDER BY due_at DESC LIMIT ?2)
-       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 2 AND endpoint = ?1
+       UNION SELECT seq FROM (SELECT seq FROM messages WHERE state = 2 AND endpoint = ?1
                         ORDER BY due_at DESC LIMIT ?2)
-       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 3 AND endpoint = ?1
+       UNION SELECT seq FROM (SELECT seq FROM messages WHERE state = 3 AND endpoint = ?1
                         ORDER BY due_at DESC LIMIT ?2)
-       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 4 AND endpoint = ?1
+       UNION SELECT seq FROM (SELECT seq FROM messages WHERE state = 4 AND endpoint = ?1
                         ORDER BY due_at DESC LIMIT ?2)
-       UNION ALL SELECT seq FROM (SELECT seq FROM messages WHERE state = 5 AND endpoint = ?1
+       UNION SELECT seq FROM (SELECT seq FROM messages WHERE state = 5 AND endpoint = ?1
                         ORDER BY due_at DESC LIMIT ?2))
      SELECT m.uuid, m.state, a.n, a.at, a.duration_us, a.status, a.error
      FROM recent r JOIN attempts a ON a.seq = r.seq JOIN messages m ON m.seq = r.seq
@@ -241,8 +245,8 @@ impl Store {
             .map_err(|e| self.err("find endpoint", e))
     }
 
-    /// The last `limit` attempts of endpoint `id`'s most recently due messages, newest first,
-    /// with each message's uuid and state (the responses are left out).
+    /// The last `limit` attempts of endpoint `id`'s latest messages (`RECENT_ATTEMPTS`), newest
+    /// first, with each message's uuid and state (the responses are left out).
     ///
     /// # Errors
     /// `Db`/`Busy`.

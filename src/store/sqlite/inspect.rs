@@ -47,6 +47,13 @@ const VIEW_BY_UUID: &str = view_sql!("m.uuid = CAST(?1 AS BLOB)");
 const VIEW_BY_SEQ: &str = view_sql!("m.seq = CAST(?1 AS INTEGER)");
 const ATTEMPTS: &str =
     "SELECT n, at, duration_us, status, error, response FROM attempts WHERE seq = ?1 ORDER BY n";
+/// When a message was created (ms), from its UUIDv7.
+fn created_ms(b: Vec<u8>) -> Option<i64> {
+    let u = Uuid::from_slice(&b).ok()?;
+    let (secs, nanos) = u.get_timestamp()?.to_unix();
+    Some(i64::try_from(secs).ok()? * 1000 + i64::from(nanos / 1_000_000))
+}
+
 impl Store {
     /// Starts a read transaction that lasts as long as this connection: what a command reads
     /// next (a page of `list`, then each message of it) comes from one consistent snapshot, and
@@ -60,6 +67,19 @@ impl Store {
             .map_err(|e| self.err("begin read", e))
     }
 
+    /// When the oldest pending message was created (from its UUIDv7), overall: one index seek.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    pub(crate) fn oldest_pending_overall(&self) -> Result<Option<i64>> {
+        let first: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(OLDEST_PENDING)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|source| self.err("find the oldest pending message", source))?;
+        Ok(first.and_then(created_ms))
+    }
+
     /// When the oldest pending message was created (from its UUIDv7), overall (name `""`) and
     /// for each endpoint that has one.
     ///
@@ -67,18 +87,8 @@ impl Store {
     /// `Db`/`Busy`.
     pub(crate) fn oldest_pending(&self) -> Result<Vec<(String, i64)>> {
         let e = |source| self.err("find the oldest pending message", source);
-        let created = |b: Vec<u8>| -> Option<i64> {
-            let u = Uuid::from_slice(&b).ok()?;
-            let (secs, nanos) = u.get_timestamp()?.to_unix();
-            Some(i64::try_from(secs).ok()? * 1000 + i64::from(nanos / 1_000_000))
-        };
         let mut out = Vec::new();
-        let first: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached(OLDEST_PENDING)
-            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-            .map_err(e)?;
-        if let Some(at) = first.and_then(created) {
+        if let Some(at) = self.oldest_pending_overall()? {
             out.push((String::new(), at));
         }
         let mut stmt = self
@@ -95,7 +105,7 @@ impl Store {
             if message::is_origin(&name) {
                 continue; // counted in the overall figure: a label per host would be unbounded
             }
-            if let Some(at) = uuid.and_then(created) {
+            if let Some(at) = uuid.and_then(created_ms) {
                 out.push((name, at));
             }
         }

@@ -117,6 +117,10 @@ impl Admin for Store {
         Store::oldest_pending(self)
     }
 
+    fn oldest_pending_overall(&self) -> Result<Option<i64>> {
+        Store::oldest_pending_overall(self)
+    }
+
     fn query<'f>(&self, filter: &'f Filter, states: &[StateName], now: i64) -> Result<Query<'f>> {
         Store::query(self, filter, states, now)
     }

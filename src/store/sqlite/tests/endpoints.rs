@@ -145,6 +145,32 @@ fn recent_attempts_are_the_latest_of_an_endpoint_by_index() -> Result<()> {
     );
     assert_eq!(s.recent_attempts(one, 1)?.len(), 1);
 
+    // A retry's failure is found behind many scheduled messages that were never attempted.
+    let mut ins = s.inserter()?;
+    ins.insert(&msg("http://127.0.0.1:1/retried"), 5_000)?;
+    let mut later = msg("http://127.0.0.1:1/later");
+    later.delay = Duration::from_secs(86_400);
+    for _ in 0..20 {
+        ins.insert(&later, 5_000)?;
+    }
+    ins.commit()?;
+    let jobs = super::cyc(&mut s, &[], &[], 10, 6_000)?;
+    assert_eq!(jobs.len(), 1, "only the one due");
+    let mut failed = super::outcome(&jobs[0], OutcomeKind::Retry { due_at: 9_000 });
+    failed.at = 7_000;
+    super::cyc(&mut s, &[failed], &[], 0, 7_000)?;
+    let recent = s.recent_attempts(one, 2)?;
+    assert_eq!(
+        recent
+            .iter()
+            .map(|(_, st, a)| (*st, a.at, a.status))
+            .collect::<Vec<_>>(),
+        [
+            (State::Pending, 7_000, Some(500)),
+            (State::Delivered, 3_000 + b, Some(200))
+        ]
+    );
+
     let plan = s
         .conn
         .prepare(&format!(

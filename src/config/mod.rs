@@ -83,21 +83,6 @@ pub(crate) struct HttpProxy {
     pub(crate) no_proxy: Vec<String>,
 }
 
-/// Where the queue is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Database {
-    /// An SQLite file (with its `-wal`, `-shm`, `.lock` and `.sock` beside it).
-    Sqlite(PathBuf),
-}
-
-impl std::fmt::Display for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Database::Sqlite(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
-
 /// The validated configuration every command works from.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -223,12 +208,9 @@ impl Config {
             None => Config::from_file_config(FileConfig::default(), None, true)?,
         };
         if let Some(db) = common.db.or_else(|| env_path("WEBHOOKD_DB")) {
-            if db.as_os_str().is_empty() {
-                return Err(Error::Usage {
-                    message: "--db: the path is empty".into(),
-                });
-            }
-            config.db = Database::Sqlite(db);
+            config.db = Database::from_path(db).map_err(|m| Error::Usage {
+                message: format!("--db: {m}"),
+            })?;
         }
         if let crate::cli::Command::Run {
             workers: Some(w), ..
@@ -341,11 +323,10 @@ impl Config {
             None => DEFAULT_WORKERS,
             Some(w) => check_workers(w).map_err(|m| bad("workers", m))?,
         };
-        let db = Database::Sqlite(match file.db {
-            Some(db) if db.as_os_str().is_empty() => return Err(bad("db", "is empty".into())),
-            Some(db) => db,
-            None => default_db_path(),
-        });
+        let db = match file.db {
+            Some(db) => Database::from_path(db).map_err(|m| bad("db", m))?,
+            None => Database::Sqlite(default_db_path()),
+        };
         let alerts = match (file.alert_url, file.alert_format.as_deref()) {
             (None, None) => None,
             (None, Some(_)) => return Err(bad("alert_format", "set without alert_url".into())),
@@ -519,8 +500,10 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 mod api;
+mod database;
 mod sections;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use api::ApiConfig;
+pub(crate) use database::Database;

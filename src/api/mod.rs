@@ -177,7 +177,14 @@ impl SharedConfig {
     pub(crate) fn set(&self, config: &Config) {
         let tokens = match &config.api.tokens_file {
             Some(file) => match auth::Tokens::load(file) {
-                Ok(t) => Some(Arc::new(t)),
+                Ok(t) => {
+                    log::info!(
+                        "reload: {} from {}",
+                        crate::text::count(t.len() as u64, "API token"),
+                        file.display()
+                    );
+                    Some(Arc::new(t))
+                }
                 Err(e) => {
                     log::error!("reload: {e}; the API tokens stay as they were");
                     None

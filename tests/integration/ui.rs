@@ -200,6 +200,10 @@ fn dashboard_logins_sessions_and_csrf() {
     );
     assert_eq!(post.status, 403, "{}", post.text());
     assert!(post.text().contains("enqueue scope"), "{}", post.text());
+    let refused = "dashboard: token ops POST /v1/messages: refused, 403 (no enqueue scope)";
+    wait_until(Duration::from_secs(5), "the refusal's line", || {
+        d.log_text().contains(refused)
+    });
     c.request("POST", pause, &h, b"");
     // Only /v1 routes are behind /ui/api.
     let metrics = c.request("GET", "/ui/api/../metrics", &[("cookie", &cookie)], b"");

@@ -197,7 +197,8 @@ impl Context {
         self.sessions
             .find(r.header("cookie"), &self.config.tokens())
             .ok_or_else(|| {
-                Problem::new(401, "unauthorized").detail("log in with an API token (session ended)")
+                Problem::new(401, "unauthorized")
+                    .detail("no session: log in with an API token (a session ends after 12 h, 1 h idle, at logout or a restart)")
             })
     }
 
@@ -212,6 +213,13 @@ impl Context {
         let change = r.method != "GET";
         if change {
             if let Err(p) = same_site(&r).and_then(|()| csrf(&r, &current)) {
+                log::info!(
+                    "dashboard: token {} {} {}: refused, {}",
+                    current.login.name,
+                    r.method,
+                    crate::text::escape(&path),
+                    p.status()
+                );
                 return ("unauthorized", Err(p));
             }
         }
@@ -220,6 +228,15 @@ impl Context {
         // The scope the route needs over TCP, from the token the session holds.
         let needed = super::routes::needed_scope(resolved.map(|(p, _, _)| p), &request.method);
         if let Some(needed) = needed.filter(|n| !current.login.allows(*n)) {
+            if change {
+                log::info!(
+                    "dashboard: token {} {} {}: refused, 403 (no {} scope)",
+                    current.login.name,
+                    request.method,
+                    crate::text::escape(&request.path),
+                    needed.as_str()
+                );
+            }
             return (
                 "unauthorized",
                 Err(Problem::new(403, "forbidden").detail(format!(

@@ -388,3 +388,43 @@ fn stats_and_recent_attempts_count_what_happened() {
     let unknown = call(&sock, "GET", "/v1/endpoints/nowhere/attempts", None);
     assert_eq!(unknown.status, 404, "{}", unknown.text());
 }
+
+/// Over TCP the cookie is `Secure` when the browser speaks HTTPS: here, behind a TLS proxy that
+/// says so (`X-Forwarded-Proto`); on plain loopback HTTP it is not (a browser would drop it).
+#[test]
+fn the_cookie_is_secure_when_the_browser_speaks_https() {
+    let env = TestEnv::new("ui-secure");
+    let (admin, line) = token(&env, "ops", "admin");
+    let tokens = env.dir.join("tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    env.write_config(&format!(
+        "{FAST}\n[api]\nlisten = \"127.0.0.1:{port}\"\ntokens_file = {:?}\n",
+        tokens.display().to_string()
+    ));
+    let _d = env.daemon();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let cookie = |proto: Option<&str>| {
+        let mut req = agent
+            .post(format!("http://127.0.0.1:{port}/ui/login"))
+            .header("content-type", "application/json");
+        if let Some(p) = proto {
+            req = req.header("x-forwarded-proto", p);
+        }
+        let r = req
+            .send(serde_json::to_vec(&json!({ "token": admin })).unwrap())
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.headers()["set-cookie"].to_str().unwrap().to_owned()
+    };
+    assert!(!cookie(None).contains("Secure"));
+    assert!(!cookie(Some("http")).contains("Secure"));
+    assert!(cookie(Some("https")).contains("; Secure"));
+}

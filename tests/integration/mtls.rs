@@ -2,8 +2,7 @@
 //! CA, and keeps connections alive (so a pooled connection could be reused by another identity
 //! if agents were shared); endpoints with their own `ca_file`, `client_cert` and `client_key`.
 
-use std::io::{BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
 };
 
-use crate::util::{read_request, wait_until, TestEnv, FAST};
+use crate::util::{read_request, serve_tls, wait_until, TestEnv, FAST};
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -69,39 +68,26 @@ impl MtlsReceiver {
                 rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )
             .unwrap();
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for tcp in listener.incoming().flatten() {
-                let (config, log) = (Arc::clone(&config), Arc::clone(&log));
-                std::thread::spawn(move || {
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-                    // Keep-alive: every request of the connection, until the client closes it.
-                    loop {
-                        let Some((path, _)) = read_request(&mut tls) else {
-                            return;
-                        };
-                        let stream = tls.get_mut();
-                        let peer = stream
-                            .conn
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| c.to_vec())
-                            .unwrap_or_default();
-                        log.lock().unwrap().push((path, peer));
-                        if stream
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                            .and_then(|()| stream.flush())
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                });
+        let port = serve_tls(config, move |mut tls| {
+            // Keep-alive: every request of the connection, until the client closes it.
+            while let Some((path, _)) = read_request(&mut tls) {
+                let stream = tls.get_mut();
+                let peer = stream
+                    .conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec())
+                    .unwrap_or_default();
+                log.lock().unwrap().push((path, peer));
+                if stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .and_then(|()| stream.flush())
+                    .is_err()
+                {
+                    return;
+                }
             }
         });
         MtlsReceiver {

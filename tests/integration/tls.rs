@@ -1,7 +1,6 @@
 //! HTTPS receivers: the system's CA certificates by default, `http.ca_file` for more.
 
-use std::io::{BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-use crate::util::{read_request, wait_until, TestEnv, FAST};
+use crate::util::{read_request, serve_tls, wait_until, TestEnv, FAST};
 
 /// An HTTPS receiver on 127.0.0.1 with a certificate from its own, freshly made CA.
 struct TlsReceiver {
@@ -38,31 +37,20 @@ impl TlsReceiver {
                 rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )
             .unwrap();
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let received = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&received);
-        std::thread::spawn(move || {
-            for tcp in listener.incoming().flatten() {
-                let (config, counter) = (Arc::clone(&config), Arc::clone(&counter));
-                std::thread::spawn(move || {
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-                    // A client that rejects the certificate fails the handshake here.
-                    if read_request(&mut tls).is_none() {
-                        return;
-                    }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let stream = tls.get_mut();
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    let _ = stream.flush();
-                    stream.conn.send_close_notify();
-                    let _ = stream.flush();
-                });
+        let port = serve_tls(config, move |mut tls| {
+            // A client that rejects the certificate fails the handshake here.
+            if read_request(&mut tls).is_none() {
+                return;
             }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let stream = tls.get_mut();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.flush();
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
         });
         TlsReceiver {
             port,

@@ -245,11 +245,14 @@ impl Context {
         let config = self.config();
         let rows = self
             .read(&config, |s| {
-                let known = config.endpoints.contains_key(name)
-                    || crate::ops::defined::current(s, &config, name)?.is_some();
+                // Configured but never used: no row yet, no attempts.
+                let known = |s: &dyn crate::store::Admin| -> crate::error::Result<bool> {
+                    Ok(config.endpoints.contains_key(name)
+                        || crate::ops::defined::current(s, &config, name)?.is_some())
+                };
                 match s.find_endpoint(name)? {
                     Some(id) => s.recent_attempts(id, limit),
-                    None if known => Ok(Vec::new()),
+                    None if known(s)? => Ok(Vec::new()),
                     None => Err(Error::NoSuchEndpoint { name: name.into() }),
                 }
             })

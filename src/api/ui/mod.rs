@@ -92,13 +92,12 @@ impl Context {
     fn ui_answer(&self, r: Request) -> (&'static str, Result<Response, Problem>) {
         let get = matches!(r.method.as_str(), "GET" | "HEAD");
         let Some(rest) = r.path.strip_prefix("/ui/") else {
-            let mut moved = Response {
+            let moved = Response {
                 status: 308,
                 content_type: HTML,
                 headers: vec![("location", "/ui/".into())],
-                body: Vec::new(),
+                body: b"<a href=\"/ui/\">/ui/</a>\n".to_vec(),
             };
-            moved.body.extend_from_slice(b"<a href=\"/ui/\">/ui/</a>\n");
             return ("ui", Ok(moved));
         };
         if let Some(api) = rest.strip_prefix("api/") {

@@ -89,12 +89,7 @@ impl Sessions {
 
     /// The session a `Cookie` header names, if it is alive and its token still known.
     pub(super) fn find(&self, cookie_header: Option<&str>, tokens: &Tokens) -> Option<Current> {
-        let value = cookie_header?
-            .split(';')
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .map(|(_, v)| v.trim())?;
-        let k = key(value);
+        let k = key(cookie(cookie_header)?);
         let now = Instant::now();
         let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let session = all.get_mut(&k)?;
@@ -112,19 +107,22 @@ impl Sessions {
 
     /// Ends the session a `Cookie` header names.
     pub(super) fn end(&self, cookie_header: Option<&str>) {
-        let Some(value) = cookie_header.and_then(|h| {
-            h.split(';')
-                .filter_map(|c| c.trim().split_once('='))
-                .find(|(name, _)| *name == COOKIE)
-                .map(|(_, v)| v.trim().to_owned())
-        }) else {
-            return;
-        };
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key(&value));
+        if let Some(value) = cookie(cookie_header) {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key(value));
+        }
     }
+}
+
+/// The session cookie's value in a `Cookie` header.
+fn cookie(header: Option<&str>) -> Option<&str> {
+    header?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, v)| v.trim())
 }
 
 fn alive(s: &Session, now: Instant) -> bool {

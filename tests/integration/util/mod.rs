@@ -34,6 +34,35 @@ timeout = "3s"
 connect_timeout = "1s"
 "#;
 
+/// A connection `serve_tls` accepted: the TLS stream, buffered for `read_request`.
+pub type TlsConn =
+    std::io::BufReader<rustls::StreamOwned<rustls::ServerConnection, std::net::TcpStream>>;
+
+/// Serves TLS with `config` on 127.0.0.1 (the test HTTPS receivers): a thread per connection
+/// runs `serve`. Its port.
+pub fn serve_tls(
+    config: rustls::ServerConfig,
+    serve: impl Fn(TlsConn) + Send + Sync + 'static,
+) -> u16 {
+    let config = std::sync::Arc::new(config);
+    let serve = std::sync::Arc::new(serve);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (config, serve) = (
+                std::sync::Arc::clone(&config),
+                std::sync::Arc::clone(&serve),
+            );
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                serve(std::io::BufReader::new(rustls::StreamOwned::new(conn, tcp)));
+            });
+        }
+    });
+    port
+}
+
 /// Reads one HTTP/1.1 request (a request line, headers, a `Content-Length` body) from `r`:
 /// its path and body, or `None` when the connection ends first (the test HTTPS receivers).
 pub fn read_request(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {

@@ -100,6 +100,13 @@ pub enum Error {
     },
     #[error("database {} is busy (locked by another process for too long): {op}", .path.display())]
     Busy { path: PathBuf, op: &'static str },
+    /// The database server cannot be reached (PostgreSQL: down, restarting, cut off).
+    #[error("database {} is unavailable: {op}: {source}", .path.display())]
+    DbUnavailable {
+        path: PathBuf,
+        op: &'static str,
+        source: Source,
+    },
     #[error("lock file {}: {source}", .path.display())]
     Lock {
         path: PathBuf,
@@ -186,7 +193,9 @@ impl Error {
             | Error::Write { .. }
             | Error::Lock { .. }
             | Error::ApiListen { .. } => exit::IOERR,
-            Error::Busy { .. } | Error::AlreadyRunning { .. } => exit::TEMPFAIL,
+            Error::Busy { .. } | Error::DbUnavailable { .. } | Error::AlreadyRunning { .. } => {
+                exit::TEMPFAIL
+            }
             Error::Spawn { .. } | Error::Signals { .. } => exit::OSERR,
             Error::Logging { .. } => exit::SOFTWARE,
         }

@@ -23,6 +23,10 @@ pub(crate) fn init(level: LevelFilter) -> Result<()> {
         .level_for("ureq", LevelFilter::Warn)
         .level_for("ureq_proto", LevelFilter::Warn)
         .level_for("rustls", LevelFilter::Warn)
+        // The PostgreSQL client logs each statement with its parameters (message bodies, URLs
+        // with credentials) at debug: never ours to print.
+        .level_for("tokio_postgres", LevelFilter::Warn)
+        .level_for("postgres", LevelFilter::Warn)
         .format(move |out, message, record| {
             if journal {
                 out.finish(format_args!("<{}>{}", priority(record.level()), message));

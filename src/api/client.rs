@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::config::Database;
 use crate::error::{Error, Result};
 use crate::model::State;
 use crate::store::Enqueued;
@@ -31,12 +32,9 @@ pub(crate) enum Sent {
 /// # Errors
 /// `InvalidInput` when the daemon refuses the message (its configuration differs from this
 /// one), `Write` when it does not answer.
-pub(crate) fn enqueue(socket: &Path, db: &Path, request: &Value) -> Result<Sent> {
+pub(crate) fn enqueue(socket: &Path, db: &Database, request: &Value) -> Result<Sent> {
     // A database that does not exist yet has no daemon.
-    let Ok(db) = std::fs::canonicalize(db) else {
-        return Ok(Sent::NoDaemon);
-    };
-    let Some(db) = db.to_str().filter(|d| !d.contains(['\r', '\n'])) else {
+    let Some(db) = db.identity().filter(|d| !d.contains(['\r', '\n'])) else {
         return Ok(Sent::NoDaemon);
     };
     let Ok(mut stream) = UnixStream::connect(socket) else {

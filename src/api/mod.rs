@@ -59,7 +59,7 @@ pub(crate) struct Context {
     sessions: ui::Sessions,
     /// The queue's file, resolved: `webhookd enqueue` names the one it means (`Webhookd-Db`), so
     /// that a CLI given another `--db` never posts into this daemon's queue.
-    db: Option<std::path::PathBuf>,
+    db: Option<String>,
 }
 
 impl Api {
@@ -124,9 +124,7 @@ impl Api {
             published,
             wake,
             sessions: ui::Sessions::default(),
-            db: match &config.db {
-                crate::config::Database::Sqlite(p) => std::fs::canonicalize(p).ok(),
-            },
+            db: config.db.identity(),
         });
         let a = &config.api;
         let limits = Limits {

@@ -140,6 +140,7 @@ impl Problem {
             | Error::EndpointReadOnly { .. }
             | Error::EndpointBusy { .. } => (409, "conflict"),
             Error::Busy { .. } => (503, "busy"),
+            Error::DbUnavailable { .. } => (503, "database unavailable"),
             _ => (500, "internal error"),
         };
         let p = Problem::new(status, title).detail(e.to_string());

@@ -62,6 +62,12 @@ impl Listener {
             std::fs::remove_file(path)
                 .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
         }
+        // Its directory: beside an SQLite file it exists; the state directory of a daemon on
+        // PostgreSQL may not yet.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        }
         let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .map_err(|e| err(format!("cannot set its mode: {e}")))?;

@@ -157,6 +157,22 @@ Exit status 0 if a daemon is running on the database, 3 if not.")]
         common: Common,
     },
 
+    /// Create the database's schema, or upgrade it to this version's (the daemon does it too).
+    #[command(after_help = "\
+Examples:
+  webhookd migrate
+  webhookd migrate --db postgres://webhookd@db.example:5432/webhookd?sslmode=require
+
+Migrations run under a lock: several daemons or commands starting at once migrate once. A
+database of a newer webhookd is refused (exit 65).")]
+    Migrate {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+
     /// Show one message with its attempts.
     #[command(after_help = "\
 Examples:
@@ -287,6 +303,7 @@ impl Command {
             Command::Enqueue(a) => Some(a.common.clone()),
             Command::Run { common, .. }
             | Command::Status { common, .. }
+            | Command::Migrate { common, .. }
             | Command::Show { common, .. } => Some(common.clone()),
             Command::List(a) => Some(a.common.clone()),
             Command::Cancel(a) => Some(a.common.clone()),

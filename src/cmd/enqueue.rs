@@ -114,8 +114,7 @@ fn enqueue_one(args: &EnqueueArgs, config: &Config) -> Result<u8> {
     // A running daemon takes it through its API (group commit, no database to open); without one
     // (or when it is stopping or full) it goes into the database directly.
     let socket = config.api.socket_path(&config.db);
-    let crate::config::Database::Sqlite(db) = &config.db;
-    let enqueued = match crate::api::enqueue_through(&socket, db, &json)? {
+    let enqueued = match crate::api::enqueue_through(&socket, &config.db, &json)? {
         Sent::Stored(e) => e,
         Sent::NoDaemon => {
             let mut store = store::open_admin(&config.db, Access::Write)?;

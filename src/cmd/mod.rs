@@ -43,6 +43,7 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
             crate::daemon::run(config, &reload).map(|()| exit::OK)
         }
         Command::Status { json, .. } => status::run(config, *json),
+        Command::Migrate { json, .. } => status::migrate(config, *json),
         Command::Show {
             uuid,
             json,

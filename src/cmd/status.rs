@@ -8,6 +8,25 @@ use crate::config::Config;
 use crate::error::{exit, Result};
 use crate::store::{self, Access, Counts, DaemonState, Presence};
 
+/// Runs `migrate`: opens the database to write, which creates or upgrades its schema.
+///
+/// # Errors
+/// As the store's open (`NewerSchema`, `NotOurDb`, `DbUnavailable`, ...).
+pub(crate) fn migrate(config: &Config, json: bool) -> Result<u8> {
+    let version = store::migrate(&config.db)?;
+    if json {
+        out(
+            serde_json::json!({"db": config.db.to_string(), "schema_version": version}).to_string(),
+        )?;
+    } else {
+        out(format!(
+            "{}: schema version {version}, up to date",
+            config.db
+        ))?;
+    }
+    Ok(exit::OK)
+}
+
 /// Runs `status`.
 ///
 /// # Errors
@@ -17,15 +36,16 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
     let daemon = coordination.daemon();
     // A missing or empty file is "not created yet": status never creates or writes it.
     let presence = coordination.presence();
-    let (counts, health) = match presence {
+    let (counts, health, daemons) = match presence {
         Presence::Ready => {
             let store = store::open_admin(&config.db, Access::Read)?;
             (
                 store.counts(crate::time::now_ms())?,
                 store.endpoint_health()?,
+                store.daemons()?,
             )
         }
-        Presence::Missing | Presence::Empty => (Counts::default(), Vec::new()),
+        Presence::Missing | Presence::Empty => (Counts::default(), Vec::new(), Vec::new()),
     };
     let (exists, initialised) = match presence {
         Presence::Missing => (false, false),
@@ -45,10 +65,21 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
             (exists, initialised),
             &counts,
             &health,
+            &daemons,
         );
         out(serde_json::to_string(&v).expect("a view serializes"))?;
     } else {
         let daemon = match (running, pid) {
+            _ if daemons.len() > 1 => {
+                let each: Vec<String> = daemons
+                    .iter()
+                    .map(|d| match d.pid {
+                        Some(pid) => format!("{} pid {pid}", crate::text::escape(&d.host)),
+                        None => crate::text::escape(&d.host).into_owned(),
+                    })
+                    .collect();
+                format!("{} running ({})", daemons.len(), each.join(", "))
+            }
             (true, Some(pid)) => format!("running (pid {pid})"),
             (true, None) => "running".into(),
             (false, _) => "not running".into(),
@@ -76,6 +107,7 @@ pub(crate) fn run(config: &Config, json: bool) -> Result<u8> {
                 (exists, initialised),
                 &counts,
                 &health,
+                &daemons,
             )
             .endpoints;
             text.push_str(&format!(

@@ -62,7 +62,8 @@ pub(super) struct ApiSection {
 }
 
 /// Where the socket goes when `api.socket` is not set: `$RUNTIME_DIRECTORY/api.sock` (systemd's
-/// `RuntimeDirectory=`), else beside the database (`<db>.api.sock`).
+/// `RuntimeDirectory=`), else beside the database (`<db>.api.sock`; PostgreSQL: `api.sock` in the
+/// state directory).
 pub(crate) fn default_socket(db: &Database) -> PathBuf {
     if let Some(dirs) = std::env::var_os("RUNTIME_DIRECTORY").filter(|v| !v.is_empty()) {
         let first = dirs
@@ -81,6 +82,7 @@ pub(crate) fn default_socket(db: &Database) -> PathBuf {
             name.push(".api.sock");
             path.with_file_name(name)
         }
+        Database::Postgres(_) => super::default_state_dir().join("api.sock"),
     }
 }
 

@@ -19,8 +19,6 @@ use crate::error::{Error, Result};
 
 /// Read when `--config` is not given, if it exists.
 pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/webhookd/webhookd.toml";
-/// Database file name inside the state directory.
-const DB_FILE_NAME: &str = "webhookd.db";
 /// Delivery worker threads. Defaults to 16 (enough to saturate two cores on a fast receiver and to
 /// keep slow receivers from blocking each other).
 const DEFAULT_WORKERS: usize = 16;
@@ -46,6 +44,8 @@ const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
 /// requeued, never lost). Defaults to 30 s: below the unit's `TimeoutStopSec=45s`, with room for
 /// the final commit.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a claim stays its daemon's without a renewal (see `store::LEASE`).
+const MIN_LEASE: Duration = Duration::from_secs(1);
 /// Bytes of a failed attempt's response body kept for `show` and the DLQ. Defaults to 4 KiB.
 const DEFAULT_CAPTURE: usize = 4 * 1024;
 /// The most `http.capture` may keep: what a worker reads of a response at most.
@@ -89,12 +89,18 @@ pub(crate) struct Config {
     /// The file this came from, if any (re-read on reload).
     pub(crate) source: Option<PathBuf>,
     pub(crate) db: Database,
+    /// `db_password_file`, `db_ca_file` (for a `postgres://` db; kept for `--db`).
+    pub(crate) db_password_file: Option<PathBuf>,
+    pub(crate) db_ca_file: Option<PathBuf>,
     pub(crate) workers: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) http: HttpConfig,
     pub(crate) retention: Duration,
     /// Longest wait for requests in flight at shutdown.
     pub(crate) shutdown_timeout: Duration,
+    /// `lease`: how long a claim is its daemon's without a renewal; another daemon of a
+    /// PostgreSQL queue takes over a claim only after it.
+    pub(crate) lease: Duration,
     pub(crate) max_body_size: usize,
     pub(crate) log_level: LevelFilter,
     /// Named endpoints (`[endpoints.NAME]`), by name.
@@ -131,10 +137,13 @@ pub(crate) enum AlertFormat {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     db: Option<PathBuf>,
+    db_password_file: Option<PathBuf>,
+    db_ca_file: Option<PathBuf>,
     workers: Option<usize>,
     log_level: Option<String>,
     retention: Option<String>,
     shutdown_timeout: Option<String>,
+    lease: Option<String>,
     max_body_size: Option<ByteSize>,
     #[serde(default)]
     retry: RetrySection,
@@ -208,9 +217,18 @@ impl Config {
             None => Config::from_file_config(FileConfig::default(), None, true)?,
         };
         if let Some(db) = common.db.or_else(|| env_path("WEBHOOKD_DB")) {
-            config.db = Database::from_path(db).map_err(|m| Error::Usage {
-                message: format!("--db: {m}"),
-            })?;
+            config.db = Database::from_path(db)
+                .map_err(|m| Error::Usage {
+                    message: format!("--db: {m}"),
+                })?
+                .with_options(
+                    config.db_password_file.as_deref(),
+                    config.db_ca_file.as_deref(),
+                    config.lease,
+                )
+                .map_err(|(key, m)| Error::Usage {
+                    message: format!("--db: {key} {m}"),
+                })?;
         }
         if let crate::cli::Command::Run {
             workers: Some(w), ..
@@ -303,6 +321,10 @@ impl Config {
             }
         }
         let retention = duration("retention", &file.retention, DEFAULT_RETENTION)?;
+        let lease = duration("lease", &file.lease, database::DEFAULT_LEASE)?;
+        if lease < MIN_LEASE {
+            return Err(bad("lease", "must be at least 1s".into()));
+        }
         let shutdown_timeout = duration(
             "shutdown_timeout",
             &file.shutdown_timeout,
@@ -325,7 +347,7 @@ impl Config {
         };
         let db = match file.db {
             Some(db) => Database::from_path(db).map_err(|m| bad("db", m))?,
-            None => Database::Sqlite(default_db_path()),
+            None => Database::Sqlite(database::default_db_path()),
         };
         let alerts = match (file.alert_url, file.alert_format.as_deref()) {
             (None, None) => None,
@@ -348,6 +370,11 @@ impl Config {
         let config_dir = path
             .and_then(Path::parent)
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let db_password_file = file.db_password_file.map(|p| config_dir.join(p));
+        let db_ca_file = file.db_ca_file.map(|p| config_dir.join(p));
+        let db = db
+            .with_options(db_password_file.as_deref(), db_ca_file.as_deref(), lease)
+            .map_err(|(key, m)| bad(key, m))?;
         let mut endpoints = BTreeMap::new();
         for (name, section) in file.endpoints {
             let e = crate::endpoint::from_section(&name, section, &config_dir, secrets_required)
@@ -372,45 +399,18 @@ impl Config {
             alerts,
             source: path.map(Path::to_path_buf),
             db,
+            db_password_file,
+            db_ca_file,
             workers,
             retry,
             http,
             retention,
             shutdown_timeout,
+            lease,
             max_body_size,
             log_level,
         })
     }
-}
-
-/// Where the database goes when neither the config nor `--db` names it: `$STATE_DIRECTORY` (set by
-/// systemd's `StateDirectory=`), else `$XDG_STATE_HOME/webhookd`, else `~/.local/state/webhookd`,
-/// else the current directory.
-fn default_db_path() -> PathBuf {
-    let env_dir = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dirs) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
-        // Several directories are separated by ':'; the first is ours.
-        let first = dirs
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        if !first.is_empty() {
-            return PathBuf::from(first).join(DB_FILE_NAME);
-        }
-    }
-    if let Some(dir) = env_dir("XDG_STATE_HOME") {
-        return dir.join("webhookd").join(DB_FILE_NAME);
-    }
-    if let Some(home) = env_dir("HOME") {
-        return home.join(".local/state/webhookd").join(DB_FILE_NAME);
-    }
-    PathBuf::from(DB_FILE_NAME)
 }
 
 fn check_workers(w: usize) -> Result<usize, String> {
@@ -500,10 +500,10 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 mod api;
-mod database;
+pub(crate) mod database;
 mod sections;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use api::ApiConfig;
-pub(crate) use database::Database;
+pub(crate) use database::{default_state_dir, Database};

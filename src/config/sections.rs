@@ -115,7 +115,8 @@ pub(super) fn proxy(
 
 impl Config {
     /// The secrets key: `secrets.key_file`, else the systemd credential `secrets-key` when
-    /// there is one, else `<db>.secrets.key` beside the database.
+    /// there is one, else `<db>.secrets.key` beside the database (PostgreSQL:
+    /// `webhookd.secrets.key` in the state directory; every daemon of the queue needs the same).
     pub(crate) fn secrets_key_path(&self) -> PathBuf {
         if let Some(p) = &self.secrets_key_file {
             return p.clone();
@@ -126,10 +127,14 @@ impl Config {
                 return p;
             }
         }
-        let Database::Sqlite(db) = &self.db;
-        let mut name = db.as_os_str().to_owned();
-        name.push(".secrets.key");
-        PathBuf::from(name)
+        match &self.db {
+            Database::Sqlite(db) => {
+                let mut name = db.as_os_str().to_owned();
+                name.push(".secrets.key");
+                PathBuf::from(name)
+            }
+            Database::Postgres(_) => super::default_state_dir().join("webhookd.secrets.key"),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::deliver::endpoints::Endpoints;
 use crate::deliver::pool::Pool;
 use crate::deliver::{Finished, Job};
 use crate::model::Claim;
-use crate::store::{Claimed, Cycle, Notice, Outcome, OutcomeKind, Queue, LEASE};
+use crate::store::{Claimed, Cycle, Notice, Outcome, OutcomeKind, Queue};
 use crate::verdict::Verdict;
 
 /// How often the store is asked whether another process committed (for writers that could not
@@ -173,9 +173,9 @@ impl Dispatcher {
                         PURGE_INTERVAL
                     };
             }
-            if last_renew.elapsed() >= LEASE / 3 {
+            if last_renew.elapsed() >= self.config.lease / 3 {
                 last_renew = Instant::now();
-                let until = now.saturating_add(crate::time::duration_ms(LEASE));
+                let until = now.saturating_add(crate::time::duration_ms(self.config.lease));
                 if let Err(e) = self.queue.renew(until) {
                     log::warn!("{e}");
                 }
@@ -290,7 +290,11 @@ impl Dispatcher {
             Err(e) => {
                 // Nothing was stored: every waiting request hears so now (and may retry).
                 let failed = crate::api::Failed {
-                    busy: matches!(e, crate::error::Error::Busy { .. }),
+                    busy: matches!(
+                        e,
+                        crate::error::Error::Busy { .. }
+                            | crate::error::Error::DbUnavailable { .. }
+                    ),
                     message: e.to_string(),
                 };
                 for job in posts {
@@ -478,9 +482,9 @@ impl Dispatcher {
                     requeued,
                 };
             }
-            if last_renew.is_none_or(|t| t.elapsed() >= LEASE / 3) {
+            if last_renew.is_none_or(|t| t.elapsed() >= self.config.lease / 3) {
                 last_renew = Some(Instant::now());
-                let until = crate::time::now_ms() + crate::time::duration_ms(LEASE);
+                let until = crate::time::now_ms() + crate::time::duration_ms(self.config.lease);
                 if let Err(e) = self.queue.renew(until) {
                     log::warn!("{e}");
                 }

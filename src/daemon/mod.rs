@@ -86,7 +86,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     // refused without leaving a lock file beside it.
     let owner = fastrand::i64(1..);
     let mut queue = store::open_queue(&config.db, owner)?;
-    let _registration = coordination.register_daemon()?;
+    let _registration = coordination.register_daemon(owner)?;
     let requeued = queue.take_over(crate::time::now_ms())?;
     if requeued > 0 {
         log::warn!(

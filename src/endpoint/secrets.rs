@@ -101,6 +101,12 @@ impl SecretsKey {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{}.tmp", u64::from_le_bytes(unique)));
         let tmp = PathBuf::from(tmp);
+        // Beside an SQLite file the directory exists; the state directory of a PostgreSQL
+        // queue's daemon may not yet.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| key_error(path, format!("cannot create {}: {e}", dir.display())))?;
+        }
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -168,6 +168,7 @@ pub(crate) fn status(
     presence: (bool, bool),
     counts: &Counts,
     health: &[(String, crate::model::Health)],
+    daemons: &[crate::store::DaemonInfo],
 ) -> StatusJson {
     let mut by_state = [0u64; 3];
     for name in config.endpoints.keys() {
@@ -183,6 +184,10 @@ pub(crate) fn status(
     }
     StatusJson {
         daemon: DaemonJson { running, pid },
+        daemons: daemons
+            .iter()
+            .map(crate::view::DaemonEntryJson::new)
+            .collect(),
         db: DbJson {
             path: config.db.to_string(),
             exists: presence.0,

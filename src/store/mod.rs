@@ -15,6 +15,7 @@
 //! at once when the backend knows it (SQLite: the daemon that holds the lock knows the previous
 //! one is dead), else when its lease has expired.
 
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 mod types;
 
@@ -30,15 +31,15 @@ use crate::message::Message;
 use crate::model::{Health, State};
 
 pub(crate) use types::{
-    parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done,
-    EndpointRow, Enqueued, EventRecord, EventStored, EventView, Found, Lane, MessageView, Outcome,
-    OutcomeKind, Pending, Query, RetryEdit,
+    parse_uuid, Access, Action, Attempt, Claimed, Counts, Cycle, DaemonInfo, DefinedRow,
+    Definition, Done, EndpointRow, Enqueued, EventRecord, EventStored, EventView, Found, Lane,
+    MessageView, Outcome, OutcomeKind, Pending, Query, RetryEdit,
 };
 
 /// How long a claim stays its owner's without a renewal: after that another daemon may take it
 /// over. A trade-off: a longer lease delays the takeover of a dead daemon's messages, a shorter one
 /// risks duplicates when a live daemon is slow to renew. Renewed every third of it.
-pub(crate) const LEASE: Duration = Duration::from_secs(30);
+pub(crate) const LEASE: Duration = crate::config::database::DEFAULT_LEASE;
 
 /// What the daemon drives.
 pub(crate) trait Queue: Send {
@@ -339,6 +340,12 @@ pub(crate) trait Admin: Send {
     /// `Db`/`Busy`.
     fn event_view(&self, id: &Uuid) -> Result<Option<EventView>>;
 
+    /// The daemons running on the store.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn daemons(&self) -> Result<Vec<DaemonInfo>>;
+
     /// Replaces a defined endpoint's sealed secrets.
     ///
     /// # Errors
@@ -385,11 +392,12 @@ pub(crate) trait Background: Send {
 
 /// How processes sharing a store find each other.
 pub(crate) trait Coordination: Send + Sync {
-    /// Registers this process as the store's daemon.
+    /// Registers this process as a daemon of the store, with its instance id `owner`.
     ///
     /// # Errors
-    /// `AlreadyRunning` when the backend allows one daemon and another runs; `Lock` on I/O errors.
-    fn register_daemon(&self) -> Result<Box<dyn Registration>>;
+    /// `AlreadyRunning` when the backend allows one daemon and another runs; `Lock` on I/O errors;
+    /// the store's errors.
+    fn register_daemon(&self, owner: i64) -> Result<Box<dyn Registration>>;
 
     /// Whether a daemon runs, never trusting a stale pid.
     fn daemon(&self) -> DaemonState;
@@ -413,6 +421,27 @@ pub(crate) trait Coordination: Send + Sync {
     fn maintain(&self) -> Result<Box<dyn Background>>;
 }
 
+/// This machine's name, as the daemons' registry shows it.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Creates or upgrades the store's schema; the version it is at now.
+///
+/// # Errors
+/// As the backend's open.
+pub(crate) fn migrate(db: &Database) -> Result<i64> {
+    open_admin(db, Access::Write)?;
+    Ok(match db {
+        Database::Sqlite(_) => sqlite::SCHEMA_VERSION,
+        Database::Postgres(_) => postgres::SCHEMA_VERSION,
+    })
+}
+
 /// Opens the store for a command.
 ///
 /// # Errors
@@ -420,6 +449,7 @@ pub(crate) trait Coordination: Send + Sync {
 pub(crate) fn open_admin(db: &Database, access: Access) -> Result<Box<dyn Admin>> {
     match db {
         Database::Sqlite(path) => Ok(Box::new(sqlite::Store::open(path, access)?)),
+        Database::Postgres(pg) => Ok(Box::new(postgres::Store::open(pg, access)?)),
     }
 }
 
@@ -434,6 +464,11 @@ pub(crate) fn open_queue(db: &Database, owner: i64) -> Result<Box<dyn Queue>> {
             store.set_owner(owner);
             Ok(Box::new(store))
         }
+        Database::Postgres(pg) => {
+            let mut store = postgres::Store::open(pg, Access::Daemon)?;
+            store.set_owner(owner);
+            Ok(Box::new(store))
+        }
     }
 }
 
@@ -441,5 +476,6 @@ pub(crate) fn open_queue(db: &Database, owner: i64) -> Result<Box<dyn Queue>> {
 pub(crate) fn coordination(db: &Database) -> Box<dyn Coordination> {
     match db {
         Database::Sqlite(path) => Box::new(sqlite::coord::Files::new(path)),
+        Database::Postgres(pg) => Box::new(postgres::coord::Shared::new(pg)),
     }
 }

@@ -385,6 +385,19 @@ impl<'f> Query<'f> {
     }
 }
 
+/// A daemon running on the store, as its registry shows it (SQLite: the one holding the lock,
+/// known by its pid only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DaemonInfo {
+    /// Its instance id (the owner of its claims); PostgreSQL only.
+    pub(crate) instance: Option<i64>,
+    pub(crate) host: String,
+    pub(crate) pid: Option<u32>,
+    pub(crate) started_at: Option<i64>,
+    /// When it last said it was alive; PostgreSQL only.
+    pub(crate) seen_at: Option<i64>,
+}
+
 /// Who opens the database, which decides durability and whether it may be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

@@ -13,8 +13,8 @@ pub(crate) use endpoint::{
 };
 pub(crate) use stats::{EndpointDayJson, RecentAttemptJson, StatsJson};
 pub(crate) use status::{
-    DaemonJson, DbJson, DeadJson, DeliveryJson, EndpointCountsJson, EnqueuedJson, EventJson,
-    QueueJson, StatusJson,
+    DaemonEntryJson, DaemonJson, DbJson, DeadJson, DeliveryJson, EndpointCountsJson, EnqueuedJson,
+    EventJson, QueueJson, StatusJson,
 };
 
 use base64::Engine;

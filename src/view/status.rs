@@ -8,6 +8,8 @@ use crate::store::Enqueued;
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct StatusJson {
     pub(crate) daemon: DaemonJson,
+    /// Every daemon on the queue (PostgreSQL: all those seen within two leases).
+    pub(crate) daemons: Vec<DaemonEntryJson>,
     pub(crate) db: DbJson,
     pub(crate) queue: QueueJson,
     pub(crate) endpoints: EndpointCountsJson,
@@ -17,6 +19,29 @@ pub(crate) struct StatusJson {
 pub(crate) struct DaemonJson {
     pub(crate) running: bool,
     pub(crate) pid: Option<u32>,
+}
+
+/// One daemon of the queue.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DaemonEntryJson {
+    /// Its instance id (the owner of its claims), in hex; `null` on SQLite.
+    pub(crate) instance: Option<String>,
+    pub(crate) host: String,
+    pub(crate) pid: Option<u32>,
+    pub(crate) started_at: Option<String>,
+    pub(crate) last_seen: Option<String>,
+}
+
+impl DaemonEntryJson {
+    pub(crate) fn new(d: &crate::store::DaemonInfo) -> DaemonEntryJson {
+        DaemonEntryJson {
+            instance: d.instance.map(|i| format!("{i:016x}")),
+            host: d.host.clone(),
+            pid: d.pid,
+            started_at: super::opt_time(d.started_at),
+            last_seen: super::opt_time(d.seen_at),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

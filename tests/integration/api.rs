@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::api::{call, socket, Client};
+use crate::util::api::{call, Client};
 use crate::util::{wait_until, Receiver, Reply, TestEnv, FAST};
 
 #[test]
@@ -13,7 +13,7 @@ fn a_message_posted_is_durable_when_answered_and_delivered() {
     let env = TestEnv::new("api-post");
     let rx = Receiver::ok();
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
     let a = call(
@@ -64,7 +64,7 @@ fn a_batch_is_all_or_nothing_and_names_the_message_and_field() {
     let env = TestEnv::new("api-batch");
     let rx = Receiver::ok();
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let good = json!({"url": rx.url("/b")});
     let bad = call(
         &sock,
@@ -123,7 +123,7 @@ fn a_batch_is_all_or_nothing_and_names_the_message_and_field() {
 fn every_bad_message_of_the_cli_is_refused_the_same_and_nothing_stored() {
     let env = TestEnv::with_config("api-bad", &format!("max_body_size = 100\n{FAST}"));
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let u = "http://127.0.0.1:9/a";
     for (body, field, status) in [
         (json!({"method": "POST"}), "url", 400),
@@ -181,7 +181,7 @@ fn protocol_errors_are_problems() {
         &format!("{FAST}\n[api]\nmax_request_size = 1000\n"),
     );
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let mut c = Client::connect(&sock);
     type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
     let cases: Vec<Case> = vec![
@@ -310,7 +310,7 @@ fn reads_answer_what_the_cli_prints() {
         }
     });
     let d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let ok = env.enqueue(&[&rx.url("/ok"), "-d", "x"]);
     let dead = env.enqueue(&[&rx.url("/dead"), "--key", "k1"]);
     wait_until(Duration::from_secs(10), "settled", || {
@@ -382,7 +382,7 @@ fn a_slow_client_is_cut_off_and_a_flood_is_refused_while_others_are_served() {
         &format!("{FAST}\n[api]\nmax_connections = 4\nrequest_timeout = \"1s\"\n"),
     );
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     // A client sending a byte at a time.
     let mut slow = Client::connect(&sock);
     let started = Instant::now();
@@ -425,7 +425,7 @@ fn a_slow_client_is_cut_off_and_a_flood_is_refused_while_others_are_served() {
 fn a_full_ingest_queue_answers_429() {
     let env = TestEnv::with_config("api-429", &format!("{FAST}\n[api]\ningest_queue = 5\n"));
     let _d = env.daemon_env(&[], &[("WEBHOOKD_TEST_INGEST_DELAY", "300ms")]);
-    let sock = Arc::new(socket(&env.db));
+    let sock = Arc::new(env.api_socket());
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..20)
         .map(|_| {
@@ -460,7 +460,7 @@ fn kill_9_during_a_burst_loses_no_accepted_message() {
     let env = TestEnv::new("api-kill");
     let rx = Receiver::ok();
     let mut d = env.daemon();
-    let sock = Arc::new(socket(&env.db));
+    let sock = Arc::new(env.api_socket());
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
     let url = rx.url("/k");
     let threads: Vec<_> = (0..8)
@@ -530,7 +530,7 @@ fn metrics_parse_and_count_what_was_sent() {
         ),
     );
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let mut msgs: Vec<Value> = (0..7).map(|_| json!({"url": rx.url("/ok")})).collect();
     msgs.push(json!({"url": rx.url("/fail")}));
     msgs.extend((0..6).map(|_| json!({"endpoint": "slow"})));
@@ -677,7 +677,7 @@ fn enqueue_goes_through_a_running_daemons_socket() {
     let env = TestEnv::new("api-cli");
     let rx = Receiver::ok();
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let requests = || {
         let t = call(&sock, "GET", "/metrics", None).text();
         t.lines()
@@ -806,7 +806,7 @@ fn a_file_in_the_sockets_place_is_left_alone() {
 fn chunked_bodies_and_http_1_0_keep_alive() {
     let env = TestEnv::new("api-chunked");
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let body = format!(
         "{{\"url\":\"http://127.0.0.1:9/c\",\"delay\":\"1h\",\"body\":\"{}\"}}",
         "x".repeat(5000)

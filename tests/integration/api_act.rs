@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::api::{call, socket};
+use crate::util::api::call;
 use crate::util::{wait_until, Receiver, Reply, TestEnv};
 
 #[test]
 fn cancel_one_or_by_filter_with_a_dry_run_first() {
     let env = TestEnv::new("api-cancel");
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let later =
         |key: &str| env.enqueue(&["http://127.0.0.1:9/later", "--delay", "1h", "--key", key]);
     let (a, b, c) = (later("a"), later("b"), later("c"));
@@ -78,7 +78,7 @@ fn dead_letters_are_retried_with_edits_deleted_and_replayed() {
     });
     let env = TestEnv::new("api-dlq");
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let dead: Vec<String> = (0..3)
         .map(|i| env.enqueue(&[&rx.url("/broken"), "-d", &format!("old{i}")]))
         .collect();

@@ -364,7 +364,7 @@ fn tcp_clients_cannot_take_the_sockets_last_slots() {
     let mut answer = String::new();
     let _ = fourth.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    let sock = crate::util::api::socket(&env.db);
+    let sock = env.api_socket();
     assert_eq!(
         crate::util::api::call(&sock, "GET", "/healthz", None).status,
         200

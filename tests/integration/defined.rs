@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::endpoints::{python_verifies, SECRET, SECRET2};
-use crate::util::api::{call, socket};
+use crate::util::api::call;
 use crate::util::{wait_until, Receiver, TestEnv, FAST};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -18,6 +18,14 @@ fn json_of(text: &str) -> Value {
 
 /// Every file of the database (main, WAL), concatenated.
 fn database_bytes(env: &TestEnv) -> Vec<u8> {
+    if env.postgres() {
+        // Every stored value of every endpoint and message, as text.
+        let text: String = env.sql_one(
+            "SELECT coalesce((SELECT string_agg(e::text, ' ') FROM endpoints e), '') || \
+             coalesce((SELECT string_agg(p::text, ' ') FROM payloads p), '')",
+        );
+        return text.into_bytes();
+    }
     let mut all = Vec::new();
     for suffix in ["", "-wal"] {
         let mut p = env.db.as_os_str().to_owned();
@@ -79,7 +87,7 @@ fn endpoints_added_at_runtime_deliver_signed_change_and_pause_without_a_restart(
 
     // The secret is sealed at rest: the database does not contain it; the key file is private.
     assert!(!contains(&database_bytes(&env), secret.as_bytes()));
-    let key = env.dir.join("webhookd.db.secrets.key");
+    let key = env.secrets_key();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode & 0o007, 0, "no access for others: {mode:o}");
@@ -269,7 +277,7 @@ fn the_api_manages_endpoints_and_a_new_one_takes_messages_at_once() {
     let rx = Receiver::ok();
     let env = TestEnv::new("defined-api");
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let created = call(
         &sock,
         "POST",
@@ -561,7 +569,7 @@ fn the_api_takes_events() {
     let rx = Receiver::ok();
     let env = TestEnv::new("events-api");
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     for name in ["a", "b"] {
         let r = call(
             &sock,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::util::api::{call, socket};
+use crate::util::api::call;
 use crate::util::receiver::{Receiver, Reply};
 use crate::util::{wait_until, TestEnv};
 
@@ -62,7 +62,7 @@ fn loopback_is_denied_by_default_at_enqueue_and_at_connect_and_opened_by_egress_
     let daemon = env.daemon();
     // The API refuses the literal as enqueue does: 400, naming the field.
     let posted = call(
-        &socket(&env.db),
+        &env.api_socket(),
         "POST",
         "/v1/messages",
         Some(&serde_json::json!({"url": rx.url("/api"), "body": "x"})),

@@ -38,6 +38,9 @@ fn status_reports_running_daemon_and_exit_codes() {
 #[test]
 fn second_daemon_on_the_same_db_refuses() {
     let env = TestEnv::new("second");
+    if env.sqlite_only("daemons share a PostgreSQL queue (tests in scale.rs)") {
+        return;
+    }
     let d = env.daemon();
     let (code, err) = env.fail(&["run"]);
     assert_eq!(code, 75);

@@ -34,6 +34,9 @@ mod origins;
 mod regressions;
 /// Failure handling: exact attempt counts, backoff, Retry-After, 410, redirects, hangs, huge bodies.
 mod retries;
+/// Several daemons on one PostgreSQL queue: each message once, takeover after the lease, a
+/// database restart and outage.
+mod scale;
 /// Under a supervisor: watchdog pings and their stop when wedged, STATUS=, SIGHUP reload, worker
 /// panics.
 mod supervision;

@@ -152,6 +152,9 @@ fn r12_b5_a_reused_key_reports_the_real_state() {
 #[test]
 fn r12_b8_read_only_commands_write_nothing() {
     let env = TestEnv::new("read-only");
+    if env.sqlite_only("an empty file and its modification time") {
+        return;
+    }
     std::fs::write(&env.db, b"").unwrap();
     let out = env.run(&["status", "--json"]);
     assert_eq!(out.status.code(), Some(3));

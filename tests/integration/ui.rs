@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::util::api::{call, socket, Answer, Client};
+use crate::util::api::{call, Answer, Client};
 use crate::util::{wait_until, Receiver, TestEnv, FAST};
 
 /// `webhookd token NAME --scope SCOPE --json`: the token and its line.
@@ -66,7 +66,7 @@ fn dashboard_logins_sessions_and_csrf() {
         rx.url("/hold")
     ));
     let d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let mut c = Client::connect(&sock);
 
     // The pages: embedded, with a strict policy; no inline script.
@@ -243,7 +243,7 @@ fn the_socket_refuses_requests_a_web_page_sent() {
     let env = TestEnv::new("ui-socket-pages");
     let failing = Receiver::start(|_, _| crate::util::Reply::Status(500));
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let dead = env.enqueue(&[&failing.url("/x"), "--max-attempts", "1"]);
     wait_until(Duration::from_secs(10), "dead", || {
         env.state(&dead) == "dead"
@@ -286,7 +286,7 @@ fn without_a_tokens_file_the_dashboard_says_what_it_needs() {
     let env = TestEnv::new("ui-no-tokens");
     let _d = env.daemon();
     let a = call(
-        &socket(&env.db),
+        &env.api_socket(),
         "POST",
         "/ui/login",
         Some(&json!({"token": "whk_x"})),
@@ -305,7 +305,7 @@ fn stats_and_recent_attempts_count_what_happened() {
         rx.url("/quiet")
     ));
     let _d = env.daemon();
-    let sock = socket(&env.db);
+    let sock = env.api_socket();
     let uuids: Vec<String> = (0..3)
         .map(|i| env.enqueue(&["--endpoint", "hook", "-d", &i.to_string()]))
         .collect();

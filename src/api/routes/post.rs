@@ -22,7 +22,7 @@ impl Context {
     pub(super) fn enqueue_one(&self, r: &Request) -> Answer {
         content_type(r, false)?;
         if let Some(db) = r.header("webhookd-db") {
-            if self.db.as_deref() != Some(std::path::Path::new(db)) {
+            if self.db.as_deref() != Some(db) {
                 return Err(Problem::new(421, "misdirected request").detail(
                     "this daemon serves another database than the one named in Webhookd-Db",
                 ));

@@ -180,8 +180,10 @@ impl Context {
     pub(super) fn status(&self) -> Answer {
         let config = self.config();
         let now = crate::time::now_ms();
-        let (counts, health) = self
-            .read(&config, |s| Ok((s.counts(now)?, s.endpoint_health()?)))
+        let (counts, health, daemons) = self
+            .read(&config, |s| {
+                Ok((s.counts(now)?, s.endpoint_health()?, s.daemons()?))
+            })
             .map_err(|e| Problem::from_error(&e))?;
         Ok(json(
             200,
@@ -192,6 +194,7 @@ impl Context {
                 (true, true),
                 &counts,
                 &health,
+                &daemons,
             ),
         ))
     }

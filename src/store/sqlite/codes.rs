@@ -5,17 +5,17 @@
 
 use crate::model::{Circuit, State};
 
-pub(super) const PENDING: i64 = 0;
-pub(super) const IN_FLIGHT: i64 = 1;
-pub(super) const DELIVERED: i64 = 2;
-pub(super) const DEAD: i64 = 3;
+pub(in crate::store) const PENDING: i64 = 0;
+pub(in crate::store) const IN_FLIGHT: i64 = 1;
+pub(in crate::store) const DELIVERED: i64 = 2;
+pub(in crate::store) const DEAD: i64 = 3;
 /// Waiting behind an earlier message of its ordered lane.
-pub(super) const WAITING: i64 = 4;
+pub(in crate::store) const WAITING: i64 = 4;
 /// Cancelled by an operator; kept like a delivered message until retention purges it.
-pub(super) const CANCELLED: i64 = 5;
+pub(in crate::store) const CANCELLED: i64 = 5;
 
 /// The code of `state`.
-pub(super) fn state_code(state: State) -> i64 {
+pub(in crate::store) fn state_code(state: State) -> i64 {
     match state {
         State::Pending => PENDING,
         State::InFlight => IN_FLIGHT,
@@ -29,10 +29,7 @@ pub(super) fn state_code(state: State) -> i64 {
 /// The state of `code`; an unknown code is an error (a newer schema, or a damaged file), never
 /// a guess.
 pub(super) fn state(code: i64) -> rusqlite::Result<State> {
-    State::ALL
-        .into_iter()
-        .find(|s| state_code(*s) == code)
-        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, code))
+    state_of(code).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, code))
 }
 
 /// A message state read from column `i`.
@@ -42,7 +39,7 @@ pub(super) fn state_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<St
 }
 
 /// The code of an endpoint's circuit.
-pub(super) fn circuit_code(c: Circuit) -> i64 {
+pub(in crate::store) fn circuit_code(c: Circuit) -> i64 {
     match c {
         Circuit::Closed => 0,
         Circuit::Open => 1,
@@ -50,13 +47,22 @@ pub(super) fn circuit_code(c: Circuit) -> i64 {
     }
 }
 
-/// An endpoint's circuit read from column `i`.
-pub(super) fn circuit_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Circuit> {
-    let code: i64 = row.get(i)?;
+/// The circuit of `code`, if it is one.
+pub(in crate::store) fn circuit_of(code: i64) -> Option<Circuit> {
     [Circuit::Closed, Circuit::Open, Circuit::Disabled]
         .into_iter()
         .find(|c| circuit_code(*c) == code)
-        .ok_or(rusqlite::Error::IntegralValueOutOfRange(i, code))
+}
+
+/// The state of `code`, if it is one.
+pub(in crate::store) fn state_of(code: i64) -> Option<State> {
+    State::ALL.into_iter().find(|s| state_code(*s) == code)
+}
+
+/// An endpoint's circuit read from column `i`.
+pub(super) fn circuit_at(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Circuit> {
+    let code: i64 = row.get(i)?;
+    circuit_of(code).ok_or(rusqlite::Error::IntegralValueOutOfRange(i, code))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ pub(super) fn probe(db: &Path) -> DaemonState {
 }
 
 impl Coordination for Files {
-    fn register_daemon(&self) -> Result<Box<dyn Registration>> {
+    fn register_daemon(&self, _owner: i64) -> Result<Box<dyn Registration>> {
         let path = beside(&self.db, ".lock");
         let io = |source| Error::Lock {
             path: path.clone(),

@@ -20,7 +20,7 @@
 //! `take_over_expired` is the rule a backend shared by several daemons follows.
 
 mod bulk;
-mod codes;
+pub(in crate::store) mod codes;
 pub(crate) mod coord;
 mod defined;
 mod endpoints;
@@ -40,6 +40,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+
+pub(crate) use schema::SCHEMA_VERSION;
 
 use crate::error::{Error, Result};
 use crate::store::{Access, DaemonState};

@@ -10,9 +10,9 @@ use crate::filter::{Filter, StateName};
 use crate::message::Message;
 use crate::model::{Health, State};
 use crate::store::{
-    Action, Admin, Attempt, Claimed, Counts, Cycle, DefinedRow, Definition, Done, EndpointRow,
-    Enqueued, EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView, Pending,
-    Query, Queue,
+    Action, Admin, Attempt, Claimed, Counts, Cycle, DaemonInfo, DefinedRow, Definition, Done,
+    EndpointRow, Enqueued, EventRecord, EventStored, EventView, Found, Inserter, Lane, MessageView,
+    Pending, Query, Queue,
 };
 
 impl Queue for Store {
@@ -210,5 +210,18 @@ impl Admin for Store {
 
     fn event_view(&self, id: &Uuid) -> Result<Option<EventView>> {
         Store::event_view(self, id)
+    }
+
+    fn daemons(&self) -> Result<Vec<DaemonInfo>> {
+        Ok(match super::coord::probe(&self.path) {
+            crate::store::DaemonState::Running { pid } => vec![DaemonInfo {
+                instance: None,
+                host: crate::store::hostname(),
+                pid,
+                started_at: None,
+                seen_at: None,
+            }],
+            crate::store::DaemonState::Stopped => Vec::new(),
+        })
     }
 }

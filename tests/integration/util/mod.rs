@@ -3,6 +3,7 @@
 //! and `wait_until` (poll with a deadline, never a bare sleep).
 
 pub mod api;
+pub mod pg;
 pub mod receiver;
 
 use std::os::unix::net::UnixDatagram;
@@ -119,8 +120,38 @@ impl TestEnv {
         TestEnv::with_config(name, FAST)
     }
 
+    /// A fresh environment on a new PostgreSQL database (whatever the suite's backend), or
+    /// `None` when PostgreSQL is not installed here (outside CI only: there it must be).
+    pub fn on_postgres(name: &str, config: &str) -> Option<TestEnv> {
+        if !pg::installed() {
+            return None;
+        }
+        let url = pg::Cluster::get().database(name).1;
+        Some(TestEnv::with_db(name, config, PathBuf::from(url)))
+    }
+
+    /// Another environment (directory, API socket, config file) on the same database: a second
+    /// daemon of a shared PostgreSQL queue.
+    pub fn sibling(&self, name: &str) -> TestEnv {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let env = TestEnv::with_db(name, "", self.db.clone());
+        std::fs::write(&env.config, config).unwrap();
+        env
+    }
+
     /// A fresh environment; `config` is written as the config file, with `db` set first.
     pub fn with_config(name: &str, config: &str) -> TestEnv {
+        // On PostgreSQL (`WEBHOOKD_TEST_BACKEND=postgres`): a fresh database, named by its URL.
+        let db = if pg::enabled() {
+            PathBuf::from(pg::Cluster::get().database(name).1)
+        } else {
+            PathBuf::new()
+        };
+        TestEnv::with_db(name, config, db)
+    }
+
+    /// A fresh environment on `db` (empty: an SQLite file in the test's directory).
+    pub fn with_db(name: &str, config: &str, db: PathBuf) -> TestEnv {
         let dir = std::env::temp_dir().join(format!(
             "webhookd-it-{}-{}-{name}",
             std::process::id(),
@@ -128,8 +159,13 @@ impl TestEnv {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        let db = if db.as_os_str().is_empty() {
+            dir.join("webhookd.db")
+        } else {
+            db
+        };
         let env = TestEnv {
-            db: dir.join("webhookd.db"),
+            db,
             config: dir.join("webhookd.toml"),
             dir,
         };
@@ -149,6 +185,73 @@ impl TestEnv {
         std::fs::write(&self.config, text).unwrap();
     }
 
+    /// The daemon's API socket: beside the SQLite file, or (PostgreSQL) in the state directory.
+    pub fn api_socket(&self) -> PathBuf {
+        if self.postgres() {
+            self.dir.join("webhookd").join("api.sock")
+        } else {
+            api::socket(&self.db)
+        }
+    }
+
+    /// What a read-only command says of a database not created yet: an SQLite file "does not
+    /// exist"; a PostgreSQL database (the test made it) "is empty".
+    pub fn missing_db(&self) -> &'static str {
+        if self.postgres() {
+            "is empty"
+        } else {
+            "does not exist"
+        }
+    }
+
+    /// Whether the queue has been created (SQLite: its file; PostgreSQL: its schema).
+    pub fn db_created(&self) -> bool {
+        if self.postgres() {
+            self.sql_one("SELECT to_regclass('webhookd_schema') IS NOT NULL")
+        } else {
+            self.db.exists()
+        }
+    }
+
+    /// The secrets key made when none is configured: beside the SQLite file, or in the state
+    /// directory.
+    pub fn secrets_key(&self) -> PathBuf {
+        if self.postgres() {
+            self.dir.join("webhookd").join("webhookd.secrets.key")
+        } else {
+            let mut p = self.db.as_os_str().to_owned();
+            p.push(".secrets.key");
+            PathBuf::from(p)
+        }
+    }
+
+    /// Whether the test checks something only an SQLite file has (its bytes, its lock, its
+    /// header): on PostgreSQL it says so and the test returns.
+    pub fn sqlite_only(&self, why: &str) -> bool {
+        if self.postgres() {
+            eprintln!("skipped on PostgreSQL: {why}");
+        }
+        self.postgres()
+    }
+
+    /// On PostgreSQL: a query's one value (the tests' own look into the database).
+    pub fn sql_one<T: for<'a> postgres::types::FromSql<'a>>(&self, sql: &str) -> T {
+        let url = self.db.to_string_lossy().into_owned();
+        let name = url
+            .trim_start_matches("postgres://webhookd@/")
+            .split('?')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut c = pg::Cluster::connect_url(&url, &name);
+        c.query_one(sql, &[]).unwrap().get(0)
+    }
+
+    /// Whether this test's queue is in PostgreSQL.
+    pub fn postgres(&self) -> bool {
+        self.db.to_string_lossy().starts_with("postgres://")
+    }
+
     /// The binary with `--config` set (but for the commands that take none), run in the test
     /// directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -161,6 +264,10 @@ impl TestEnv {
         }
         c.args(args);
         c.current_dir(&self.dir);
+        if self.postgres() {
+            // The API socket and the secrets key go to the state directory: the test's own.
+            c.env("XDG_STATE_HOME", &self.dir);
+        }
         c.env_remove("WEBHOOKD_DB")
             .env_remove("WEBHOOKD_CONFIG")
             .env_remove("NOTIFY_SOCKET");

@@ -1,0 +1,423 @@
+//! Queue operations on PostgreSQL: claim, record outcomes, release, take over, renew, purge.
+//!
+//! The rules of `store::sqlite::queue`, with several daemons on one queue:
+//! - a claim locks the rows it takes with `FOR UPDATE SKIP LOCKED`, so daemons claiming the same
+//!   endpoint at once take different messages and never wait for each other;
+//! - an outcome is recorded only while its daemon still owns the claim (`owner = $me`): after a
+//!   takeover the late outcome adds the attempt to the history and changes nothing else;
+//! - only claims whose lease expired are taken over (a daemon cannot tell that another one is
+//!   dead before that), by every daemon's registration thread (`coord`);
+//! - one cycle is one short transaction; the outcomes of a cycle are written with one statement
+//!   per kind (arrays), not one per message: each statement is a round trip to the server.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{GenericClient, Transaction};
+
+use super::{uuid_at, uuid_opt_at, Store, R};
+use crate::error::Result;
+use crate::message;
+use crate::model::{Claim, Job};
+use crate::store::{Claimed, Cycle, Outcome, OutcomeKind};
+
+use super::super::sqlite::codes::CANCELLED;
+
+const CLAIM: &str = "WITH c AS (
+        SELECT seq FROM messages WHERE state = 0 AND endpoint = $3 AND due_at <= $1
+        ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+     UPDATE messages m SET state = 1, owner = $4, lease_until = $5 FROM c WHERE m.seq = c.seq
+     RETURNING m.seq, m.uuid, m.attempts, m.attempts_total, m.max_attempts, m.endpoint, m.lane,
+               m.due_at, m.event";
+const SELECT_PAYLOADS: &str =
+    "SELECT seq, method, url, headers, body FROM payloads WHERE seq = ANY($1)";
+const RENEW: &str = "UPDATE messages SET lease_until = $2 WHERE state = 1 AND owner = $1";
+const INSERT_ATTEMPTS: &str =
+    "INSERT INTO attempts (seq, n, at, duration_us, status, error, response)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                          $6::text[], $7::bytea[])
+     ON CONFLICT DO NOTHING";
+const MARK_DELIVERED: &str = "UPDATE messages m SET state = 2, due_at = $2, delivered_at = $2,
+     cancel_requested = 0, owner = NULL, lease_until = NULL, attempts = m.attempts + 1,
+     attempts_total = u.n, last_error = NULL
+     FROM unnest($1::bigint[], $3::bigint[]) AS u(seq, n)
+     WHERE m.seq = u.seq AND m.state = 1 AND m.owner = $4
+     RETURNING m.seq";
+/// A failed attempt: pending again at $2, or cancelled (at $5) when an operator asked for that
+/// while it was in flight. Returns the new state.
+const MARK_RETRY: &str = "UPDATE messages SET
+     state = CASE WHEN cancel_requested <> 0 THEN 5 ELSE 0 END,
+     due_at = CASE WHEN cancel_requested <> 0 THEN $5::bigint ELSE $2::bigint END,
+     cancelled_at = CASE WHEN cancel_requested <> 0 THEN $5::bigint END,
+     cancel_requested = 0, owner = NULL, lease_until = NULL, attempts = attempts + 1,
+     attempts_total = $3, last_error = $4
+     WHERE seq = $1 AND state = 1 AND owner = $6
+     RETURNING state";
+const MARK_DEAD: &str = "UPDATE messages SET
+     state = CASE WHEN cancel_requested <> 0 THEN 5 ELSE 3 END, due_at = $2,
+     dead_at = CASE WHEN cancel_requested <> 0 THEN NULL ELSE $2::bigint END,
+     cancelled_at = CASE WHEN cancel_requested <> 0 THEN $2::bigint END,
+     cancel_requested = 0, owner = NULL, lease_until = NULL, attempts = attempts + 1,
+     attempts_total = $3, last_error = $4
+     WHERE seq = $1 AND state = 1 AND owner = $5
+     RETURNING state";
+const RELEASE: &str = "UPDATE messages SET
+     state = CASE WHEN cancel_requested <> 0 THEN 5 ELSE 0 END, due_at = $2,
+     cancelled_at = CASE WHEN cancel_requested <> 0 THEN $2::bigint END, cancel_requested = 0,
+     owner = NULL, lease_until = NULL
+     WHERE seq = $1 AND state = 1 AND owner = $3
+     RETURNING state, lane";
+/// Whose claims a takeover takes: `$3` = 1 other owners' with an expired lease, 2 this owner's
+/// own (abandoned at shutdown). The in-flight rows are few: the lease index finds them.
+macro_rules! taken {
+    () => {
+        "WHERE state = 1 AND CASE WHEN $3::bigint = 2 THEN owner = $2
+            ELSE owner IS DISTINCT FROM $2 AND lease_until < $1 END"
+    };
+}
+const CANCEL_TAKEN: &str = concat!(
+    "UPDATE messages SET state = 5, due_at = $1, cancelled_at = $1,
+     cancel_requested = 0, owner = NULL, lease_until = NULL ",
+    taken!(),
+    " AND cancel_requested <> 0 RETURNING lane"
+);
+const REQUEUE_TAKEN: &str = concat!(
+    "UPDATE messages SET state = 0, due_at = $1, owner = NULL, lease_until = NULL ",
+    taken!()
+);
+const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = $1";
+const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN
+     (SELECT seq FROM messages WHERE state IN (2, 5) AND due_at < $1 LIMIT $2)
+     RETURNING seq";
+/// Of the $2 oldest events, those created before $1 whose deliveries are all purged.
+const PURGE_EVENTS: &str = "DELETE FROM events WHERE seq IN
+     (SELECT seq FROM events ORDER BY seq LIMIT $2) AND created_at < $1
+     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.event = events.uuid)";
+const OLDEST_EVENT: &str = "SELECT created_at FROM events ORDER BY seq LIMIT 1";
+/// After a lane's head is delivered (or dead and skipped), its next message becomes pending.
+/// (The outer `state = 4`: under READ COMMITTED a row changed meanwhile is re-checked against the
+/// outer conditions only; without it a message just promoted and claimed could be set back.)
+pub(super) const PROMOTE: &str = "UPDATE messages SET state = 0 WHERE seq =
+     (SELECT seq FROM messages WHERE lane = $1 AND state <> 2 AND state = 4
+      ORDER BY seq LIMIT 1) AND state = 4";
+/// After a lane's message left it other than by delivery, its next waiting message goes, unless
+/// the lane still has one pending, in flight or dead.
+pub(super) const PROMOTE_IF_FREE: &str = "UPDATE messages SET state = 0 WHERE seq =
+     (SELECT seq FROM messages WHERE lane = $1 AND state <> 2 AND state = 4
+      ORDER BY seq LIMIT 1)
+     AND state = 4
+     AND NOT EXISTS (SELECT 1 FROM messages WHERE lane = $1 AND state <> 2
+      AND state IN (0, 1, 3))";
+const SAVE_HEALTH: &str = "UPDATE endpoints SET state = $2, failures = $3, failing_since = $4,
+     last_success_at = $5, last_error = $6, last_error_at = $7, changed_at = $8, reason = $9
+     WHERE id = $1";
+const TAKE_ENABLES: &str =
+    "UPDATE endpoints SET enable_requested = 0 WHERE enable_requested = 1 RETURNING id";
+
+impl Store {
+    /// Takes over the claims whose lease ended before `now` (their daemon is gone, or cut off
+    /// from the database for longer than its lease). Returns how many were requeued.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn take_over_expired(&self, now: i64) -> Result<usize> {
+        self.take_over(now, self.owner, 1)
+    }
+
+    /// Takes over every claim of daemon `owner`, known to be gone (a process of this host that
+    /// no longer runs), without waiting for its leases.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn take_over_owner(&self, owner: i64, now: i64) -> Result<usize> {
+        self.take_over(now, owner, 2)
+    }
+
+    /// Gives up this daemon's own claims (requests still running at the end of a shutdown).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn abandon(&self, now: i64) -> Result<usize> {
+        self.take_over(now, self.owner, 2)
+    }
+
+    /// `whose`: 1 the claims of owners other than `owner` whose lease expired, 2 those of `owner`.
+    fn take_over(&self, now: i64, owner: i64, whose: i64) -> Result<usize> {
+        self.tx("take over claims", |tx| {
+            let lanes: Vec<Option<String>> = tx
+                .query(CANCEL_TAKEN, &[&now, &owner, &whose])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            for lane in lanes.iter().flatten() {
+                tx.execute(PROMOTE_IF_FREE, &[lane])?;
+            }
+            let n = tx.execute(REQUEUE_TAKEN, &[&now, &owner, &whose])?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    /// Extends this daemon's leases to `until`.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn renew(&self, until: i64) -> Result<usize> {
+        let owner = self.owner;
+        self.run("renew leases", |c| {
+            let n = c.execute(RENEW, &[&owner, &until])?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    /// One unit of the dispatcher's work, in one transaction (see `Queue::cycle`). A cycle with
+    /// new messages commits with `synchronous_commit = on` (they are accepted when it returns)
+    /// and tells the other daemons; the others with `off`.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`; the transaction is rolled back and nothing changes.
+    pub(crate) fn cycle(&self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
+        let (owner, lease) = (self.owner, crate::time::duration_ms(self.pg.lease));
+        self.tx("cycle", |tx| {
+            let mut out = Claimed::default();
+            if c.inserts.is_empty() {
+                tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+            } else {
+                let mut endpoints = HashMap::new();
+                out.inserted = c
+                    .inserts
+                    .iter()
+                    .map(|m| super::insert::insert(tx, &mut endpoints, m, now))
+                    .collect::<R<_>>()?;
+                tx.execute("SELECT pg_notify('webhookd', 'm')", &[])?;
+            }
+            if !c.outcomes.is_empty() {
+                record(tx, c.outcomes, now, owner, &mut out.cancelled)?;
+            }
+            for seq in c.released {
+                if let Some(row) = tx.query_opt(RELEASE, &[seq, &now, &owner])? {
+                    let (state, lane): (i64, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+                    if state == CANCELLED {
+                        out.cancelled.push(*seq);
+                        if let Some(lane) = lane {
+                            tx.execute(PROMOTE_IF_FREE, &[&lane])?;
+                        }
+                    }
+                }
+            }
+            for h in c.health {
+                tx.execute(
+                    SAVE_HEALTH,
+                    &[
+                        &h.id,
+                        &super::circuit_code(h.state),
+                        &h.failures,
+                        &h.failing_since,
+                        &h.last_success_at,
+                        &h.last_error,
+                        &h.last_error_at,
+                        &h.changed_at,
+                        &h.reason,
+                    ],
+                )?;
+            }
+            if c.take_enables {
+                out.enabled = tx
+                    .query(TAKE_ENABLES, &[])?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<std::result::Result<_, _>>()?;
+            }
+            let lease = (owner, now.saturating_add(lease));
+            let mut budget = c.claim_budget.unwrap_or(usize::MAX);
+            for claim in c.claims.iter().filter(|c| c.limit > 0) {
+                if budget == 0 {
+                    break;
+                }
+                let claim = &Claim {
+                    endpoint: claim.endpoint,
+                    limit: claim.limit.min(budget),
+                };
+                let before = out.jobs.len();
+                claim_due(tx, claim, now, lease, &mut out.jobs)?;
+                budget -= out.jobs.len() - before;
+                if out.jobs.len() - before < claim.limit {
+                    let next: Option<i64> =
+                        tx.query_one(NEXT_DUE, &[&claim.endpoint])?.try_get(0)?;
+                    out.next_due.push((claim.endpoint, next));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The earliest `due_at` of a pending message of endpoint `endpoint` (0: plain URLs).
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn next_due(&self, endpoint: i64) -> Result<Option<i64>> {
+        self.run("find next due message", |c| {
+            Ok(c.query_one(NEXT_DUE, &[&endpoint])?.try_get(0)?)
+        })
+    }
+
+    /// Deletes up to `limit` messages delivered (or cancelled) before `before`, with their
+    /// payloads and attempts, and the events past retention whose deliveries are all gone.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.tx("purge", |tx| {
+            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+            let seqs: Vec<i64> = tx
+                .query(PURGE_DELIVERED, &[&before, &limit])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<std::result::Result<_, _>>()?;
+            delete_details(tx, &seqs)?;
+            let oldest: Option<i64> = match tx.query_opt(OLDEST_EVENT, &[])? {
+                Some(r) => Some(r.try_get(0)?),
+                None => None,
+            };
+            let events = match oldest {
+                Some(t) if t < before => tx.execute(PURGE_EVENTS, &[&before, &limit])?,
+                _ => 0,
+            };
+            Ok(seqs.len() + usize::try_from(events).unwrap_or(0))
+        })
+    }
+}
+
+/// Deletes the payloads and attempts of deleted messages.
+pub(super) fn delete_details(c: &mut impl GenericClient, seqs: &[i64]) -> R<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let seqs = seqs.to_vec();
+    c.execute("DELETE FROM payloads WHERE seq = ANY($1)", &[&seqs])?;
+    c.execute("DELETE FROM attempts WHERE seq = ANY($1)", &[&seqs])?;
+    Ok(())
+}
+
+/// Records outcomes of claims `owner` still holds; an outcome of a claim another daemon took over
+/// meanwhile changes nothing but the attempt's history.
+fn record(
+    tx: &mut Transaction<'_>,
+    outcomes: &[Outcome],
+    now: i64,
+    owner: i64,
+    cancelled: &mut Vec<i64>,
+) -> R<()> {
+    let seqs: Vec<i64> = outcomes.iter().map(|o| o.seq).collect();
+    let ns: Vec<i64> = outcomes.iter().map(|o| i64::from(o.n)).collect();
+    let ats: Vec<i64> = outcomes.iter().map(|o| o.at).collect();
+    let durations: Vec<i64> = outcomes.iter().map(|o| o.duration_us).collect();
+    let statuses: Vec<Option<i64>> = outcomes.iter().map(|o| o.status.map(i64::from)).collect();
+    let errors: Vec<Option<&str>> = outcomes.iter().map(|o| o.error.as_deref()).collect();
+    let responses: Vec<Option<&[u8]>> = outcomes
+        .iter()
+        .map(|o| (!o.response.is_empty()).then_some(o.response.as_slice()))
+        .collect();
+    let params: [&(dyn ToSql + Sync); 7] =
+        [&seqs, &ns, &ats, &durations, &statuses, &errors, &responses];
+    tx.execute(INSERT_ATTEMPTS, &params)?;
+    let delivered: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.kind == OutcomeKind::Delivered)
+        .collect();
+    let mut states: HashMap<i64, i64> = HashMap::new();
+    if !delivered.is_empty() {
+        let seqs: Vec<i64> = delivered.iter().map(|o| o.seq).collect();
+        let ns: Vec<i64> = delivered.iter().map(|o| i64::from(o.n)).collect();
+        for row in tx.query(MARK_DELIVERED, &[&seqs, &now, &ns, &owner])? {
+            states.insert(row.try_get(0)?, super::super::sqlite::codes::DELIVERED);
+        }
+    }
+    for o in outcomes {
+        let n = i64::from(o.n);
+        let row = match o.kind {
+            OutcomeKind::Delivered => None,
+            OutcomeKind::Retry { due_at } => {
+                tx.query_opt(MARK_RETRY, &[&o.seq, &due_at, &n, &o.summary, &now, &owner])?
+            }
+            OutcomeKind::Dead => {
+                tx.query_opt(MARK_DEAD, &[&o.seq, &now, &n, &o.summary, &owner])?
+            }
+        };
+        if let Some(row) = row {
+            states.insert(o.seq, row.try_get(0)?);
+        }
+    }
+    for o in outcomes {
+        // Not this daemon's claim any more: its lane is the new owner's business.
+        let Some(&state) = states.get(&o.seq) else {
+            continue;
+        };
+        let was_cancelled = state == CANCELLED;
+        if was_cancelled {
+            cancelled.push(o.seq);
+        }
+        if let Some(lane) = &o.lane {
+            if was_cancelled {
+                tx.execute(PROMOTE_IF_FREE, &[lane])?;
+            } else if o.promote {
+                tx.execute(PROMOTE, &[lane])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn claim_due(
+    tx: &mut Transaction<'_>,
+    c: &Claim,
+    now: i64,
+    (owner, lease_until): (i64, i64),
+    out: &mut Vec<Job>,
+) -> R<()> {
+    let limit = i64::try_from(c.limit).unwrap_or(i64::MAX);
+    let rows = tx.query(CLAIM, &[&now, &limit, &c.endpoint, &owner, &lease_until])?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut jobs = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let count = |i: usize| -> R<u32> {
+            let v: i64 = r.try_get(i)?;
+            Ok(u32::try_from(v).unwrap_or(u32::MAX))
+        };
+        let max: Option<i64> = r.try_get(4)?;
+        jobs.push(Job {
+            seq: r.try_get(0)?,
+            uuid: uuid_at(r, 1)?,
+            attempts: count(2)?,
+            attempts_total: count(3)?,
+            max_attempts: max.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+            endpoint: r.try_get(5)?,
+            lane: r.try_get(6)?,
+            due_at: r.try_get(7)?,
+            event: uuid_opt_at(r, 8)?,
+            ..Job::default()
+        });
+    }
+    jobs.sort_unstable_by_key(|j| j.seq);
+    let seqs: Vec<i64> = jobs.iter().map(|j| j.seq).collect();
+    let mut payloads: HashMap<i64, (String, String, String, Vec<u8>)> = HashMap::new();
+    for r in tx.query(SELECT_PAYLOADS, &[&seqs])? {
+        payloads.insert(
+            r.try_get(0)?,
+            (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
+        );
+    }
+    for job in &mut jobs {
+        let (method, url, headers, body) = payloads
+            .remove(&job.seq)
+            .ok_or_else(|| super::Fail::Bad(format!("message {} has no payload", job.seq)))?;
+        job.method = method;
+        job.url = url;
+        job.headers = message::decode_headers(&headers);
+        job.body = body;
+    }
+    out.append(&mut jobs);
+    Ok(())
+}

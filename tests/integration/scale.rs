@@ -1,0 +1,202 @@
+//! Several daemons on one PostgreSQL queue (a private cluster: `util::pg`): every message
+//! delivered once, a killed daemon's claims taken over after the lease, a database restart and
+//! a database outage survived with nothing accepted lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::util::api::call;
+use crate::util::pg::Cluster;
+use crate::util::{wait_until, Receiver, Reply, TestEnv, FAST};
+
+/// Enqueues `n` messages to `url` in one `--jsonl` batch; their uuids.
+fn enqueue_many(env: &TestEnv, url: &str, n: usize) -> Vec<String> {
+    let mut jsonl = String::with_capacity(n * 80);
+    for i in 0..n {
+        jsonl += &format!("{{\"url\":\"{url}\",\"body\":\"message {i}\"}}\n");
+    }
+    let out = env.run_stdin(&["enqueue", "--jsonl", "-"], jsonl.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How many times the receiver got each webhook-id.
+fn deliveries(rx: &Receiver) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in rx.requests() {
+        *seen.entry(r.webhook_id()).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn three_daemons_deliver_every_message_once_and_list_each_other() {
+    let Some(a) = TestEnv::on_postgres("three-a", FAST) else {
+        return;
+    };
+    let (b, c) = (a.sibling("three-b"), a.sibling("three-c"));
+    let rx = Receiver::ok();
+    let _da = a.daemon();
+    let _db = b.daemon();
+    let _dc = c.daemon();
+    let status = a.status();
+    let daemons = status["daemons"]
+        .as_array()
+        .expect("status lists the daemons");
+    assert_eq!(daemons.len(), 3, "{status}");
+    for d in daemons {
+        assert!(d["pid"].as_u64().is_some() && d["host"].is_string(), "{d}");
+    }
+    let n = 5_000;
+    let uuids = enqueue_many(&a, &rx.url("/three"), n);
+    assert_eq!(uuids.len(), n);
+    wait_until(Duration::from_secs(120), "every message delivered", || {
+        a.queue("delivered") == n as u64
+    });
+    let seen = deliveries(&rx);
+    assert_eq!(seen.len(), n, "every message reached the receiver");
+    let twice: Vec<_> = seen.iter().filter(|(_, &k)| k > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    for u in &uuids {
+        assert!(seen.contains_key(u), "{u} never delivered");
+    }
+}
+
+#[test]
+fn a_killed_daemons_claims_are_taken_over_after_the_lease() {
+    let config = format!("lease = \"3s\"\n{FAST}");
+    let Some(a) = TestEnv::on_postgres("killed-a", &config) else {
+        return;
+    };
+    let b = a.sibling("killed-b");
+    // The receiver holds every request until the first daemon is dead.
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = Arc::clone(&hold);
+    let rx = Receiver::start(move |_, _| {
+        if held.load(Ordering::SeqCst) {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let mut da = a.daemon();
+    let uuids = enqueue_many(&a, &rx.url("/killed"), 4);
+    wait_until(Duration::from_secs(10), "a request in flight", || {
+        rx.count() == 1
+    });
+    let taken = rx.requests()[0].webhook_id();
+    assert_eq!(a.queue("in_flight"), 1, "{}", a.status());
+    da.kill9();
+    hold.store(false, Ordering::SeqCst);
+    let killed_at = std::time::Instant::now();
+    let db = b.daemon();
+    wait_until(Duration::from_secs(30), "all 4 delivered", || {
+        a.queue("delivered") == 4
+    });
+    // The others were pending: the second daemon sends them at once; the claimed one only once
+    // its lease (3 s, renewed last at most a second before the kill) has ended.
+    let delivered_at = rx.for_id(&taken)[1].at;
+    assert!(
+        delivered_at.duration_since(killed_at) >= Duration::from_secs(1),
+        "taken over before the lease ended: {:?}",
+        delivered_at.duration_since(killed_at)
+    );
+    for u in &uuids {
+        assert_eq!(a.state(u), "delivered");
+        let expected = if *u == taken { 2 } else { 1 };
+        assert_eq!(rx.for_id(u).len(), expected, "{u}: attempts seen");
+    }
+    assert!(
+        db.log_text()
+            .contains("took over 1 message whose lease expired"),
+        "{}",
+        db.log_text()
+    );
+}
+
+#[test]
+fn a_database_restart_is_survived_and_nothing_is_lost() {
+    if !crate::util::pg::installed() {
+        return;
+    }
+    let cluster = Cluster::private();
+    let url = cluster.database("restart").1;
+    let env = TestEnv::with_db("restart", FAST, url.into());
+    let rx = Receiver::ok();
+    let d = env.daemon();
+    let first = enqueue_many(&env, &rx.url("/restart"), 500);
+    cluster.stop_server();
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.start_server();
+    let second = enqueue_many(&env, &rx.url("/restart"), 500);
+    wait_until(Duration::from_secs(60), "all 1000 delivered", || {
+        env.queue("delivered") == 1000
+    });
+    let seen = deliveries(&rx);
+    for u in first.iter().chain(&second) {
+        assert!(seen.contains_key(u), "{u} never delivered");
+    }
+    assert!(d.log_text().contains("unavailable"), "{}", d.log_text());
+}
+
+#[test]
+fn while_the_database_is_down_the_api_answers_503_and_accepted_messages_are_kept() {
+    if !crate::util::pg::installed() {
+        return;
+    }
+    let cluster = Cluster::private();
+    let url = cluster.database("down").1;
+    let env = TestEnv::with_db("down", FAST, url.into());
+    let rx = Receiver::ok();
+    let _d = env.daemon();
+    let sock = env.api_socket();
+    let post = |i: usize| {
+        call(
+            &sock,
+            "POST",
+            "/v1/messages",
+            Some(&serde_json::json!({"url": rx.url("/down"), "body": format!("m{i}")})),
+        )
+    };
+    let mut accepted = Vec::new();
+    for i in 0..50 {
+        let a = post(i);
+        assert_eq!(a.status, 202, "{}", a.text());
+        accepted.push(a.json()["uuid"].as_str().unwrap().to_owned());
+    }
+    cluster.stop_server();
+    let down_at = std::time::Instant::now();
+    let mut refused = 0;
+    while down_at.elapsed() < Duration::from_secs(10) {
+        let a = post(1000 + refused);
+        match a.status {
+            202 => accepted.push(a.json()["uuid"].as_str().unwrap().to_owned()),
+            503 => {
+                assert!(a.header("retry-after").is_some(), "{}", a.text());
+                refused += 1;
+            }
+            other => panic!("while the database is down: {other} {}", a.text()),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(refused > 0, "nothing refused while the database was down");
+    cluster.start_server();
+    wait_until(
+        Duration::from_secs(60),
+        "every accepted message delivered",
+        || {
+            let seen = deliveries(&rx);
+            accepted.iter().all(|u| seen.contains_key(u))
+        },
+    );
+}

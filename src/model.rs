@@ -187,10 +187,22 @@ pub(crate) enum Failure {
 }
 
 /// Claim up to `limit` due messages of one endpoint (0: plain URLs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Claim {
     pub(crate) endpoint: i64,
     pub(crate) limit: usize,
+    /// The endpoint's limits over every daemon of the queue (a store shared by several daemons
+    /// enforces them; one daemon alone keeps them in memory): `None` for plain URLs.
+    pub(crate) shared: Option<SharedLimits>,
+}
+
+/// An endpoint's concurrency cap and rate, for all the daemons of a queue together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SharedLimits {
+    /// Requests in flight at most.
+    pub(crate) cap: usize,
+    /// Requests per second and the bucket's size, if it has a rate.
+    pub(crate) rate: Option<(f64, f64)>,
 }
 
 #[cfg(test)]

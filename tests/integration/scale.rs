@@ -200,3 +200,70 @@ fn while_the_database_is_down_the_api_answers_503_and_accepted_messages_are_kept
         },
     );
 }
+
+#[test]
+fn an_endpoints_cap_holds_across_three_daemons() {
+    let rx = Receiver::start(|_, _| {
+        Reply::Delay(Duration::from_millis(100), Box::new(Reply::Status(200)))
+    });
+    let config = format!(
+        "{FAST}\n[endpoints.capped]\nurl = \"{}\"\nconcurrency = 2\n",
+        rx.url("/")
+    );
+    let Some(a) = TestEnv::on_postgres("cap-a", &config) else {
+        return;
+    };
+    let (b, c) = (a.sibling("cap-b"), a.sibling("cap-c"));
+    let d = [
+        a.daemon_with(&["-v"]),
+        b.daemon_with(&["-v"]),
+        c.daemon_with(&["-v"]),
+    ];
+    let lines: String = (0..60).map(|_| "{\"endpoint\":\"capped\"}\n").collect();
+    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(30), "60 delivered", || {
+        a.queue("delivered") == 60
+    });
+    assert_eq!(rx.count(), 60);
+    // Each daemon alone allows 2: three of them must not make it 6.
+    assert!(rx.max_concurrent() <= 2, "{} at once", rx.max_concurrent());
+    // ... and they share the work (the cap is not one daemon holding the endpoint).
+    let busy = d
+        .iter()
+        .filter(|d| d.log_text().contains("delivered 0"))
+        .count();
+    assert!(busy >= 2, "only {busy} of the daemons delivered");
+}
+
+#[test]
+fn an_endpoints_rate_holds_across_three_daemons() {
+    let rx = Receiver::ok();
+    let config = format!(
+        "{FAST}\n[endpoints.metered]\nurl = \"{}\"\nrate = \"20/s\"\nconcurrency = 50\n",
+        rx.url("/")
+    );
+    let Some(a) = TestEnv::on_postgres("rate-a", &config) else {
+        return;
+    };
+    let (b, c) = (a.sibling("rate-b"), a.sibling("rate-c"));
+    let _d = [a.daemon(), b.daemon(), c.daemon()];
+    let lines: String = (0..60).map(|_| "{\"endpoint\":\"metered\"}\n").collect();
+    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(15), "60 delivered", || rx.count() == 60);
+    let reqs = rx.requests();
+    // After the burst (0.1 s worth, 2 requests), arrivals follow the rate: 20/s in all, not
+    // 20/s per daemon.
+    let span = reqs[59].at - reqs[2].at;
+    let rate = 57.0 / span.as_secs_f64();
+    assert!((18.0..=22.0).contains(&rate), "{rate:.1}/s for rate = 20/s");
+}

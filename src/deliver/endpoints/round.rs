@@ -1,7 +1,7 @@
 //! One claim round of [`super::Endpoints::plan`]: what each endpoint may take of the free slots.
 
 use super::runtime::Runtime;
-use crate::model::Claim;
+use crate::model::{Claim, SharedLimits};
 
 /// One claim round.
 pub(super) struct Round {
@@ -35,9 +35,20 @@ impl Round {
             if rt.degraded() {
                 self.room -= limit;
             }
+            // Over all daemons: the configured cap, or one at a time while it fails (a daemon's
+            // slow start after its own start is its own: the others may have proven it).
+            let shared = rt.config.as_ref().map(|c| SharedLimits {
+                cap: if rt.degraded() {
+                    1
+                } else {
+                    c.concurrency_with(self.workers)
+                },
+                rate: c.rate.as_ref().map(|r| (r.per_sec, rt.burst())),
+            });
             self.claims.push(Claim {
                 endpoint: id,
                 limit,
+                shared,
             });
             self.offers -= 1;
         }

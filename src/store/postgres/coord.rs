@@ -333,6 +333,7 @@ fn listen(pg: &Postgres, name: &std::path::Path, stop: &AtomicBool, tx: &Sender<
             let next = client.notifications().timeout_iter(LISTEN_TICK).next();
             match next {
                 Ok(Some(n)) => {
+                    log::debug!("notified: {}", n.payload());
                     let notice = match n.payload() {
                         "e" => Notice::Endpoints,
                         "r" => Notice::Requeued,

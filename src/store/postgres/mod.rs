@@ -18,6 +18,7 @@ mod endpoints;
 mod events;
 mod insert;
 mod inspect;
+mod limits;
 mod list;
 mod queue;
 mod schema;

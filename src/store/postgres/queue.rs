@@ -233,17 +233,39 @@ impl Store {
                 if budget == 0 {
                     break;
                 }
-                let claim = &Claim {
-                    endpoint: claim.endpoint,
-                    limit: claim.limit.min(budget),
+                let wanted = claim.limit.min(budget);
+                let allowance = match &claim.shared {
+                    Some(limits) if claim.endpoint != 0 => Some(super::limits::allow(
+                        tx,
+                        claim.endpoint,
+                        limits,
+                        wanted,
+                        now,
+                    )?),
+                    _ => None,
                 };
+                let limit = allowance.as_ref().map_or(wanted, |a| a.limit);
                 let before = out.jobs.len();
-                claim_due(tx, claim, now, lease, &mut out.jobs)?;
-                budget -= out.jobs.len() - before;
-                if out.jobs.len() - before < claim.limit {
+                if limit > 0 {
+                    let take = Claim {
+                        endpoint: claim.endpoint,
+                        limit,
+                        shared: None,
+                    };
+                    claim_due(tx, &take, now, lease, &mut out.jobs)?;
+                }
+                let claimed = out.jobs.len() - before;
+                budget -= claimed;
+                if let Some(a) = &allowance {
+                    super::limits::spend(tx, claim.endpoint, a, claimed, now)?;
+                }
+                if claimed < wanted {
                     let next: Option<i64> =
                         tx.query_one(NEXT_DUE, &[&claim.endpoint])?.try_get(0)?;
-                    out.next_due.push((claim.endpoint, next));
+                    // Held back by another daemon's share: due again when it may be claimed.
+                    let retry = allowance.as_ref().and_then(|a| a.retry_at);
+                    out.next_due
+                        .push((claim.endpoint, next.map(|n| retry.map_or(n, |r| n.max(r)))));
                 }
             }
             Ok(out)

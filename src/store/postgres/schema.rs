@@ -165,6 +165,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         started_at bigint NOT NULL,
         seen_at    bigint NOT NULL
     );",
+    // 2: an endpoint's token bucket over every daemon (see `limits`): the tokens left at
+    // `refilled_at` (NULL: a full bucket).
+    "ALTER TABLE endpoints ADD COLUMN tokens double precision;
+    ALTER TABLE endpoints ADD COLUMN refilled_at bigint;",
 ];
 
 /// The schema version this binary writes.

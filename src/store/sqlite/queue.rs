@@ -294,6 +294,8 @@ impl Store {
             let claim = &Claim {
                 endpoint: claim.endpoint,
                 limit: claim.limit.min(budget),
+                // One daemon per file: its own limits are the shared ones.
+                shared: None,
             };
             let before = out.jobs.len();
             claim_due(&tx, claim, now, lease, &mut out.jobs).map_err(e("claim"))?;

@@ -32,6 +32,7 @@ fn pending_endpoints_names_each_endpoint_with_pending_messages_once() -> Result<
             claims: &[Claim {
                 endpoint: three,
                 limit: 10,
+                shared: None,
             }],
             outcomes: &[],
             released: &[],

@@ -74,6 +74,7 @@ pub(crate) fn cyc(
         .map(|endpoint| Claim {
             endpoint,
             limit: claim,
+            shared: None,
         })
         .collect();
     let c = Cycle {

@@ -135,10 +135,12 @@ fn claims_share_one_budget_in_order() -> Result<()> {
         Claim {
             endpoint: a,
             limit: 3,
+            shared: None,
         },
         Claim {
             endpoint: b,
             limit: 3,
+            shared: None,
         },
     ];
     let c = Cycle {

@@ -1,0 +1,90 @@
+//! An endpoint's concurrency cap and rate over every daemon of the queue.
+//!
+//! One daemon keeps its endpoints' limits in memory (`deliver::endpoints`); several daemons on
+//! one PostgreSQL queue each keep theirs too, and the claim also checks the shared ones, in the
+//! cycle's transaction, under the endpoint's row lock (`FOR UPDATE`: daemons claiming the same
+//! endpoint take turns, for the length of one claim):
+//! - the cap: the endpoint's messages in flight, counted on the state index (at most the cap);
+//! - the rate: a token bucket kept in the endpoint's row (`tokens`, `refilled_at`), refilled by
+//!   the time since the last claim and spent by what is claimed.
+//!
+//! A claim held back by a shared limit reports the endpoint as due again a little later (when a
+//! token is back, or after `HELD_RETRY_MS` for the cap), so its daemon tries again without
+//! spinning.
+
+use postgres::Transaction;
+
+use super::R;
+use crate::model::SharedLimits;
+
+/// When a daemon tries again an endpoint whose cap other daemons fill.
+const HELD_RETRY_MS: i64 = 50;
+
+const LOCK: &str = "SELECT tokens, refilled_at FROM endpoints WHERE id = $1 FOR UPDATE";
+const IN_FLIGHT: &str = "SELECT count(*) FROM messages WHERE state = 1 AND endpoint = $1";
+const SPEND: &str = "UPDATE endpoints SET tokens = $2, refilled_at = $3 WHERE id = $1";
+
+/// What the shared limits allow one claim.
+#[derive(Debug, Default)]
+pub(super) struct Allowance {
+    pub(super) limit: usize,
+    /// The tokens in the bucket now (rate-limited endpoints).
+    tokens: Option<f64>,
+    /// When to try again, if a shared limit holds the claim back entirely.
+    pub(super) retry_at: Option<i64>,
+}
+
+/// Locks endpoint `id`'s row and says how many of `wanted` the shared limits allow.
+pub(super) fn allow(
+    tx: &mut Transaction<'_>,
+    id: i64,
+    limits: &SharedLimits,
+    wanted: usize,
+    now: i64,
+) -> R<Allowance> {
+    let Some(row) = tx.query_opt(LOCK, &[&id])? else {
+        return Ok(Allowance {
+            limit: wanted,
+            ..Allowance::default()
+        });
+    };
+    let in_flight: i64 = tx.query_one(IN_FLIGHT, &[&id])?.try_get(0)?;
+    let room = limits
+        .cap
+        .saturating_sub(usize::try_from(in_flight).unwrap_or(usize::MAX));
+    let mut a = Allowance {
+        limit: wanted.min(room),
+        tokens: None,
+        retry_at: (room == 0).then_some(now + HELD_RETRY_MS),
+    };
+    if let Some((per_sec, burst)) = limits.rate {
+        let (tokens, at): (Option<f64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        let tokens = match (tokens, at) {
+            (Some(t), Some(at)) => (t + (now - at).max(0) as f64 / 1000.0 * per_sec).min(burst),
+            _ => burst,
+        };
+        let whole = tokens.floor().max(0.0) as usize;
+        a.limit = a.limit.min(whole);
+        if whole == 0 {
+            let wait = ((1.0 - tokens) / per_sec * 1000.0).ceil() as i64;
+            a.retry_at = Some(a.retry_at.unwrap_or(now).max(now + wait.max(1)));
+        }
+        a.tokens = Some(tokens);
+    }
+    Ok(a)
+}
+
+/// Spends a token per message claimed from the bucket `allow` read.
+pub(super) fn spend(
+    tx: &mut Transaction<'_>,
+    id: i64,
+    a: &Allowance,
+    claimed: usize,
+    now: i64,
+) -> R<()> {
+    if let Some(tokens) = a.tokens {
+        let left = (tokens - claimed as f64).max(0.0);
+        tx.execute(SPEND, &[&id, &left, &now])?;
+    }
+    Ok(())
+}

@@ -97,6 +97,12 @@ fn a_killed_daemons_claims_are_taken_over_after_the_lease() {
     let taken = rx.requests()[0].webhook_id();
     assert_eq!(a.queue("in_flight"), 1, "{}", a.status());
     da.kill9();
+    // As if it ran on another host: a daemon of this host that is gone is taken over at once
+    // (the next test); one elsewhere only when its lease has ended.
+    let moved: i64 = a.sql_one(
+        "WITH u AS (UPDATE daemons SET host = 'elsewhere' RETURNING 1) SELECT count(*) FROM u",
+    );
+    assert_eq!(moved, 1);
     hold.store(false, Ordering::SeqCst);
     let killed_at = std::time::Instant::now();
     let db = b.daemon();
@@ -122,6 +128,42 @@ fn a_killed_daemons_claims_are_taken_over_after_the_lease() {
         "{}",
         db.log_text()
     );
+}
+
+#[test]
+fn a_killed_daemon_of_this_host_is_taken_over_at_once() {
+    let Some(a) = TestEnv::on_postgres("dead-a", FAST) else {
+        return;
+    };
+    let b = a.sibling("dead-b");
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = Arc::clone(&hold);
+    let rx = Receiver::start(move |_, _| {
+        if held.load(Ordering::SeqCst) {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let mut da = a.daemon();
+    let uuid = a.enqueue(&[&rx.url("/dead")]);
+    wait_until(Duration::from_secs(10), "the request in flight", || {
+        rx.count() == 1
+    });
+    da.kill9();
+    hold.store(false, Ordering::SeqCst);
+    // The lease is 30 s: only the dead process tells the other daemon it may take over.
+    let db = b.daemon();
+    wait_until(Duration::from_secs(10), "taken over and delivered", || {
+        a.state(&uuid) == "delivered"
+    });
+    assert!(
+        db.log_text().contains("took over 1 message of daemon pid"),
+        "{}",
+        db.log_text()
+    );
+    let status = a.status();
+    assert_eq!(status["daemons"].as_array().unwrap().len(), 1, "{status}");
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub(super) struct Answer {
 
 /// Runs `clients` threads for `dur`, each sending `body()` requests back to back; returns the
 /// accepted count (status `ok`), the other statuses, and per-request latencies (µs).
-fn closed_loop(
+pub(super) fn closed_loop(
     target: &Target,
     clients: usize,
     dur: Duration,
@@ -157,7 +157,7 @@ fn closed_loop(
     (lat.len() as u64 - bad, bad, lat)
 }
 
-fn message(url: &str, delay: Option<&str>) -> Vec<u8> {
+pub(super) fn message(url: &str, delay: Option<&str>) -> Vec<u8> {
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

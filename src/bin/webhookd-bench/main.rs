@@ -9,6 +9,7 @@ mod api;
 mod dashboard;
 mod delivery;
 mod operator;
+mod postgres;
 mod receiver;
 mod runtime;
 mod work;
@@ -129,6 +130,9 @@ fn main() {
     if b.wants("api") {
         b.api();
     }
+    if b.wants("postgres") {
+        b.postgres();
+    }
     b.report(started.elapsed());
     if !b.failures.is_empty() {
         for f in &b.failures {
@@ -157,7 +161,7 @@ fn parse_args() -> Args {
                 args.api_socket = Some(it.next().map(PathBuf::from).expect("--api-socket PATH"))
             }
             "-h" | "--help" => {
-                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk,api,runtime] [--dir DIR] [--out FILE] [--api-socket PATH]");
+                println!("webhookd-bench [--quick] [--only receiver,enqueue,drain,endpoints,latency,scale,scale-delivered,bulk,api,runtime,postgres] [--dir DIR] [--out FILE] [--api-socket PATH]");
                 std::process::exit(0);
             }
             other => {

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use postgres::{Client, GenericClient};
 use uuid::Uuid;
 
+use super::batch::Batch;
 use super::{Fail, Store, R};
 use crate::error::{Error, Result};
 use crate::message::{self, Message};
@@ -56,6 +57,8 @@ pub(crate) struct Inserter<'s> {
     store: &'s Store,
     /// Endpoint ids by name, looked up (or created) once per batch.
     endpoints: HashMap<String, i64>,
+    /// Messages not yet sent to the database (inserted at the latest by `commit`).
+    batch: Batch,
     /// A transaction is open: `Drop` rolls it back.
     open: bool,
     /// A statement failed: PostgreSQL aborted the transaction and `COMMIT` would roll it back
@@ -78,6 +81,7 @@ impl Store {
             client,
             store,
             endpoints: HashMap::new(),
+            batch: Batch::default(),
             open: true,
             failed: false,
         };
@@ -109,7 +113,13 @@ impl Inserter<'_> {
     /// # Errors
     /// `Db`/`Busy`/`DbUnavailable`; the batch can then only be dropped.
     pub(crate) fn insert(&mut self, m: &Message, now: i64) -> Result<Enqueued> {
-        let result = insert(&mut *self.client, &mut self.endpoints, m, now);
+        let result = insert(
+            &mut *self.client,
+            &self.store.prepared,
+            (&mut self.endpoints, &mut self.batch),
+            m,
+            now,
+        );
         self.failed |= result.is_err();
         result.map_err(|e| self.store.fail("insert message", e))
     }
@@ -139,7 +149,15 @@ impl Inserter<'_> {
                 source: "an insert of this batch failed; nothing was stored".into(),
             });
         }
-        let result = self.client.batch_execute("COMMIT");
+        if let Err(e) = self.batch.flush(&mut *self.client, &self.store.prepared) {
+            // `Drop` rolls back.
+            return Err(self.store.fail("insert messages", e));
+        }
+        // The daemons hear of the new messages from this transaction's commit (`coord`): a
+        // separate notice would cost a connection.
+        let result = self
+            .client
+            .batch_execute("SELECT pg_notify('webhookd', 'm'); COMMIT");
         // A failed COMMIT ends the transaction too.
         self.open = false;
         result.map_err(|e| self.store.fail("commit enqueue", e.into()))
@@ -163,7 +181,8 @@ impl Drop for Inserter<'_> {
 /// The database's; `Bad` for a stored state this binary does not know.
 pub(super) fn insert(
     c: &mut impl GenericClient,
-    endpoints: &mut HashMap<String, i64>,
+    p: &super::Prepared,
+    (endpoints, batch): (&mut HashMap<String, i64>, &mut Batch),
     m: &Message,
     now: i64,
 ) -> R<Enqueued> {
@@ -188,6 +207,17 @@ pub(super) fn insert(
             }
         },
     };
+    if Batch::takes(m) {
+        batch.push(c, p, m, uuid, endpoint, (due, created))?;
+        return Ok(Enqueued {
+            uuid,
+            created: true,
+            state: crate::model::State::Pending,
+            same_request: true,
+        });
+    }
+    // A key or a lane: what is stored depends on the messages before it.
+    batch.flush(c, p)?;
     let state = match &m.lane {
         Some(lane) => {
             lock_lane(c, lane)?;
@@ -205,8 +235,9 @@ pub(super) fn insert(
     let max_attempts = m.max_attempts.map(i64::from);
     let event = m.event.as_ref().map(|e| e.as_bytes().as_slice());
     for _ in 0..KEY_TRIES {
+        let insert_message = p.get(c, INSERT_MESSAGE)?;
         let inserted = c.query_opt(
-            INSERT_MESSAGE,
+            &insert_message,
             &[
                 &uuid.as_bytes().as_slice(),
                 &m.key,
@@ -221,8 +252,9 @@ pub(super) fn insert(
         )?;
         if let Some(row) = inserted {
             let seq: i64 = row.try_get(0)?;
+            let insert_payload = p.get(c, INSERT_PAYLOAD)?;
             c.execute(
-                INSERT_PAYLOAD,
+                &insert_payload,
                 &[
                     &seq,
                     &m.method,

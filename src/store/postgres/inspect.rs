@@ -17,7 +17,10 @@ use crate::model::State;
 use crate::store::{Attempt, Counts, MessageView};
 
 /// Messages per class, summed over the writers' slots (`sum(bigint)` is numeric: cast back).
-const TOTALS: &str = "SELECT state, sum(n)::bigint FROM counts GROUP BY state";
+/// The counts folded so far and the changes not yet folded (see `schema`).
+const TOTALS: &str = "SELECT state, sum(n)::bigint FROM
+     (SELECT state, n FROM counts UNION ALL SELECT state, n FROM count_changes) c
+     GROUP BY state";
 /// The oldest pending message overall (`messages_live`: its first row) and of each endpoint
 /// (`messages_live_endpoint`: one seek per endpoint).
 const OLDEST_PENDING: &str =

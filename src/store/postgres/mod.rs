@@ -11,6 +11,7 @@
 //!   be attempted again, never lost;
 //! - the daemons register in `daemons` and wake each other with `LISTEN/NOTIFY` (`coord`).
 
+mod batch;
 mod bulk;
 pub(crate) mod coord;
 mod defined;
@@ -21,15 +22,17 @@ mod inspect;
 mod limits;
 mod list;
 mod queue;
+mod registry;
 mod schema;
 mod traits;
 
 use std::cell::{RefCell, RefMut};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use postgres::{Client, Row, Transaction};
+use postgres::{Client, GenericClient, Row, Statement, Transaction};
 use uuid::Uuid;
 
 use crate::config::database::Postgres;
@@ -69,9 +72,28 @@ impl From<Error> for Fail {
 
 pub(super) type R<T> = std::result::Result<T, Fail>;
 
+/// The statements prepared on the current connection, by their text: a statement sent as text
+/// costs the server a parse and a plan, and the client a round trip, each time.
+#[derive(Default)]
+pub(super) struct Prepared(RefCell<HashMap<&'static str, Statement>>);
+
+impl Prepared {
+    /// `sql`, prepared on `c` (once per connection).
+    pub(super) fn get(&self, c: &mut impl GenericClient, sql: &'static str) -> R<Statement> {
+        if let Some(s) = self.0.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = c.prepare(sql)?;
+        self.0.borrow_mut().insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
 /// One connection to the database.
 pub(crate) struct Store {
     client: RefCell<Option<Client>>,
+    /// The hot statements, prepared on `client` (emptied when it is reopened).
+    pub(super) prepared: Prepared,
     pg: Postgres,
     /// The URL, as errors name the database.
     name: PathBuf,
@@ -89,6 +111,7 @@ impl Store {
     pub(crate) fn open(pg: &Postgres, access: Access) -> Result<Store> {
         let store = Store {
             client: RefCell::new(None),
+            prepared: Prepared::default(),
             pg: pg.clone(),
             name: PathBuf::from(&pg.url),
             owner: 0,
@@ -101,6 +124,12 @@ impl Store {
     /// The daemon's instance id: its claims record it.
     pub(crate) fn set_owner(&mut self, owner: i64) {
         self.owner = owner;
+        // As `connection` does for a daemon's connection (this one was opened before).
+        if let Some(c) = self.client.get_mut().as_mut() {
+            if let Err(e) = c.batch_execute("SET synchronous_commit = off") {
+                log::warn!("{}", wrap(&self.name, "set synchronous_commit", e));
+            }
+        }
     }
 
     /// The connection, reopened if it was lost.
@@ -108,7 +137,17 @@ impl Store {
         let mut slot = self.client.borrow_mut();
         if slot.as_ref().is_none_or(Client::is_closed) {
             *slot = None;
-            *slot = Some(connect(&self.pg, &self.name)?);
+            self.prepared.0.borrow_mut().clear();
+            let mut client = connect(&self.pg, &self.name)?;
+            if self.owner != 0 {
+                // The daemon's own commits (claims, outcomes) are not waited for: a crash of the
+                // server may lose the last ones, which makes a message be attempted again, never
+                // lost. A cycle that stores accepted messages commits with `on`.
+                client
+                    .batch_execute("SET synchronous_commit = off")
+                    .map_err(|e| wrap(&self.name, "set synchronous_commit", e))?;
+            }
+            *slot = Some(client);
         }
         Ok(RefMut::map(slot, |c| c.as_mut().expect("connected above")))
     }

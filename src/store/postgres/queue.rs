@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use postgres::types::ToSql;
 use postgres::{GenericClient, Transaction};
 
-use super::{uuid_at, uuid_opt_at, Store, R};
+use super::{uuid_at, uuid_opt_at, Prepared, Store, R};
 use crate::error::Result;
 use crate::message;
 use crate::model::{Claim, Job};
@@ -23,25 +23,31 @@ use crate::store::{Claimed, Cycle, Outcome, OutcomeKind};
 
 use super::super::sqlite::codes::CANCELLED;
 
+/// Claims and reads the requests in one statement (each statement is a round trip).
 const CLAIM: &str = "WITH c AS (
         SELECT seq FROM messages WHERE state = 0 AND endpoint = $3 AND due_at <= $1
-        ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-     UPDATE messages m SET state = 1, owner = $4, lease_until = $5 FROM c WHERE m.seq = c.seq
-     RETURNING m.seq, m.uuid, m.attempts, m.attempts_total, m.max_attempts, m.endpoint, m.lane,
-               m.due_at, m.event";
-const SELECT_PAYLOADS: &str =
-    "SELECT seq, method, url, headers, body FROM payloads WHERE seq = ANY($1)";
+        ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+     u AS (
+        UPDATE messages m SET state = 1, owner = $4, lease_until = $5 FROM c
+        WHERE m.seq = c.seq
+        RETURNING m.seq, m.uuid, m.attempts, m.attempts_total, m.max_attempts, m.endpoint,
+                  m.lane, m.due_at, m.event)
+     SELECT u.seq, u.uuid, u.attempts, u.attempts_total, u.max_attempts, u.endpoint, u.lane,
+            u.due_at, u.event, p.method, p.url, p.headers, p.body
+     FROM u JOIN payloads p ON p.seq = u.seq ORDER BY u.seq";
 const RENEW: &str = "UPDATE messages SET lease_until = $2 WHERE state = 1 AND owner = $1";
-const INSERT_ATTEMPTS: &str =
-    "INSERT INTO attempts (seq, n, at, duration_us, status, error, response)
-     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                          $6::text[], $7::bytea[])
-     ON CONFLICT DO NOTHING";
-const MARK_DELIVERED: &str = "UPDATE messages m SET state = 2, due_at = $2, delivered_at = $2,
-     cancel_requested = 0, owner = NULL, lease_until = NULL, attempts = m.attempts + 1,
-     attempts_total = u.n, last_error = NULL
-     FROM unnest($1::bigint[], $3::bigint[]) AS u(seq, n)
-     WHERE m.seq = u.seq AND m.state = 1 AND m.owner = $4
+/// Records the attempts ($1-$7) and marks the delivered ones ($8, with their attempt numbers
+/// $10) in one statement; returns the seqs marked (those this daemon still owned, $11).
+const RECORD_DELIVERED: &str = "WITH a AS (
+        INSERT INTO attempts (seq, n, at, duration_us, status, error, response)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                             $5::bigint[], $6::text[], $7::bytea[])
+        ON CONFLICT DO NOTHING)
+     UPDATE messages m SET state = 2, due_at = $9, delivered_at = $9, cancel_requested = 0,
+        owner = NULL, lease_until = NULL, attempts = m.attempts + 1, attempts_total = u.n,
+        last_error = NULL
+     FROM unnest($8::bigint[], $10::bigint[]) AS u(seq, n)
+     WHERE m.seq = u.seq AND m.state = 1 AND m.owner = $11
      RETURNING m.seq";
 /// A failed attempt: pending again at $2, or cancelled (at $5) when an operator asked for that
 /// while it was in flight. Returns the new state.
@@ -164,7 +170,8 @@ impl Store {
     pub(crate) fn renew(&self, until: i64) -> Result<usize> {
         let owner = self.owner;
         self.run("renew leases", |c| {
-            let n = c.execute(RENEW, &[&owner, &until])?;
+            let renew = self.prepared.get(c, RENEW)?;
+            let n = c.execute(&renew, &[&owner, &until])?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
@@ -179,22 +186,41 @@ impl Store {
         let (owner, lease) = (self.owner, crate::time::duration_ms(self.pg.lease));
         self.tx("cycle", |tx| {
             let mut out = Claimed::default();
-            if c.inserts.is_empty() {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-            } else {
+            if !c.inserts.is_empty() {
+                // Accepted messages are durable when the cycle returns (the daemon's session
+                // commits with `off`, see `Store::connection`).
+                tx.batch_execute("SET LOCAL synchronous_commit = on")?;
                 let mut endpoints = HashMap::new();
+                let mut batch = super::batch::Batch::default();
                 out.inserted = c
                     .inserts
                     .iter()
-                    .map(|m| super::insert::insert(tx, &mut endpoints, m, now))
+                    .map(|m| {
+                        super::insert::insert(
+                            tx,
+                            &self.prepared,
+                            (&mut endpoints, &mut batch),
+                            m,
+                            now,
+                        )
+                    })
                     .collect::<R<_>>()?;
+                batch.flush(tx, &self.prepared)?;
                 tx.execute("SELECT pg_notify('webhookd', 'm')", &[])?;
             }
             if !c.outcomes.is_empty() {
-                record(tx, c.outcomes, now, owner, &mut out.cancelled)?;
+                record(
+                    tx,
+                    &self.prepared,
+                    c.outcomes,
+                    now,
+                    owner,
+                    &mut out.cancelled,
+                )?;
             }
             for seq in c.released {
-                if let Some(row) = tx.query_opt(RELEASE, &[seq, &now, &owner])? {
+                let release = self.prepared.get(tx, RELEASE)?;
+                if let Some(row) = tx.query_opt(&release, &[seq, &now, &owner])? {
                     let (state, lane): (i64, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
                     if state == CANCELLED {
                         out.cancelled.push(*seq);
@@ -205,8 +231,9 @@ impl Store {
                 }
             }
             for h in c.health {
+                let save = self.prepared.get(tx, SAVE_HEALTH)?;
                 tx.execute(
-                    SAVE_HEALTH,
+                    &save,
                     &[
                         &h.id,
                         &super::circuit_code(h.state),
@@ -221,8 +248,9 @@ impl Store {
                 )?;
             }
             if c.take_enables {
+                let take = self.prepared.get(tx, TAKE_ENABLES)?;
                 out.enabled = tx
-                    .query(TAKE_ENABLES, &[])?
+                    .query(&take, &[])?
                     .iter()
                     .map(|r| r.try_get(0))
                     .collect::<std::result::Result<_, _>>()?;
@@ -237,6 +265,7 @@ impl Store {
                 let allowance = match &claim.shared {
                     Some(limits) if claim.endpoint != 0 => Some(super::limits::allow(
                         tx,
+                        &self.prepared,
                         claim.endpoint,
                         limits,
                         wanted,
@@ -252,16 +281,17 @@ impl Store {
                         limit,
                         shared: None,
                     };
-                    claim_due(tx, &take, now, lease, &mut out.jobs)?;
+                    claim_due(tx, &self.prepared, &take, now, lease, &mut out.jobs)?;
                 }
                 let claimed = out.jobs.len() - before;
                 budget -= claimed;
                 if let Some(a) = &allowance {
-                    super::limits::spend(tx, claim.endpoint, a, claimed, now)?;
+                    super::limits::spend(tx, &self.prepared, claim.endpoint, a, claimed, now)?;
                 }
                 if claimed < wanted {
+                    let next_due = self.prepared.get(tx, NEXT_DUE)?;
                     let next: Option<i64> =
-                        tx.query_one(NEXT_DUE, &[&claim.endpoint])?.try_get(0)?;
+                        tx.query_one(&next_due, &[&claim.endpoint])?.try_get(0)?;
                     // Held back by another daemon's share: due again when it may be claimed.
                     let retry = allowance.as_ref().and_then(|a| a.retry_at);
                     out.next_due
@@ -290,7 +320,6 @@ impl Store {
     pub(crate) fn purge_delivered(&self, before: i64, limit: usize) -> Result<usize> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.tx("purge", |tx| {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
             let seqs: Vec<i64> = tx
                 .query(PURGE_DELIVERED, &[&before, &limit])?
                 .iter()
@@ -325,6 +354,7 @@ pub(super) fn delete_details(c: &mut impl GenericClient, seqs: &[i64]) -> R<()> 
 /// meanwhile changes nothing but the attempt's history.
 fn record(
     tx: &mut Transaction<'_>,
+    p: &Prepared,
     outcomes: &[Outcome],
     now: i64,
     owner: i64,
@@ -340,30 +370,41 @@ fn record(
         .iter()
         .map(|o| (!o.response.is_empty()).then_some(o.response.as_slice()))
         .collect();
-    let params: [&(dyn ToSql + Sync); 7] =
-        [&seqs, &ns, &ats, &durations, &statuses, &errors, &responses];
-    tx.execute(INSERT_ATTEMPTS, &params)?;
     let delivered: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.kind == OutcomeKind::Delivered)
         .collect();
+    let delivered_seqs: Vec<i64> = delivered.iter().map(|o| o.seq).collect();
+    let delivered_ns: Vec<i64> = delivered.iter().map(|o| i64::from(o.n)).collect();
+    let params: [&(dyn ToSql + Sync); 11] = [
+        &seqs,
+        &ns,
+        &ats,
+        &durations,
+        &statuses,
+        &errors,
+        &responses,
+        &delivered_seqs,
+        &now,
+        &delivered_ns,
+        &owner,
+    ];
+    let record = p.get(tx, RECORD_DELIVERED)?;
     let mut states: HashMap<i64, i64> = HashMap::new();
-    if !delivered.is_empty() {
-        let seqs: Vec<i64> = delivered.iter().map(|o| o.seq).collect();
-        let ns: Vec<i64> = delivered.iter().map(|o| i64::from(o.n)).collect();
-        for row in tx.query(MARK_DELIVERED, &[&seqs, &now, &ns, &owner])? {
-            states.insert(row.try_get(0)?, super::super::sqlite::codes::DELIVERED);
-        }
+    for row in tx.query(&record, &params)? {
+        states.insert(row.try_get(0)?, super::super::sqlite::codes::DELIVERED);
     }
     for o in outcomes {
         let n = i64::from(o.n);
         let row = match o.kind {
             OutcomeKind::Delivered => None,
             OutcomeKind::Retry { due_at } => {
-                tx.query_opt(MARK_RETRY, &[&o.seq, &due_at, &n, &o.summary, &now, &owner])?
+                let retry = p.get(tx, MARK_RETRY)?;
+                tx.query_opt(&retry, &[&o.seq, &due_at, &n, &o.summary, &now, &owner])?
             }
             OutcomeKind::Dead => {
-                tx.query_opt(MARK_DEAD, &[&o.seq, &now, &n, &o.summary, &owner])?
+                let dead = p.get(tx, MARK_DEAD)?;
+                tx.query_opt(&dead, &[&o.seq, &now, &n, &o.summary, &owner])?
             }
         };
         if let Some(row) = row {
@@ -381,9 +422,11 @@ fn record(
         }
         if let Some(lane) = &o.lane {
             if was_cancelled {
-                tx.execute(PROMOTE_IF_FREE, &[lane])?;
+                let promote_if_free = p.get(tx, PROMOTE_IF_FREE)?;
+                tx.execute(&promote_if_free, &[lane])?;
             } else if o.promote {
-                tx.execute(PROMOTE, &[lane])?;
+                let promote = p.get(tx, PROMOTE)?;
+                tx.execute(&promote, &[lane])?;
             }
         }
     }
@@ -392,13 +435,15 @@ fn record(
 
 fn claim_due(
     tx: &mut Transaction<'_>,
+    p: &Prepared,
     c: &Claim,
     now: i64,
     (owner, lease_until): (i64, i64),
     out: &mut Vec<Job>,
 ) -> R<()> {
     let limit = i64::try_from(c.limit).unwrap_or(i64::MAX);
-    let rows = tx.query(CLAIM, &[&now, &limit, &c.endpoint, &owner, &lease_until])?;
+    let claim = p.get(tx, CLAIM)?;
+    let rows = tx.query(&claim, &[&now, &limit, &c.endpoint, &owner, &lease_until])?;
     if rows.is_empty() {
         return Ok(());
     }
@@ -419,26 +464,12 @@ fn claim_due(
             lane: r.try_get(6)?,
             due_at: r.try_get(7)?,
             event: uuid_opt_at(r, 8)?,
+            method: r.try_get(9)?,
+            url: r.try_get(10)?,
+            headers: message::decode_headers(r.try_get(11)?),
+            body: r.try_get(12)?,
             ..Job::default()
         });
-    }
-    jobs.sort_unstable_by_key(|j| j.seq);
-    let seqs: Vec<i64> = jobs.iter().map(|j| j.seq).collect();
-    let mut payloads: HashMap<i64, (String, String, String, Vec<u8>)> = HashMap::new();
-    for r in tx.query(SELECT_PAYLOADS, &[&seqs])? {
-        payloads.insert(
-            r.try_get(0)?,
-            (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
-        );
-    }
-    for job in &mut jobs {
-        let (method, url, headers, body) = payloads
-            .remove(&job.seq)
-            .ok_or_else(|| super::Fail::Bad(format!("message {} has no payload", job.seq)))?;
-        job.method = method;
-        job.url = url;
-        job.headers = message::decode_headers(&headers);
-        job.body = body;
     }
     out.append(&mut jobs);
     Ok(())

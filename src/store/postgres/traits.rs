@@ -214,7 +214,7 @@ impl Admin for Store {
     }
 
     fn daemons(&self) -> Result<Vec<DaemonInfo>> {
-        Ok(super::coord::daemons(self)?
+        Ok(super::registry::daemons(self)?
             .into_iter()
             .map(|d| DaemonInfo {
                 instance: Some(d.instance),

@@ -173,6 +173,32 @@ database of a newer webhookd is refused (exit 65).")]
         common: Common,
     },
 
+    /// Copy an SQLite queue into PostgreSQL: every message with its request and attempts, the
+    /// endpoints (with their sealed secrets) and the events.
+    #[command(after_help = "\
+Examples:
+  webhookd copy --from /var/lib/webhookd/webhookd.db --to postgres://webhookd@db.example/webhookd
+  webhookd copy --from old.db --json
+
+Without --to, the configuration's db (a postgres:// URL) is the target; the password comes from
+db_password_file or the credential db-password. Stop the daemon on the SQLite file first (a
+running one is refused, exit 75); its messages in flight are copied as pending. What the target
+already holds (by uuid, endpoint name) is left as it is: running it twice copies nothing twice.
+The daemons on PostgreSQL need the same secrets key as the SQLite ones.")]
+    Copy {
+        /// The SQLite file to copy from (only read).
+        #[arg(long, value_name = "PATH")]
+        from: std::path::PathBuf,
+        /// The PostgreSQL database to copy into (default: the configuration's db).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+
     /// Show one message with its attempts.
     #[command(after_help = "\
 Examples:
@@ -304,6 +330,7 @@ impl Command {
             Command::Run { common, .. }
             | Command::Status { common, .. }
             | Command::Migrate { common, .. }
+            | Command::Copy { common, .. }
             | Command::Show { common, .. } => Some(common.clone()),
             Command::List(a) => Some(a.common.clone()),
             Command::Cancel(a) => Some(a.common.clone()),

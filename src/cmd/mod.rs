@@ -4,6 +4,7 @@
 //! escaped (`text::escape`): receiver responses, bodies and keys never reach a terminal raw.
 
 mod bulk;
+mod copy;
 mod defined;
 mod dlq;
 mod endpoints;
@@ -44,6 +45,7 @@ pub(crate) fn dispatch(cli: &Cli, config: &Config) -> Result<u8> {
         }
         Command::Status { json, .. } => status::run(config, *json),
         Command::Migrate { json, .. } => status::migrate(config, *json),
+        Command::Copy { from, to, json, .. } => copy::run(config, from, to.as_deref(), *json),
         Command::Show {
             uuid,
             json,

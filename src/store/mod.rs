@@ -15,8 +15,10 @@
 //! at once when the backend knows it (SQLite: the daemon that holds the lock knows the previous
 //! one is dead), else when its lease has expired.
 
+pub(crate) mod copy;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+pub(crate) mod transfer;
 mod types;
 
 use std::time::Duration;

@@ -9,6 +9,8 @@ mod api;
 mod api_act;
 /// The HTTP API over TCP: tokens with scopes, TLS, refused listeners.
 mod api_tcp;
+/// `webhookd copy`: an SQLite queue copied into PostgreSQL.
+mod copy;
 /// Endpoints managed at runtime: CLI and API, sealed secrets, rotation, pause, removal.
 mod defined;
 /// Delivery: bodies and headers intact, webhook-id/timestamp, many messages, delays, keys.

@@ -57,10 +57,10 @@ fn three_daemons_deliver_every_message_once_and_list_each_other() {
     for d in daemons {
         assert!(d["pid"].as_u64().is_some() && d["host"].is_string(), "{d}");
     }
-    let n = 5_000;
+    let n = 20_000;
     let uuids = enqueue_many(&a, &rx.url("/three"), n);
     assert_eq!(uuids.len(), n);
-    wait_until(Duration::from_secs(120), "every message delivered", || {
+    wait_until(Duration::from_secs(180), "every message delivered", || {
         a.queue("delivered") == n as u64
     });
     let seen = deliveries(&rx);

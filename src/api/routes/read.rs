@@ -4,7 +4,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{bad, json, set_filter, usage, uuid, Answer, Status, FILTERS};
+use super::{bad, json, set_filter, usage, uuid, Answer, FILTERS};
 use crate::api::problem::Problem;
 use crate::api::wire::{Request, Response};
 use crate::api::Context;
@@ -18,6 +18,13 @@ use crate::view::{
     RecentAttemptJson, StatsJson,
 };
 
+/// `GET /readyz`: ready, and the daemons of the queue.
+#[derive(Serialize)]
+struct Ready {
+    status: &'static str,
+    daemons: Vec<crate::view::DaemonEntryJson>,
+}
+
 /// A page of `list` when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
 /// The query parameters of `GET /v1/messages` and `GET /v1/dlq` besides the `FILTERS`.
@@ -28,7 +35,23 @@ impl Context {
         let stopping = self.stopping.load(std::sync::atomic::Ordering::SeqCst);
         let ready = self.ready.load(std::sync::atomic::Ordering::SeqCst);
         match (ready, stopping) {
-            (true, false) => Ok(json(200, &Status { status: "ready" })),
+            (true, false) => {
+                // Ready means able to accept: the database answers. Its daemons are listed.
+                let config = self.config();
+                let daemons = self
+                    .read(&config, |s| s.daemons())
+                    .map_err(|e| Problem::from_error(&e))?;
+                Ok(json(
+                    200,
+                    &Ready {
+                        status: "ready",
+                        daemons: daemons
+                            .iter()
+                            .map(crate::view::DaemonEntryJson::new)
+                            .collect(),
+                    },
+                ))
+            }
             (_, true) => Err(Problem::new(503, "stopping").detail("the daemon is stopping")),
             (false, _) => Err(Problem::new(503, "starting").detail("the daemon is starting")),
         }

@@ -88,7 +88,10 @@ impl Store {
         // Accepted messages must survive a crash of the server, whatever the session's default.
         inserter
             .client
-            .batch_execute("SET LOCAL synchronous_commit = on")
+            .batch_execute(&format!(
+                "SET LOCAL synchronous_commit = on; {}",
+                super::queue::GENERIC
+            ))
             .map_err(|e| store.fail("begin enqueue", e.into()))?;
         Ok(inserter)
     }

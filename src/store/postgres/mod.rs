@@ -17,6 +17,7 @@ pub(crate) mod coord;
 mod defined;
 mod endpoints;
 mod events;
+mod import;
 mod insert;
 mod inspect;
 mod limits;
@@ -275,8 +276,17 @@ pub(super) fn wrap(name: &Path, op: &'static str, e: postgres::Error) -> Error {
     let code = e.code().cloned();
     let e = Described(e);
     let Some(code) = code.as_ref() else {
-        // No SQLSTATE: the connection (I/O, TLS, closed).
-        return Error::DbUnavailable {
+        // No SQLSTATE: the connection (closed, I/O, TLS), or this side's own error (a value
+        // that does not convert), which no retry cures.
+        let io = std::error::Error::source(&e.0).is_some_and(|s| s.is::<std::io::Error>());
+        if e.0.is_closed() || io {
+            return Error::DbUnavailable {
+                path,
+                op,
+                source: Box::new(e),
+            };
+        }
+        return Error::Db {
             path,
             op,
             source: Box::new(e),

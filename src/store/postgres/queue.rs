@@ -23,18 +23,27 @@ use crate::store::{Claimed, Cycle, Outcome, OutcomeKind};
 
 use super::super::sqlite::codes::CANCELLED;
 
-/// Claims and reads the requests in one statement (each statement is a round trip).
+/// Claims and reads the requests in one statement (each statement is a round trip). The claimed
+/// rows are found by `= ANY(ARRAY(...))`, an index lookup whatever the planner guesses of the
+/// CTE's size (a join with it was planned as a scan of every message once the plan was generic).
 const CLAIM: &str = "WITH c AS (
         SELECT seq FROM messages WHERE state = 0 AND endpoint = $3 AND due_at <= $1
         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED),
      u AS (
-        UPDATE messages m SET state = 1, owner = $4, lease_until = $5 FROM c
-        WHERE m.seq = c.seq
+        UPDATE messages m SET state = 1, owner = $4, lease_until = $5
+        WHERE m.seq = ANY(ARRAY(SELECT seq FROM c))
         RETURNING m.seq, m.uuid, m.attempts, m.attempts_total, m.max_attempts, m.endpoint,
                   m.lane, m.due_at, m.event)
      SELECT u.seq, u.uuid, u.attempts, u.attempts_total, u.max_attempts, u.endpoint, u.lane,
             u.due_at, u.event, p.method, p.url, p.headers, p.body
      FROM u JOIN payloads p ON p.seq = u.seq ORDER BY u.seq";
+/// Plans the prepared statements of a transaction once, not at each execution. With the default
+/// plan cache mode the claim's custom plan cost 1.3 ms of planning per cycle (measured with
+/// `EXPLAIN ANALYZE`: 0.6 ms to run it), because the generic plan of its first shape (a join
+/// with the claimed rows) was costed as a scan. Every statement of the cycle has an index path
+/// whatever its parameters (the claimed rows are found by `= ANY(ARRAY(...))`, the outcomes'
+/// arrays are small).
+pub(super) const GENERIC: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 const RENEW: &str = "UPDATE messages SET lease_until = $2 WHERE state = 1 AND owner = $1";
 /// Records the attempts ($1-$7) and marks the delivered ones ($8, with their attempt numbers
 /// $10) in one statement; returns the seqs marked (those this daemon still owned, $11).
@@ -186,10 +195,13 @@ impl Store {
         let (owner, lease) = (self.owner, crate::time::duration_ms(self.pg.lease));
         self.tx("cycle", |tx| {
             let mut out = Claimed::default();
-            if !c.inserts.is_empty() {
-                // Accepted messages are durable when the cycle returns (the daemon's session
-                // commits with `off`, see `Store::connection`).
-                tx.batch_execute("SET LOCAL synchronous_commit = on")?;
+            // The cycle's statements are prepared once and planned once (`GENERIC`); accepted
+            // messages are durable when the cycle returns (the daemon's session commits with
+            // `off`, see `Store::connection`).
+            if c.inserts.is_empty() {
+                tx.batch_execute(GENERIC)?;
+            } else {
+                tx.batch_execute(&format!("{GENERIC}; SET LOCAL synchronous_commit = on"))?;
                 let mut endpoints = HashMap::new();
                 let mut batch = super::batch::Batch::default();
                 out.inserted = c

@@ -55,7 +55,7 @@ struct Lock {
 impl Registration for Lock {}
 
 /// Asks the kernel whether a daemon holds the lock for `db`. Never trusts a stale pid.
-pub(super) fn probe(db: &Path) -> DaemonState {
+pub(in crate::store) fn probe(db: &Path) -> DaemonState {
     let Ok(mut file) = File::open(beside(db, ".lock")) else {
         return DaemonState::Stopped;
     };

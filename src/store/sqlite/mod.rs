@@ -25,6 +25,7 @@ pub(crate) mod coord;
 mod defined;
 mod endpoints;
 mod events;
+mod export;
 mod insert;
 mod inspect;
 mod list;

@@ -99,4 +99,3 @@ pub(crate) struct Copied {
     pub(crate) endpoints: u64,
     pub(crate) events: u64,
 }
-

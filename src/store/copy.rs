@@ -29,6 +29,17 @@ pub(crate) fn copy(from: &Path, to: &Postgres, mut progress: impl FnMut(u64)) ->
     }
     let source = super::sqlite::Store::open(from, Access::Read)?;
     let target = super::postgres::Store::open(to, Access::Write)?;
+    // A lane's waiting message copied after its head was delivered there would wait forever.
+    let running = super::postgres::registry_daemons(&target)?;
+    if let Some(d) = running.first() {
+        return Err(Error::AlreadyRunning {
+            path: std::path::PathBuf::from(&to.url),
+            pid: format!(
+                "{}, host {}; stop the daemons on the PostgreSQL queue while copying",
+                d.pid, d.host
+            ),
+        });
+    }
     let mut copied = Copied {
         endpoints: target.import_endpoints(&source.export_endpoints()?)?,
         ..Copied::default()

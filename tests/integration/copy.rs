@@ -88,6 +88,14 @@ fn an_sqlite_queue_is_copied_into_postgres_once_whatever_the_runs() {
         pg.state(&dead) == "delivered"
     });
 
+    // Daemons running on the PostgreSQL queue are refused: a lane's message copied after its
+    // head was delivered there would wait forever.
+    let (code, err) = pg.fail(&["copy", "--from", &from]);
+    assert_eq!(code, 75, "{err}");
+    assert!(
+        err.contains("stop the daemons on the PostgreSQL queue"),
+        "{err}"
+    );
     // A running daemon on the SQLite file is refused: its claims would be copied half-done.
     let _d = sqlite.daemon();
     let (code, err) = pg.fail(&["copy", "--from", &from]);

@@ -100,7 +100,7 @@ fn a_killed_daemons_claims_are_taken_over_after_the_lease() {
     // As if it ran on another host: a daemon of this host that is gone is taken over at once
     // (the next test); one elsewhere only when its lease has ended.
     let moved: i64 = a.sql_one(
-        "WITH u AS (UPDATE daemons SET host = 'elsewhere' RETURNING 1) SELECT count(*) FROM u",
+        "WITH u AS (UPDATE daemons SET host = 'elsewhere', node = 'elsewhere' RETURNING 1) SELECT count(*) FROM u",
     );
     assert_eq!(moved, 1);
     hold.store(false, Ordering::SeqCst);

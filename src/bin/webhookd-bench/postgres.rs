@@ -21,7 +21,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(root: &Path) -> Option<Cluster> {
+    /// In the system's temporary directory, not in `root`: run as root, the server runs as
+    /// `nobody`, who may not enter a private `--dir` (`mktemp -d` makes it 0700).
+    fn start() -> Option<Cluster> {
         let mut bins: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .flatten()
@@ -29,7 +31,7 @@ impl Cluster {
             .filter(|p| p.join("initdb").exists())
             .collect();
         bins.sort();
-        let dir = root.join("postgres");
+        let dir = std::env::temp_dir().join(format!("webhookd-bench-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let root_user = std::fs::metadata("/proc/self")
@@ -180,7 +182,7 @@ fn work(root: &Path, name: &str, workers: usize, url: &str) -> Work {
 
 impl Bench {
     pub(super) fn postgres(&mut self) {
-        let Some(cluster) = Cluster::start(&self.args.dir) else {
+        let Some(cluster) = Cluster::start() else {
             self.fail("postgres: no PostgreSQL here (apt install postgresql)".into());
             return;
         };

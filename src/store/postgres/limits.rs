@@ -20,8 +20,10 @@ use crate::model::SharedLimits;
 /// When a daemon tries again an endpoint whose cap other daemons fill.
 const HELD_RETRY_MS: i64 = 50;
 
-/// The endpoint's bucket, under its row lock.
-const LOCK: &str = "SELECT tokens, refilled_at FROM endpoints WHERE id = $1 FOR UPDATE";
+/// The endpoint's bucket, under its row lock; a row another daemon's cycle holds is skipped
+/// (waiting for it, daemons locking endpoints in different orders deadlocked: a second's stall
+/// and a failed cycle each time), and the claim tried again in `HELD_RETRY_MS`.
+const LOCK: &str = "SELECT tokens, refilled_at FROM endpoints WHERE id = $1 FOR UPDATE SKIP LOCKED";
 /// Its messages in flight: a statement of its own, after the lock. In the lock's statement the
 /// count would read the snapshot taken before the lock was granted, without the claims of the
 /// daemon that held it (seen: 5 in flight for a cap of 2).
@@ -49,9 +51,12 @@ pub(super) fn allow(
 ) -> R<Allowance> {
     let lock = p.get(tx, LOCK)?;
     let Some(row) = tx.query_opt(&lock, &[&id])? else {
+        // Another daemon is claiming this endpoint now (every endpoint that is claimed has a
+        // row): after it.
         return Ok(Allowance {
-            limit: wanted,
-            ..Allowance::default()
+            limit: 0,
+            tokens: None,
+            retry_at: Some(now + HELD_RETRY_MS),
         });
     };
     let in_flight = p.get(tx, IN_FLIGHT)?;

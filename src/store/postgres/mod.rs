@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::model::{Circuit, State};
 use crate::store::Access;
 
+pub(crate) use registry::daemons as registry_daemons;
 pub(crate) use schema::SCHEMA_VERSION;
 
 /// How long a connection attempt may take.
@@ -100,6 +101,11 @@ pub(crate) struct Store {
     name: PathBuf,
     /// The daemon's instance id, recorded with its claims (0 for commands, which claim nothing).
     owner: i64,
+    /// The claims this daemon's dispatcher holds (claimed, not yet recorded or released): only
+    /// these are renewed. A claim committed but not known here (the reply to a commit was lost,
+    /// or the server lost the outcome's commit after a crash) lets its lease end, and is taken
+    /// over like a dead daemon's.
+    pub(super) held: RefCell<std::collections::HashSet<i64>>,
 }
 
 impl Store {
@@ -116,6 +122,7 @@ impl Store {
             pg: pg.clone(),
             name: PathBuf::from(&pg.url),
             owner: 0,
+            held: RefCell::default(),
         };
         store.connection()?;
         schema::prepare(&store, access)?;
@@ -223,7 +230,12 @@ pub(super) fn connect(pg: &Postgres, name: &Path) -> Result<Client> {
     if config.get_application_name().is_none() {
         config.application_name("webhookd");
     }
-    config.options(&format!("-c lock_timeout={LOCK_TIMEOUT}"));
+    // Added to the URL's own `options` (a `search_path`, say), not instead of them.
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} -c lock_timeout={LOCK_TIMEOUT}"),
+        _ => format!("-c lock_timeout={LOCK_TIMEOUT}"),
+    };
+    config.options(&options);
     let tls = tls(pg.ca_file.as_deref())?;
     config.connect(tls).map_err(|e| wrap(name, "connect", e))
 }

@@ -44,7 +44,8 @@ const CLAIM: &str = "WITH c AS (
 /// whatever its parameters (the claimed rows are found by `= ANY(ARRAY(...))`, the outcomes'
 /// arrays are small).
 pub(super) const GENERIC: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
-const RENEW: &str = "UPDATE messages SET lease_until = $2 WHERE state = 1 AND owner = $1";
+const RENEW: &str = "UPDATE messages SET lease_until = $2
+     WHERE state = 1 AND owner = $1 AND seq = ANY($3)";
 /// Records the attempts ($1-$7) and marks the delivered ones ($8, with their attempt numbers
 /// $10) in one statement; returns the seqs marked (those this daemon still owned, $11).
 const RECORD_DELIVERED: &str = "WITH a AS (
@@ -82,12 +83,13 @@ const RELEASE: &str = "UPDATE messages SET
      owner = NULL, lease_until = NULL
      WHERE seq = $1 AND state = 1 AND owner = $3
      RETURNING state, lane";
-/// Whose claims a takeover takes: `$3` = 1 other owners' with an expired lease, 2 this owner's
-/// own (abandoned at shutdown). The in-flight rows are few: the lease index finds them.
+/// Whose claims a takeover takes: `$3` = 1 every claim whose lease expired (this daemon's too:
+/// it renews only the claims it holds, see `Store::held`), 2 owner `$2`'s (abandoned at
+/// shutdown, or a dead daemon's). The in-flight rows are few: the lease index finds them.
 macro_rules! taken {
     () => {
         "WHERE state = 1 AND CASE WHEN $3::bigint = 2 THEN owner = $2
-            ELSE owner IS DISTINCT FROM $2 AND lease_until < $1 END"
+            ELSE lease_until < $1 AND owner IS NOT NULL AND $2::bigint IS NOT NULL END"
     };
 }
 const CANCEL_TAKEN: &str = concat!(
@@ -101,8 +103,11 @@ const REQUEUE_TAKEN: &str = concat!(
     taken!()
 );
 const NEXT_DUE: &str = "SELECT min(due_at) FROM messages WHERE state = 0 AND endpoint = $1";
+/// (The outer conditions again: a row replayed while the delete waited for its lock is re-checked
+/// against them only.)
 const PURGE_DELIVERED: &str = "DELETE FROM messages WHERE seq IN
      (SELECT seq FROM messages WHERE state IN (2, 5) AND due_at < $1 LIMIT $2)
+     AND state IN (2, 5) AND due_at < $1
      RETURNING seq";
 /// Of the $2 oldest events, those created before $1 whose deliveries are all purged.
 const PURGE_EVENTS: &str = "DELETE FROM events WHERE seq IN
@@ -153,6 +158,7 @@ impl Store {
     /// # Errors
     /// `Db`/`Busy`/`DbUnavailable`.
     pub(crate) fn abandon(&self, now: i64) -> Result<usize> {
+        self.held.borrow_mut().clear();
         self.take_over(now, self.owner, 2)
     }
 
@@ -178,9 +184,10 @@ impl Store {
     /// `Db`/`Busy`/`DbUnavailable`.
     pub(crate) fn renew(&self, until: i64) -> Result<usize> {
         let owner = self.owner;
+        let held: Vec<i64> = self.held.borrow().iter().copied().collect();
         self.run("renew leases", |c| {
             let renew = self.prepared.get(c, RENEW)?;
-            let n = c.execute(&renew, &[&owner, &until])?;
+            let n = c.execute(&renew, &[&owner, &until, &held])?;
             Ok(usize::try_from(n).unwrap_or(usize::MAX))
         })
     }
@@ -193,7 +200,7 @@ impl Store {
     /// `Db`/`Busy`/`DbUnavailable`; the transaction is rolled back and nothing changes.
     pub(crate) fn cycle(&self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
         let (owner, lease) = (self.owner, crate::time::duration_ms(self.pg.lease));
-        self.tx("cycle", |tx| {
+        let out = self.tx("cycle", |tx| {
             let mut out = Claimed::default();
             // The cycle's statements are prepared once and planned once (`GENERIC`); accepted
             // messages are durable when the cycle returns (the daemon's session commits with
@@ -242,7 +249,11 @@ impl Store {
                     }
                 }
             }
-            for h in c.health {
+            // In id order: two daemons saving the same endpoints never wait for each other in a
+            // circle.
+            let mut health: Vec<&crate::model::Health> = c.health.iter().collect();
+            health.sort_unstable_by_key(|h| h.id);
+            for h in health {
                 let save = self.prepared.get(tx, SAVE_HEALTH)?;
                 tx.execute(
                     &save,
@@ -311,7 +322,16 @@ impl Store {
                 }
             }
             Ok(out)
-        })
+        })?;
+        let mut held = self.held.borrow_mut();
+        for o in c.outcomes {
+            held.remove(&o.seq);
+        }
+        for seq in c.released {
+            held.remove(seq);
+        }
+        held.extend(out.jobs.iter().map(|j| j.seq));
+        Ok(out)
     }
 
     /// The earliest `due_at` of a pending message of endpoint `endpoint` (0: plain URLs).

@@ -37,6 +37,8 @@ const FOLD_COUNTS: &str = "WITH moved AS (
 pub(crate) struct DaemonRow {
     pub(crate) instance: i64,
     pub(crate) host: String,
+    /// Where its pid means something: this boot of this kernel, this pid namespace (see `node`).
+    pub(crate) node: String,
     pub(crate) pid: i64,
     pub(crate) started_at: i64,
     pub(crate) seen_at: i64,
@@ -53,16 +55,27 @@ pub(crate) fn gone_after(pg: &Postgres) -> i64 {
 /// # Errors
 /// `Db`/`DbUnavailable`.
 pub(crate) fn daemons(store: &Store) -> Result<Vec<DaemonRow>> {
-    let here = crate::store::hostname();
     Ok(registered(store)?
         .into_iter()
-        .filter(|d| d.host != here || alive(d.pid))
+        .filter(|d| d.node != node() || alive(d.pid))
         .collect())
 }
 
-/// Whether process `pid` of this host is a webhookd.
+/// Whether process `pid` (of this node) is a daemon like this one: its command is ours.
 fn alive(pid: i64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "webhookd")
+    let ours = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == ours)
+}
+
+/// This process's pid space: the kernel's boot id and the pid namespace. Two daemons whose
+/// nodes are equal see each other's pids (a host name is not enough: containers share one
+/// without sharing pids).
+fn node() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    format!("{} {ns}", boot.trim())
 }
 
 /// The rows of the daemons seen within two leases, oldest first.
@@ -70,7 +83,7 @@ fn registered(store: &Store) -> Result<Vec<DaemonRow>> {
     let since = crate::time::now_ms() - gone_after(&store.pg);
     store.run("read the daemons", |c| {
         c.query(
-            "SELECT instance, host, pid, started_at, seen_at FROM daemons
+            "SELECT instance, host, pid, started_at, seen_at, node FROM daemons
              WHERE seen_at >= $1 ORDER BY started_at, instance",
             &[&since],
         )?
@@ -79,6 +92,7 @@ fn registered(store: &Store) -> Result<Vec<DaemonRow>> {
             Ok(DaemonRow {
                 instance: r.try_get(0)?,
                 host: r.try_get(1)?,
+                node: r.try_get(5)?,
                 pid: r.try_get(2)?,
                 started_at: r.try_get(3)?,
                 seen_at: r.try_get(4)?,
@@ -118,10 +132,10 @@ impl Drop for Registered {
 
 /// Takes over at once the claims of the daemons of this host whose process is gone (their
 /// leases need not be waited for), and removes their rows. Returns how many were requeued.
-fn bury_dead_neighbours(store: &Store, me: i64, host: &str) -> Result<usize> {
+fn bury_dead_neighbours(store: &Store, me: i64) -> Result<usize> {
     let mut requeued = 0;
     for d in registered(store)? {
-        if d.instance == me || d.host != host || alive(d.pid) {
+        if d.instance == me || d.node != node() || alive(d.pid) {
             continue;
         }
         let n = store.take_over_owner(d.instance, crate::time::now_ms())?;
@@ -149,10 +163,10 @@ fn heartbeat(store: &Store, instance: i64, host: &str, started_at: i64) -> Resul
     let pid = i64::from(std::process::id());
     store.run("register", |c| {
         c.execute(
-            "INSERT INTO daemons (instance, host, pid, started_at, seen_at)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO daemons (instance, host, pid, started_at, seen_at, node)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (instance) DO UPDATE SET seen_at = excluded.seen_at",
-            &[&instance, &host, &pid, &started_at, &now],
+            &[&instance, &host, &pid, &started_at, &now, &node()],
         )?;
         c.execute(
             "DELETE FROM daemons WHERE seen_at < $1",
@@ -173,7 +187,7 @@ pub(super) fn register(pg: &Postgres, owner: i64) -> Result<(Box<dyn Registratio
     let host = crate::store::hostname();
     let started_at = crate::time::now_ms();
     heartbeat(&store, owner, &host, started_at)?;
-    let requeued = bury_dead_neighbours(&store, owner, &host)?;
+    let requeued = bury_dead_neighbours(&store, owner)?;
     let mut worker = Store::open(pg, Access::Daemon)?;
     worker.set_owner(owner);
     let (stop, stopped) = bounded::<()>(0);
@@ -190,7 +204,7 @@ pub(super) fn register(pg: &Postgres, owner: i64) -> Result<(Box<dyn Registratio
                 }
                 last_beat = Instant::now();
                 heartbeat(&worker, owner, &host, started_at)?;
-                let dead = bury_dead_neighbours(&worker, owner, &host)?;
+                let dead = bury_dead_neighbours(&worker, owner)?;
                 let expired = worker.take_over_expired(crate::time::now_ms())?;
                 if expired > 0 {
                     log::warn!(

@@ -163,7 +163,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         host       text NOT NULL,
         pid        bigint NOT NULL,
         started_at bigint NOT NULL,
-        seen_at    bigint NOT NULL
+        seen_at    bigint NOT NULL,
+        node       text NOT NULL
     );",
 ];
 

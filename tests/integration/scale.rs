@@ -30,6 +30,20 @@ fn enqueue_many(env: &TestEnv, url: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// A receiver that holds every request (never answers) while the flag is set, then answers 200.
+fn holding_receiver() -> (Receiver, Arc<AtomicBool>) {
+    let hold = Arc::new(AtomicBool::new(true));
+    let held = Arc::clone(&hold);
+    let rx = Receiver::start(move |_, _| {
+        if held.load(Ordering::SeqCst) {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    });
+    (rx, hold)
+}
+
 /// How many times the receiver got each webhook-id.
 fn deliveries(rx: &Receiver) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -80,15 +94,7 @@ fn a_killed_daemons_claims_are_taken_over_after_the_lease() {
     };
     let b = a.sibling("killed-b");
     // The receiver holds every request until the first daemon is dead.
-    let hold = Arc::new(AtomicBool::new(true));
-    let held = Arc::clone(&hold);
-    let rx = Receiver::start(move |_, _| {
-        if held.load(Ordering::SeqCst) {
-            Reply::Hang
-        } else {
-            Reply::Status(200)
-        }
-    });
+    let (rx, hold) = holding_receiver();
     let mut da = a.daemon();
     let uuids = enqueue_many(&a, &rx.url("/killed"), 4);
     wait_until(Duration::from_secs(10), "a request in flight", || {
@@ -136,15 +142,7 @@ fn a_killed_daemon_of_this_host_is_taken_over_at_once() {
         return;
     };
     let b = a.sibling("dead-b");
-    let hold = Arc::new(AtomicBool::new(true));
-    let held = Arc::clone(&hold);
-    let rx = Receiver::start(move |_, _| {
-        if held.load(Ordering::SeqCst) {
-            Reply::Hang
-        } else {
-            Reply::Status(200)
-        }
-    });
+    let (rx, hold) = holding_receiver();
     let mut da = a.daemon();
     let uuid = a.enqueue(&[&rx.url("/dead")]);
     wait_until(Duration::from_secs(10), "the request in flight", || {

@@ -157,6 +157,20 @@ pub(super) fn closed_loop(
     (lat.len() as u64 - bad, bad, lat)
 }
 
+/// A `POST /v1/messages/batch` body: 1,000 messages scheduled an hour ahead.
+pub(super) fn batch_of_1000() -> Vec<u8> {
+    let mut b = Vec::with_capacity(1000 * 300);
+    b.push(b'[');
+    for i in 0..1000 {
+        if i > 0 {
+            b.push(b',');
+        }
+        b.extend_from_slice(&message("http://127.0.0.1:9/later", Some("1h")));
+    }
+    b.push(b']');
+    b
+}
+
 pub(super) fn message(url: &str, delay: Option<&str>) -> Vec<u8> {
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -227,18 +241,6 @@ impl Bench {
             );
             self.rate_rows(name, n, bad, &lat, secs, (target_rate, "<= 1", "<= 5"));
         }
-        let batch: Arc<dyn Fn() -> Vec<u8> + Send + Sync> = Arc::new(|| {
-            let mut b = Vec::with_capacity(1000 * 300);
-            b.push(b'[');
-            for i in 0..1000 {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(&message("http://127.0.0.1:9/later", Some("1h")));
-            }
-            b.push(b']');
-            b
-        });
         let (n, bad, lat) = closed_loop(
             &unix,
             4,
@@ -246,7 +248,7 @@ impl Bench {
             "/v1/messages/batch",
             "application/json",
             202,
-            batch,
+            Arc::new(batch_of_1000),
         );
         let name = "api: POST /v1/messages/batch of 1000, 4 clients, unix";
         self.row(

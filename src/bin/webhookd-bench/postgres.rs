@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::api::{closed_loop, message, Target};
+use super::api::{batch_of_1000, closed_loop, message, Target};
 use super::receiver::{Behaviour, Receiver};
 use super::work::{pct, settle_disk, wait, Work};
 use super::Bench;
@@ -291,17 +291,6 @@ impl Bench {
         if bad > 0 {
             self.fail(format!("{name}: {bad} refused"));
         }
-        let batch: Arc<dyn Fn() -> Vec<u8> + Send + Sync> = Arc::new(|| {
-            let mut b = vec![b'['];
-            for i in 0..1000 {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(&message("http://127.0.0.1:9/later", Some("1h")));
-            }
-            b.push(b']');
-            b
-        });
         let (n, bad, _) = closed_loop(
             &target,
             4,
@@ -309,7 +298,7 @@ impl Bench {
             "/v1/messages/batch",
             "application/json",
             202,
-            batch,
+            Arc::new(batch_of_1000),
         );
         let name = "postgres: API POST /v1/messages/batch of 1000, 4 clients";
         self.row(

@@ -3,13 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
+use crate::defined::json_of;
 use crate::util::{wait_until, Receiver, Reply, TestEnv, FAST};
-
-fn json_of(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
 
 #[test]
 fn an_sqlite_queue_is_copied_into_postgres_once_whatever_the_runs() {

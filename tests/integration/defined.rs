@@ -12,7 +12,7 @@ use crate::util::{wait_until, Receiver, TestEnv, FAST};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn json_of(text: &str) -> Value {
+pub(crate) fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 

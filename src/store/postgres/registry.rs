@@ -55,9 +55,10 @@ pub(crate) fn gone_after(pg: &Postgres) -> i64 {
 /// # Errors
 /// `Db`/`DbUnavailable`.
 pub(crate) fn daemons(store: &Store) -> Result<Vec<DaemonRow>> {
+    let here = node();
     Ok(registered(store)?
         .into_iter()
-        .filter(|d| d.node != node() || alive(d.pid))
+        .filter(|d| d.node != here || alive(d.pid))
         .collect())
 }
 
@@ -133,9 +134,9 @@ impl Drop for Registered {
 /// Takes over at once the claims of the daemons of this host whose process is gone (their
 /// leases need not be waited for), and removes their rows. Returns how many were requeued.
 fn bury_dead_neighbours(store: &Store, me: i64) -> Result<usize> {
-    let mut requeued = 0;
+    let (mut requeued, here) = (0, node());
     for d in registered(store)? {
-        if d.instance == me || d.node != node() || alive(d.pid) {
+        if d.instance == me || d.node != here || alive(d.pid) {
             continue;
         }
         let n = store.take_over_owner(d.instance, crate::time::now_ms())?;

@@ -151,6 +151,9 @@ pub(crate) struct Health {
     pub(crate) last_error_at: Option<i64>,
     pub(crate) changed_at: Option<i64>,
     pub(crate) reason: Option<String>,
+    /// Which change of the state this is, where daemons share it (PostgreSQL: the
+    /// `health_gen` of the endpoint's row; 0 on SQLite, whose one daemon owns it).
+    pub(crate) gen: i64,
 }
 
 /// What the receiver (or the network) answered an attempt.
@@ -203,6 +206,9 @@ pub(crate) struct SharedLimits {
     pub(crate) cap: usize,
     /// Requests per second and the bucket's size, if it has a rate.
     pub(crate) rate: Option<(f64, f64)>,
+    /// The claim is an open breaker's probe: at most one probe per this many ms over all
+    /// daemons.
+    pub(crate) probe_every: Option<i64>,
 }
 
 #[cfg(test)]

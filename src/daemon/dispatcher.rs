@@ -212,6 +212,7 @@ impl Dispatcher {
     fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
         if self.take_enables {
             self.refresh_defined(now);
+            self.shared_health(now);
         }
         let free = self.capacity.saturating_sub(self.in_flight);
         let claims = if free > 0 {
@@ -309,6 +310,7 @@ impl Dispatcher {
             job.answer(Ok(stored.by_ref().take(n).collect()));
         }
         self.endpoints.saved(&health, now);
+        self.adopt(&claimed.health, now);
         self.take_enables = false;
         let finished = std::mem::take(&mut self.finished);
         for ((f, o), v) in finished.iter().zip(&outcomes).zip(&verdicts) {

@@ -146,11 +146,12 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     systemd::ready();
     api.ready();
 
+    let capacity = config.workers * queue.claims_per_worker();
     let mut dispatcher = Dispatcher {
         queue,
         pool,
         config: config.clone(),
-        capacity: config.workers * 2,
+        capacity,
         watchdog,
         window: Window::new(),
         in_flight: 0,

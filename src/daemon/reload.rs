@@ -167,7 +167,7 @@ impl Dispatcher {
                 }
                 Change::Workers { from, to } => match self.pool.resize(*to) {
                     Ok(()) => {
-                        self.capacity = to * 2;
+                        self.capacity = to * self.queue.claims_per_worker();
                         true
                     }
                     Err(e) => {

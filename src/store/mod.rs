@@ -111,6 +111,25 @@ pub(crate) trait Queue: Send {
     /// `Db`/`Busy`.
     fn endpoint_health_after(&self, id: i64) -> Result<Vec<(String, Health)>>;
 
+    /// How many jobs per worker the dispatcher may hold claimed (in flight or waiting for a
+    /// worker). A cycle on a local file takes microseconds: two per worker keep the workers
+    /// busy. A cycle on a database server takes milliseconds of round trips, during which the
+    /// workers would run dry: claim further ahead.
+    fn claims_per_worker(&self) -> usize {
+        2
+    }
+
+    /// The endpoints whose shared state (breaker, disabled) another daemon or an operator
+    /// changed: saved health above generation `after` (see `Health::gen`). A store with one
+    /// daemon shares nothing: none.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`.
+    fn health_changes(&self, after: i64) -> Result<Vec<Health>> {
+        let _ = after;
+        Ok(Vec::new())
+    }
+
     /// Whether another process committed since the last call (new messages, an operator's action).
     ///
     /// # Errors

@@ -81,6 +81,9 @@ pub(crate) struct Claimed {
     pub(crate) next_due: Vec<(i64, Option<i64>)>,
     /// Endpoints to enable.
     pub(crate) enabled: Vec<i64>,
+    /// The saved health as it is now, where daemons share it and another daemon's change came
+    /// first (see `Health::gen`): for `deliver::Endpoints::adopt`.
+    pub(crate) health: Vec<Health>,
     /// What each of `Cycle::inserts` became, in order.
     pub(crate) inserted: Vec<Enqueued>,
 }

@@ -307,3 +307,125 @@ fn an_endpoints_rate_holds_across_three_daemons() {
     let rate = 57.0 / span.as_secs_f64();
     assert!((18.0..=22.0).contains(&rate), "{rate:.1}/s for rate = 20/s");
 }
+
+/// An endpoint's configuration for the shared-state tests: enough attempts that no message
+/// dies while the endpoint fails.
+fn failing_endpoint(name: &str, rx: &Receiver, extra: &str) -> String {
+    format!(
+        "{FAST}\n[endpoints.{name}]\nurl = \"{}\"\nmax_attempts = 1000\n{extra}\n",
+        rx.url("/")
+    )
+}
+
+#[test]
+fn an_endpoint_disabled_by_one_daemon_is_disabled_and_enabled_for_all() {
+    // The first request hears 410 Gone for the endpoint's own URL: that daemon disables the
+    // endpoint. Every other request fails slowly, which alone never disables it (the breaker
+    // is out of reach): the other daemons stop only because they take the shared state.
+    let healthy = Arc::new(AtomicBool::new(false));
+    let ok = Arc::clone(&healthy);
+    let rx = Receiver::start(move |_, before| {
+        if ok.load(Ordering::SeqCst) {
+            Reply::Status(200)
+        } else if before.is_empty() {
+            Reply::Status(410)
+        } else {
+            Reply::Delay(Duration::from_millis(100), Box::new(Reply::Status(503)))
+        }
+    });
+    let config = failing_endpoint("gone", &rx, "breaker_failures = 1000");
+    let Some(a) = TestEnv::on_postgres("disabled-a", &config) else {
+        return;
+    };
+    let (b, c) = (a.sibling("disabled-b"), a.sibling("disabled-c"));
+    let d = [a.daemon(), b.daemon(), c.daemon()];
+    let lines: String = (0..30).map(|_| "{\"endpoint\":\"gone\"}\n").collect();
+    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(10), "the endpoint disabled", || {
+        a.ok(&["endpoints", "show", "gone", "--json"])
+            .contains("\"disabled\"")
+    });
+    // What was in flight finishes (a request at a time: the endpoint fails), then nothing.
+    let mut settled = rx.count();
+    wait_until(Duration::from_secs(5), "requests stop", || {
+        std::thread::sleep(Duration::from_millis(400));
+        let n = rx.count();
+        std::mem::replace(&mut settled, n) == n
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        rx.count(),
+        settled,
+        "a daemon kept sending to an endpoint another daemon disabled"
+    );
+    healthy.store(true, Ordering::SeqCst);
+    a.ok(&["endpoints", "enable", "gone"]);
+    wait_until(Duration::from_secs(20), "every message delivered", || {
+        b.queue("delivered") == 29
+    });
+    // Every daemon took the enabled state (one of them logs the operator's request).
+    for (i, daemon) in d.iter().enumerate() {
+        wait_until(Duration::from_secs(5), "each daemon enabled", || {
+            let log = daemon.log_text();
+            log.contains("enabled by an operator") || log.contains("is healthy on every daemon")
+        });
+        assert!(
+            !daemon.log_text().contains("ERROR"),
+            "daemon {i}: {}",
+            daemon.log_text()
+        );
+    }
+}
+
+#[test]
+fn an_open_breaker_is_probed_once_per_cooldown_by_all_daemons() {
+    let rx = Receiver::start(|_, _| Reply::Status(503));
+    let config = failing_endpoint(
+        "flaky",
+        &rx,
+        "breaker_failures = 3\nbreaker_cooldown = \"1s\"",
+    );
+    let Some(a) = TestEnv::on_postgres("breaker-a", &config) else {
+        return;
+    };
+    let (b, c) = (a.sibling("breaker-b"), a.sibling("breaker-c"));
+    let _d = [a.daemon(), b.daemon(), c.daemon()];
+    let lines: String = (0..30).map(|_| "{\"endpoint\":\"flaky\"}\n").collect();
+    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(10), "the breaker open", || {
+        a.ok(&["endpoints", "show", "flaky", "--json"])
+            .contains("\"open\"")
+    });
+    let opened = rx.count();
+    std::thread::sleep(Duration::from_millis(4_500));
+    // After the failures that opened it (and a request or two in flight then), the probes:
+    // one at a time over all daemons, a cooldown apart, not one per daemon.
+    let reqs = rx.requests();
+    let after: Vec<_> = reqs[opened..].iter().map(|r| r.at).collect();
+    let probes: Vec<_> = after
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .skip_while(|gap| *gap < Duration::from_millis(500))
+        .collect();
+    assert!(
+        !probes.is_empty() && after.len() <= 8,
+        "{} requests after the breaker opened, gaps {probes:?}",
+        after.len()
+    );
+    for gap in &probes {
+        assert!(
+            *gap >= Duration::from_millis(900),
+            "two daemons probed {gap:?} apart (cooldown 1 s): {probes:?}"
+        );
+    }
+}

@@ -307,15 +307,54 @@ impl Endpoints {
         let rt = self.by_id.get_mut(&id)?;
         rt.health.failures = 0;
         rt.health.failing_since = None;
-        rt.probe_interval = rt
-            .config
-            .as_ref()
-            .map_or(Duration::from_secs(10), |c| c.breaker_cooldown);
+        rt.reset_probes();
         rt.set_state(CLOSED, None, now);
         rt.want = true;
         let name = rt.name.clone();
         self.unsaved(id);
         Some(name)
+    }
+
+    /// Takes the state that other daemons of a shared queue gave endpoints (`rows`: saved
+    /// health newer than this daemon's, by `gen`): opened, disabled, closed again or enabled by
+    /// an operator elsewhere. A row with the state this daemon has (its own change, saved) only
+    /// moves the generation on. Returns the endpoints whose state changed here, for the log.
+    pub(crate) fn adopt(&mut self, rows: &[Health], now: i64) -> Vec<(String, Health)> {
+        let mut changed = Vec::new();
+        for h in rows {
+            let Some(rt) = self.by_id.get_mut(&h.id) else {
+                continue;
+            };
+            if h.gen <= rt.health.gen {
+                continue;
+            }
+            rt.health.gen = h.gen;
+            if h.state == rt.health.state {
+                continue;
+            }
+            rt.health.state = h.state;
+            rt.health.reason.clone_from(&h.reason);
+            rt.health.changed_at = h.changed_at;
+            rt.health.failures = h.failures;
+            rt.health.failing_since = h.failing_since;
+            rt.reset_probes();
+            // The first probe of a breaker opened elsewhere after the cooldown from now; an
+            // endpoint closed or enabled elsewhere has its messages looked for at once.
+            rt.next_probe = now + crate::time::duration_ms(rt.probe_interval);
+            rt.want |= h.state == CLOSED;
+            self.active.insert(h.id);
+            changed.push((rt.name.clone(), rt.health.clone()));
+        }
+        changed
+    }
+
+    /// The highest generation of shared health this daemon has taken (0: none).
+    pub(crate) fn health_gen(&self) -> i64 {
+        self.by_id
+            .values()
+            .map(|rt| rt.health.gen)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Health to save: changed states at once, counters at most every second (all with `force`).

@@ -44,6 +44,8 @@ impl Round {
                     c.concurrency_with(self.workers)
                 },
                 rate: c.rate.as_ref().map(|r| (r.per_sec, rt.burst())),
+                probe_every: (rt.health.state == crate::model::Circuit::Open)
+                    .then(|| crate::time::duration_ms(rt.probe_interval)),
             });
             self.claims.push(Claim {
                 endpoint: id,

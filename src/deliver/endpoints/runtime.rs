@@ -187,6 +187,14 @@ impl Runtime {
         Some(at)
     }
 
+    /// Probes go back to the configured cooldown (a closed or enabled endpoint starts over).
+    pub(super) fn reset_probes(&mut self) {
+        self.probe_interval = self
+            .config
+            .as_ref()
+            .map_or(Duration::from_secs(10), |c| c.breaker_cooldown);
+    }
+
     pub(super) fn set_state(&mut self, state: Circuit, reason: Option<String>, now: i64) {
         self.health.state = state;
         self.health.reason = reason;

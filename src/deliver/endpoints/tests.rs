@@ -368,3 +368,62 @@ fn health_is_saved_at_once_on_a_state_change_and_counters_each_second() {
     assert!(!eps.health_due(1_100), "saved");
     assert!(eps.dirty.is_empty());
 }
+
+#[test]
+fn another_daemons_state_is_taken_and_an_own_saved_change_only_moves_the_generation() {
+    let mut eps = setup(endpoint(|_| {}));
+    let now = 1_000;
+    eps.claimed(&[], &[(1, Some(0))]);
+    assert_eq!(limit(&mut eps, now), 2, "healthy: its cap");
+    let opened = Health {
+        id: 1,
+        state: OPEN,
+        failures: 3,
+        reason: Some("3 consecutive failures".into()),
+        gen: 7,
+        ..Health::default()
+    };
+    let changed = eps.adopt(std::slice::from_ref(&opened), now);
+    assert_eq!(changed.len(), 1, "opened elsewhere: taken, and said");
+    assert_eq!(eps.health_gen(), 7);
+    assert_eq!(limit(&mut eps, now), 0, "open: nothing until the probe");
+    assert_eq!(
+        limit(&mut eps, now + 10_000),
+        1,
+        "a probe after the cooldown"
+    );
+    let claims = eps.plan(100, now + 10_000);
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.shared.and_then(|s| s.probe_every) == Some(10_000)),
+        "the probe's claim asks for the shared probe slot: {claims:?}"
+    );
+    assert!(
+        eps.adopt(std::slice::from_ref(&opened), now).is_empty(),
+        "seen: nothing"
+    );
+    let stale = Health {
+        state: CLOSED,
+        gen: 5,
+        ..opened.clone()
+    };
+    assert!(eps.adopt(&[stale], now).is_empty(), "older: ignored");
+    let enabled = Health {
+        id: 1,
+        gen: 9,
+        ..Health::default()
+    };
+    assert_eq!(eps.adopt(&[enabled], now).len(), 1, "enabled elsewhere");
+    assert_eq!(limit(&mut eps, now), 2, "enabled: its cap again");
+    let own = Health {
+        id: 1,
+        gen: 12,
+        ..Health::default()
+    };
+    assert!(
+        eps.adopt(&[own], now).is_empty(),
+        "the state it has: nothing said"
+    );
+    assert_eq!(eps.health_gen(), 12, "but the generation moves on");
+}

@@ -14,7 +14,8 @@
 //!
 //! Lanes: a message that leaves its ordered lane without being delivered (cancelled, deleted) lets
 //! the lane's next message go, unless the lane still has one pending, in flight or dead. A
-//! replayed message of a lane that is busy waits for it, then goes next.
+//! replayed message of a lane that is busy waits for it, then goes next. Every action takes the
+//! lane locks of its messages first, as inserts do.
 
 use std::collections::{HashMap, HashSet};
 
@@ -49,6 +50,10 @@ const READ: &str = concat!(
     named!(),
     " FROM messages m WHERE m.seq = ANY($1) ORDER BY m.seq FOR UPDATE OF m"
 );
+/// The ordered lanes of the messages $1 (uuids) or $2 (seqs), in the order their locks are
+/// taken. A message never changes lane: read before anything is locked.
+const LANES: &str = "SELECT DISTINCT lane FROM messages
+     WHERE (uuid = ANY($1) OR seq = ANY($2)) AND lane IS NOT NULL ORDER BY lane";
 /// The newest of the messages $1 (`bigint[]`) that goes to a named endpoint.
 const FIRST_NAMED: &str = concat!(
     "SELECT m.uuid FROM messages m WHERE m.seq = ANY($1) AND ",
@@ -102,6 +107,25 @@ fn op(action: Action<'_>) -> &'static str {
     }
 }
 
+/// Takes the lane locks (`insert::lock_lane`) of the messages with uuids `uuids` or seqs
+/// `seqs`, in lane order, before their rows are locked (as an insert takes its lane's lock
+/// before it reads the lane's rows): a replay and an insert into the same lane then cannot both
+/// find the lane idle and both let a message go.
+///
+/// # Errors
+/// The database's.
+fn lock_lanes(tx: &mut Transaction<'_>, uuids: &[&[u8]], seqs: &[i64]) -> R<()> {
+    let lanes: Vec<String> = tx
+        .query(LANES, &[&uuids, &seqs])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<_, _>>()?;
+    for lane in &lanes {
+        super::insert::lock_lane(tx, lane)?;
+    }
+    Ok(())
+}
+
 /// Reads and locks the messages `sql` selects with `keys`.
 ///
 /// # Errors
@@ -134,6 +158,7 @@ impl Store {
     pub(crate) fn act_on(&mut self, action: Action<'_>, uuids: &[Uuid], now: i64) -> Result<Done> {
         self.tx(op(action), |tx| {
             let keys: Vec<&[u8]> = uuids.iter().map(|u| u.as_bytes().as_slice()).collect();
+            lock_lanes(tx, &keys, &[])?;
             let rows: HashMap<Uuid, Target> = lock(tx, FIND, &keys)?
                 .into_iter()
                 .map(|t| (t.uuid, t))
@@ -181,6 +206,7 @@ impl Store {
         self.tx(op(action), |tx| {
             let found = find_in(tx, q, cursor, limit)?;
             let seqs: Vec<i64> = found.iter().map(|f| f.seq).collect();
+            lock_lanes(tx, &[], &seqs)?;
             let rows: HashMap<i64, Target> = lock(tx, READ, &seqs)?
                 .into_iter()
                 .map(|t| (t.seq, t))

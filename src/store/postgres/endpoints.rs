@@ -20,10 +20,14 @@ use crate::store::{Attempt, EndpointRow, Lane, Pending};
 const ENDPOINTS_LOCK: i64 = 0x7768_6B65;
 
 const ALL: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
-     last_error_at, changed_at, reason FROM endpoints ORDER BY name";
+     last_error_at, changed_at, reason, health_gen FROM endpoints ORDER BY name";
 /// The same for the rows made after endpoint $1 (new origins, mostly).
 const AFTER: &str = "SELECT id, name, state, failures, failing_since, last_success_at, last_error,
-     last_error_at, changed_at, reason FROM endpoints WHERE id > $1 ORDER BY id";
+     last_error_at, changed_at, reason, health_gen FROM endpoints WHERE id > $1 ORDER BY id";
+/// The rows whose state changed since generation $1 (another daemon's or an operator's change).
+const CHANGED: &str = "SELECT id, name, state, failures, failing_since, last_success_at,
+     last_error, last_error_at, changed_at, reason, health_gen FROM endpoints
+     WHERE health_gen > $1 ORDER BY health_gen";
 /// Every endpoint with pending messages and its earliest due time: a skip scan of the state
 /// index (one seek per such endpoint, none for the others).
 const PENDING_ALL: &str = "WITH RECURSIVE e(id) AS (
@@ -63,8 +67,11 @@ const PENDING_NEW: &str = "SELECT endpoint, min(due_at) FROM messages
 /// Counts per state of one endpoint: one range of the state index per state.
 const COUNTS: &str = "SELECT state, count(*) FROM messages
      WHERE state IN (0, 1, 3, 4) AND endpoint = $1 GROUP BY state";
+/// Every daemon takes the enabled state (a new `health_gen`); one of them logs the operator's
+/// request (`enable_requested`).
 const ENABLE: &str = "UPDATE endpoints SET enable_requested = 1, state = 0, failures = 0,
-     failing_since = NULL, reason = NULL, changed_at = $2 WHERE name = $1";
+     failing_since = NULL, reason = NULL, changed_at = $2, probe_at = NULL,
+     health_gen = nextval('endpoint_health_gen') WHERE name = $1";
 /// Lanes of an endpoint with messages not yet delivered: messages, the head (lowest seq) and its
 /// state.
 const LANES: &str = "SELECT l.lane, l.n, h.uuid, h.state FROM
@@ -95,8 +102,9 @@ pub(super) fn endpoint_id(c: &mut impl GenericClient, name: &str) -> R<i64> {
     }
 }
 
-/// An endpoint's name and saved health, from a row of `ALL`/`AFTER`.
-fn health_row(r: &Row) -> R<(String, Health)> {
+/// An endpoint's name and saved health, from a row of `ALL`/`AFTER`/`CHANGED` (and
+/// `queue::SAVE_HEALTH`'s).
+pub(super) fn health_row(r: &Row) -> R<(String, Health)> {
     Ok((
         r.try_get(1)?,
         Health {
@@ -109,6 +117,7 @@ fn health_row(r: &Row) -> R<(String, Health)> {
             last_error_at: r.try_get(7)?,
             changed_at: r.try_get(8)?,
             reason: r.try_get(9)?,
+            gen: r.try_get(10)?,
         },
     ))
 }
@@ -134,6 +143,18 @@ impl Store {
     /// `Db`/`Busy`/`DbUnavailable`.
     pub(crate) fn endpoint_health(&self) -> Result<Vec<(String, Health)>> {
         self.health_rows(ALL, &[])
+    }
+
+    /// The saved health whose state changed after generation `after`.
+    ///
+    /// # Errors
+    /// `Db`/`Busy`/`DbUnavailable`.
+    pub(crate) fn health_changes(&self, after: i64) -> Result<Vec<Health>> {
+        Ok(self
+            .health_rows(CHANGED, &[&after])?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect())
     }
 
     /// The saved health of the endpoints (and origins) made after endpoint `id`.

@@ -166,6 +166,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at    bigint NOT NULL,
         node       text NOT NULL
     );",
+    // Breaker and disabled state shared by the daemons (`queue::SAVE_HEALTH`): each change of
+    // an endpoint's state takes the next `health_gen`; `probe_at`: when any daemon may next
+    // probe an open endpoint (`limits`).
+    "CREATE SEQUENCE endpoint_health_gen;
+    ALTER TABLE endpoints ADD COLUMN health_gen bigint NOT NULL DEFAULT 0,
+        ADD COLUMN probe_at bigint;
+    CREATE INDEX endpoints_health_gen ON endpoints (health_gen) WHERE health_gen > 0;",
 ];
 
 /// The schema version this binary writes.

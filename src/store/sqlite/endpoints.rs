@@ -151,6 +151,7 @@ impl Store {
                         last_error_at: r.get(7)?,
                         changed_at: r.get(8)?,
                         reason: r.get(9)?,
+                        gen: 0, // one daemon: nothing shared
                     },
                 ))
             })

@@ -7,11 +7,11 @@
 //! discovers endpoints by id (`endpoint_health_after`) never passes over one committed late.
 
 use postgres::types::ToSql;
-use postgres::{GenericClient, Row};
+use postgres::{GenericClient, Row, Transaction};
 use uuid::Uuid;
 
 use super::inspect::{int_at, int_opt_at};
-use super::{circuit_at, state_at, uuid_at, Store, R};
+use super::{circuit_at, state_at, uuid_at, Prepared, Store, R};
 use crate::error::Result;
 use crate::model::{Health, State};
 use crate::store::{Attempt, EndpointRow, Lane, Pending};
@@ -79,9 +79,73 @@ const LANES: &str = "SELECT l.lane, l.n, h.uuid, h.state FROM
         WHERE state IN (0, 1, 3, 4) AND endpoint = $1 AND lane IS NOT NULL
         GROUP BY lane) l
      JOIN messages h ON h.seq = l.head ORDER BY l.lane";
+/// Saves a daemon's health of an endpoint, which several daemons share: the state (and what
+/// goes with it) only if it is still the generation the daemon knew ($10); a new state takes the
+/// next generation. A daemon that did not know of a newer change (another daemon opened or
+/// disabled the endpoint, an operator enabled it) keeps that change and takes it from the row
+/// returned (`deliver::Endpoints::adopt`).
+const SAVE_HEALTH: &str = "UPDATE endpoints SET
+     last_success_at = $5, last_error = $6, last_error_at = $7,
+     failures = CASE WHEN health_gen = $10 THEN $3 ELSE failures END,
+     failing_since = CASE WHEN health_gen = $10 THEN $4 ELSE failing_since END,
+     state = CASE WHEN health_gen = $10 THEN $2 ELSE state END,
+     changed_at = CASE WHEN health_gen = $10 THEN $8 ELSE changed_at END,
+     reason = CASE WHEN health_gen = $10 THEN $9 ELSE reason END,
+     health_gen = CASE WHEN health_gen = $10 AND state <> $2
+                       THEN nextval('endpoint_health_gen') ELSE health_gen END
+     WHERE id = $1
+     RETURNING id, name, state, failures, failing_since, last_success_at, last_error,
+       last_error_at, changed_at, reason, health_gen";
 const ENDPOINT_ID: &str = "SELECT id FROM endpoints WHERE name = $1";
 const INSERT_ENDPOINT: &str =
     "INSERT INTO endpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id";
+
+/// Saves the daemon's `health` of endpoints in the cycle's transaction, in id order (two daemons
+/// saving the same endpoints never wait for each other in a circle). Returns the rows whose
+/// generation moved (another daemon's change came first, or this one took a new generation),
+/// and notifies the other daemons when a state changed.
+///
+/// # Errors
+/// The database's.
+pub(super) fn save_health(
+    tx: &mut Transaction<'_>,
+    p: &Prepared,
+    health: &[Health],
+) -> R<Vec<Health>> {
+    let mut health: Vec<&Health> = health.iter().collect();
+    health.sort_unstable_by_key(|h| h.id);
+    let (mut moved, mut state_changed) = (Vec::new(), false);
+    for h in health {
+        let save = p.get(tx, SAVE_HEALTH)?;
+        let row = tx.query_opt(
+            &save,
+            &[
+                &h.id,
+                &super::circuit_code(h.state),
+                &h.failures,
+                &h.failing_since,
+                &h.last_success_at,
+                &h.last_error,
+                &h.last_error_at,
+                &h.changed_at,
+                &h.reason,
+                &h.gen,
+            ],
+        )?;
+        if let Some(row) = row {
+            let (_, now) = health_row(&row)?;
+            if now.gen != h.gen {
+                state_changed |= now.state == h.state;
+                moved.push(now);
+            }
+        }
+    }
+    if state_changed {
+        // The other daemons take the new state at once (and every few seconds anyway).
+        tx.execute("SELECT pg_notify('webhookd', 'e')", &[])?;
+    }
+    Ok(moved)
+}
 
 /// The id of endpoint `name`, inserted if it has none yet (in the caller's transaction).
 ///
@@ -104,7 +168,7 @@ pub(super) fn endpoint_id(c: &mut impl GenericClient, name: &str) -> R<i64> {
 
 /// An endpoint's name and saved health, from a row of `ALL`/`AFTER`/`CHANGED` (and
 /// `queue::SAVE_HEALTH`'s).
-pub(super) fn health_row(r: &Row) -> R<(String, Health)> {
+fn health_row(r: &Row) -> R<(String, Health)> {
     Ok((
         r.try_get(1)?,
         Health {

@@ -128,23 +128,6 @@ pub(super) const PROMOTE_IF_FREE: &str = "UPDATE messages SET state = 0 WHERE se
      AND state = 4
      AND NOT EXISTS (SELECT 1 FROM messages WHERE lane = $1 AND state <> 2
       AND state IN (0, 1, 3))";
-/// Saves a daemon's health of an endpoint, which several daemons share: the state (and what
-/// goes with it) only if it is still the generation the daemon knew ($10); a new state takes the
-/// next generation. A daemon that did not know of a newer change (another daemon opened or
-/// disabled the endpoint, an operator enabled it) keeps that change and takes it from the row
-/// returned (`deliver::Endpoints::adopt`).
-const SAVE_HEALTH: &str = "UPDATE endpoints SET
-     last_success_at = $5, last_error = $6, last_error_at = $7,
-     failures = CASE WHEN health_gen = $10 THEN $3 ELSE failures END,
-     failing_since = CASE WHEN health_gen = $10 THEN $4 ELSE failing_since END,
-     state = CASE WHEN health_gen = $10 THEN $2 ELSE state END,
-     changed_at = CASE WHEN health_gen = $10 THEN $8 ELSE changed_at END,
-     reason = CASE WHEN health_gen = $10 THEN $9 ELSE reason END,
-     health_gen = CASE WHEN health_gen = $10 AND state <> $2
-                       THEN nextval('endpoint_health_gen') ELSE health_gen END
-     WHERE id = $1
-     RETURNING id, name, state, failures, failing_since, last_success_at, last_error,
-       last_error_at, changed_at, reason, health_gen";
 const TAKE_ENABLES: &str =
     "UPDATE endpoints SET enable_requested = 0 WHERE enable_requested = 1 RETURNING id";
 
@@ -263,40 +246,7 @@ impl Store {
                     }
                 }
             }
-            // In id order: two daemons saving the same endpoints never wait for each other in a
-            // circle.
-            let mut health: Vec<&crate::model::Health> = c.health.iter().collect();
-            health.sort_unstable_by_key(|h| h.id);
-            let mut state_changed = false;
-            for h in health {
-                let save = self.prepared.get(tx, SAVE_HEALTH)?;
-                let row = tx.query_opt(
-                    &save,
-                    &[
-                        &h.id,
-                        &super::circuit_code(h.state),
-                        &h.failures,
-                        &h.failing_since,
-                        &h.last_success_at,
-                        &h.last_error,
-                        &h.last_error_at,
-                        &h.changed_at,
-                        &h.reason,
-                        &h.gen,
-                    ],
-                )?;
-                if let Some(row) = row {
-                    let (_, now) = super::endpoints::health_row(&row)?;
-                    if now.gen != h.gen {
-                        state_changed |= now.state == h.state;
-                        out.health.push(now);
-                    }
-                }
-            }
-            if state_changed {
-                // The other daemons take the new state at once (and every few seconds anyway).
-                tx.execute("SELECT pg_notify('webhookd', 'e')", &[])?;
-            }
+            out.health = super::endpoints::save_health(tx, &self.prepared, c.health)?;
             if c.take_enables {
                 let take = self.prepared.get(tx, TAKE_ENABLES)?;
                 out.enabled = tx

@@ -105,7 +105,7 @@ pub(crate) struct Store {
     /// these are renewed. A claim committed but not known here (the reply to a commit was lost,
     /// or the server lost the outcome's commit after a crash) lets its lease end, and is taken
     /// over like a dead daemon's.
-    pub(super) held: RefCell<std::collections::HashSet<i64>>,
+    pub(super) held: RefCell<limits::Held>,
 }
 
 impl Store {

@@ -10,7 +10,7 @@
 //! - one cycle is one short transaction; the outcomes of a cycle are written with one statement
 //!   per kind (arrays), not one per message: each statement is a round trip to the server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use postgres::types::ToSql;
 use postgres::{GenericClient, Transaction};
@@ -181,7 +181,7 @@ impl Store {
     /// `Db`/`Busy`/`DbUnavailable`.
     pub(crate) fn renew(&self, until: i64) -> Result<usize> {
         let owner = self.owner;
-        let held: Vec<i64> = self.held.borrow().iter().copied().collect();
+        let held: Vec<i64> = self.held.borrow().seqs();
         self.run("renew leases", |c| {
             let renew = self.prepared.get(c, RENEW)?;
             let n = c.execute(&renew, &[&owner, &until, &held])?;
@@ -197,6 +197,14 @@ impl Store {
     /// `Db`/`Busy`/`DbUnavailable`; the transaction is rolled back and nothing changes.
     pub(crate) fn cycle(&self, c: &Cycle<'_>, now: i64) -> Result<Claimed> {
         let (owner, lease) = (self.owner, crate::time::duration_ms(self.pg.lease));
+        let seen_since = now.saturating_sub(super::registry::gone_after(&self.pg));
+        let gone: HashSet<i64> = c
+            .outcomes
+            .iter()
+            .map(|o| o.seq)
+            .chain(c.released.iter().copied())
+            .collect();
+        let mut counts = self.held.borrow().counts_without(&gone);
         let out = self.tx("cycle", |tx| {
             let mut out = Claimed::default();
             // The cycle's statements are prepared once and planned once (`GENERIC`); accepted
@@ -263,14 +271,21 @@ impl Store {
                 }
                 let wanted = claim.limit.min(budget);
                 let allowance = match &claim.shared {
-                    Some(limits) if claim.endpoint != 0 => Some(super::limits::allow(
-                        tx,
-                        &self.prepared,
-                        claim.endpoint,
-                        limits,
-                        wanted,
-                        now,
-                    )?),
+                    Some(limits) if claim.endpoint != 0 => {
+                        let mine = super::limits::Mine {
+                            owner,
+                            own: counts.get(&claim.endpoint).copied().unwrap_or(0),
+                            seen_since,
+                        };
+                        Some(super::limits::allow(
+                            tx,
+                            &self.prepared,
+                            (claim.endpoint, limits),
+                            wanted,
+                            &mine,
+                            now,
+                        )?)
+                    }
                     _ => None,
                 };
                 let limit = allowance.as_ref().map_or(wanted, |a| a.limit);
@@ -285,6 +300,9 @@ impl Store {
                 }
                 let claimed = out.jobs.len() - before;
                 budget -= claimed;
+                if claimed > 0 {
+                    *counts.entry(claim.endpoint).or_insert(0) += claimed as i64;
+                }
                 if let Some(a) = &allowance {
                     super::limits::spend(tx, &self.prepared, claim.endpoint, a, claimed, now)?;
                 }
@@ -298,16 +316,12 @@ impl Store {
                         .push((claim.endpoint, next.map(|n| retry.map_or(n, |r| n.max(r)))));
                 }
             }
+            self.held
+                .borrow()
+                .publish(tx, &self.prepared, owner, &counts)?;
             Ok(out)
         })?;
-        let mut held = self.held.borrow_mut();
-        for o in c.outcomes {
-            held.remove(&o.seq);
-        }
-        for seq in c.released {
-            held.remove(seq);
-        }
-        held.extend(out.jobs.iter().map(|j| j.seq));
+        self.held.borrow_mut().committed(&gone, &out.jobs, counts);
         Ok(out)
     }
 

@@ -124,6 +124,7 @@ impl Drop for Registered {
         let instance = self.instance;
         if let Err(e) = self.store.run("unregister", |c| {
             c.execute("DELETE FROM daemons WHERE instance = $1", &[&instance])?;
+            c.execute("DELETE FROM claims_held WHERE owner = $1", &[&instance])?;
             Ok(())
         }) {
             log::warn!("{e}");
@@ -172,6 +173,11 @@ fn heartbeat(store: &Store, instance: i64, host: &str, started_at: i64) -> Resul
         c.execute(
             "DELETE FROM daemons WHERE seen_at < $1",
             &[&(now - 10 * gone)],
+        )?;
+        c.execute(
+            "DELETE FROM claims_held h WHERE NOT EXISTS
+             (SELECT 1 FROM daemons d WHERE d.instance = h.owner)",
+            &[],
         )?;
         Ok(())
     })

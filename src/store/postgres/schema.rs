@@ -166,13 +166,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_at    bigint NOT NULL,
         node       text NOT NULL
     );",
-    // Breaker and disabled state shared by the daemons (`queue::SAVE_HEALTH`): each change of
-    // an endpoint's state takes the next `health_gen`; `probe_at`: when any daemon may next
-    // probe an open endpoint (`limits`).
+    // Breaker and disabled state shared by the daemons (`endpoints::SAVE_HEALTH`): each change
+    // of an endpoint's state takes the next `health_gen`; `probe_at`: when any daemon may next
+    // probe an open endpoint (`limits`); `claims_held`: each daemon's claims per endpoint, for
+    // the shared cap (`limits::Held`).
     "CREATE SEQUENCE endpoint_health_gen;
     ALTER TABLE endpoints ADD COLUMN health_gen bigint NOT NULL DEFAULT 0,
         ADD COLUMN probe_at bigint;
-    CREATE INDEX endpoints_health_gen ON endpoints (health_gen) WHERE health_gen > 0;",
+    CREATE INDEX endpoints_health_gen ON endpoints (health_gen) WHERE health_gen > 0;
+    CREATE TABLE claims_held (
+        endpoint bigint NOT NULL,
+        owner    bigint NOT NULL,
+        n        bigint NOT NULL,
+        PRIMARY KEY (endpoint, owner)
+    );",
 ];
 
 /// The schema version this binary writes.

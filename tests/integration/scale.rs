@@ -30,6 +30,27 @@ fn enqueue_many(env: &TestEnv, url: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Enqueues `n` messages to named endpoint `endpoint` in one `--jsonl` batch.
+fn enqueue_to(env: &TestEnv, endpoint: &str, n: usize) {
+    let lines: String = (0..n)
+        .map(|_| format!("{{\"endpoint\":\"{endpoint}\"}}\n"))
+        .collect();
+    let out = env.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until `webhookd endpoints show NAME` says `state` (which every daemon shares).
+fn until_endpoint_is(env: &TestEnv, name: &str, state: &str) {
+    wait_until(Duration::from_secs(10), state, || {
+        env.ok(&["endpoints", "show", name, "--json"])
+            .contains(&format!("\"{state}\""))
+    });
+}
+
 /// A receiver that holds every request (never answers) while the flag is set, then answers 200.
 fn holding_receiver() -> (Receiver, Arc<AtomicBool>) {
     let hold = Arc::new(AtomicBool::new(true));
@@ -259,13 +280,7 @@ fn an_endpoints_cap_holds_across_three_daemons() {
         b.daemon_with(&["-v"]),
         c.daemon_with(&["-v"]),
     ];
-    let lines: String = (0..60).map(|_| "{\"endpoint\":\"capped\"}\n").collect();
-    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    enqueue_to(&a, "capped", 60);
     wait_until(Duration::from_secs(30), "60 delivered", || {
         a.queue("delivered") == 60
     });
@@ -292,13 +307,7 @@ fn an_endpoints_rate_holds_across_three_daemons() {
     };
     let (b, c) = (a.sibling("rate-b"), a.sibling("rate-c"));
     let _d = [a.daemon(), b.daemon(), c.daemon()];
-    let lines: String = (0..60).map(|_| "{\"endpoint\":\"metered\"}\n").collect();
-    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    enqueue_to(&a, "metered", 60);
     wait_until(Duration::from_secs(15), "60 delivered", || rx.count() == 60);
     let reqs = rx.requests();
     // After the burst (0.1 s worth, 2 requests), arrivals follow the rate: 20/s in all, not
@@ -339,17 +348,8 @@ fn an_endpoint_disabled_by_one_daemon_is_disabled_and_enabled_for_all() {
     };
     let (b, c) = (a.sibling("disabled-b"), a.sibling("disabled-c"));
     let d = [a.daemon(), b.daemon(), c.daemon()];
-    let lines: String = (0..30).map(|_| "{\"endpoint\":\"gone\"}\n").collect();
-    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_until(Duration::from_secs(10), "the endpoint disabled", || {
-        a.ok(&["endpoints", "show", "gone", "--json"])
-            .contains("\"disabled\"")
-    });
+    enqueue_to(&a, "gone", 30);
+    until_endpoint_is(&a, "gone", "disabled");
     // What was in flight finishes (a request at a time: the endpoint fails), then nothing.
     let mut settled = rx.count();
     wait_until(Duration::from_secs(5), "requests stop", || {
@@ -395,17 +395,8 @@ fn an_open_breaker_is_probed_once_per_cooldown_by_all_daemons() {
     };
     let (b, c) = (a.sibling("breaker-b"), a.sibling("breaker-c"));
     let _d = [a.daemon(), b.daemon(), c.daemon()];
-    let lines: String = (0..30).map(|_| "{\"endpoint\":\"flaky\"}\n").collect();
-    let out = a.run_stdin(&["enqueue", "--jsonl", "-"], lines.as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    wait_until(Duration::from_secs(10), "the breaker open", || {
-        a.ok(&["endpoints", "show", "flaky", "--json"])
-            .contains("\"open\"")
-    });
+    enqueue_to(&a, "flaky", 30);
+    until_endpoint_is(&a, "flaky", "open");
     let opened = rx.count();
     std::thread::sleep(Duration::from_millis(4_500));
     // After the failures that opened it (and a request or two in flight then), the probes:

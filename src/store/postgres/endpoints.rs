@@ -167,7 +167,7 @@ pub(super) fn endpoint_id(c: &mut impl GenericClient, name: &str) -> R<i64> {
 }
 
 /// An endpoint's name and saved health, from a row of `ALL`/`AFTER`/`CHANGED` (and
-/// `queue::SAVE_HEALTH`'s).
+/// `SAVE_HEALTH`'s).
 fn health_row(r: &Row) -> R<(String, Health)> {
     Ok((
         r.try_get(1)?,

@@ -12,7 +12,7 @@
 //! - the rate: a token bucket kept in the endpoint's row (`tokens`, `refilled_at`), refilled by
 //!   the time since the last claim and spent by what is claimed;
 //! - an open breaker's probe: one per probe interval over all daemons (`probe_at`, when the
-//!   next one may go; the state itself is shared by `queue::SAVE_HEALTH`).
+//!   next one may go; the state itself is shared by `endpoints::SAVE_HEALTH`).
 //!
 //! A claim held back by a shared limit reports the endpoint as due again a little later (when a
 //! token is back, or after `HELD_RETRY_MS` for the cap), so its daemon tries again without

@@ -4,6 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// musl's malloc maps and unmaps memory several times per delivery and serializes threads on one
+/// lock; jemalloc (bounded by the settings in .cargo/config.toml) takes its place in the static
+/// build, for SQLite's allocations too.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match webhookd::Cli::try_parse() {
         Ok(cli) => cli,

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::counters::{Counters, Latencies, Published, Totals};
 use crate::deliver::endpoints::Endpoints;
 use crate::deliver::pool::Pool;
-use crate::deliver::{Finished, Job};
+use crate::deliver::{Finished, Task};
 use crate::model::Claim;
 use crate::store::{Claimed, Cycle, Notice, Outcome, OutcomeKind, Queue};
 use crate::verdict::Verdict;
@@ -35,8 +35,16 @@ const PURGE_BATCH: usize = 1_000;
 const STATS_INTERVAL: Duration = Duration::from_secs(60);
 /// How often `STATUS=` is updated (and the counters published).
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
+/// Finished attempts wait up to this long to be recorded in the transaction of the next claim, or
+/// with more of their kind, instead of in one of their own: at low rates that is one transaction
+/// per delivery instead of two. Claims never wait for it, so no delivery is later; a crash within
+/// it sends those messages again, as at-least-once delivery allows. Attempts that something waits
+/// for (a lane's next message, an endpoint's in-flight cap) are recorded at once. With nothing to
+/// claim the loop does not even wake for a finished attempt (`quiet` in `deliver`): it is then
+/// recorded at the next wake-up, at the latest the poll (`POLL_INTERVAL`).
+const RECORD_DELAY: Duration = Duration::from_millis(5);
 /// After a failed store write the dispatcher waits this long before trying again.
-const STORE_RETRY: Duration = Duration::from_millis(250);
+pub(super) const STORE_RETRY: Duration = Duration::from_millis(250);
 
 /// Where to look for pending messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +65,8 @@ pub(super) struct Dispatcher {
     pub(super) watchdog: Watchdog,
     pub(super) window: Window,
     pub(super) in_flight: usize,
+    /// Of them, jobs of a lane (the lane's next message waits for their outcome).
+    pub(super) lanes_in_flight: usize,
     /// Per-endpoint policy and health; what may be claimed from which endpoint.
     pub(super) endpoints: Endpoints,
     pub(super) alerter: Alerter,
@@ -87,7 +97,7 @@ impl Dispatcher {
     /// The main loop: returns the reason to stop.
     pub(super) fn deliver(
         &mut self,
-        jobs: &Sender<Job>,
+        jobs: &Sender<Task>,
         done: &Receiver<Finished>,
         control: &Receiver<Control>,
         notices: &Receiver<Notice>,
@@ -101,12 +111,22 @@ impl Dispatcher {
         let mut last_poll = Instant::now() - POLL_INTERVAL;
         let mut last_renew = Instant::now();
         let mut last_sync = Instant::now();
+        let unheard = crossbeam_channel::never::<Finished>();
         loop {
             let now = crate::time::now_ms();
             let room = self.in_flight < self.capacity;
             let ready = room && self.endpoints.ready(now);
+            // With nothing to claim, an attempt that finishes need not wake the loop: it waits in
+            // the channel for the next wake-up (a notice, a due message, at the latest the poll)
+            // and is recorded with what that brings. Not while a lane or an endpoint's cap waits
+            // for one of them.
+            let quiet = room
+                && !ready
+                && self.lanes_in_flight == 0
+                && !self.endpoints.any_held_by_flight(now);
+            let finishes = if quiet { &unheard } else { done };
             let timeout = sleep_time(Wait {
-                finished: !self.finished.is_empty(),
+                record_in: self.record_in(now),
                 room,
                 ready,
                 // Only needed to sleep with a free slot (a walk of the endpoints with work).
@@ -148,7 +168,7 @@ impl Dispatcher {
                         self.look(scope, now);
                     }
                 },
-                recv(done) -> f => if let Ok(f) = f { self.finished.push(f) },
+                recv(finishes) -> f => if let Ok(f) = f { self.finished.push(f) },
                 recv(ingest) -> job => if let Ok(job) = job { self.take_posts(job, ingest) },
                 default(timeout) => {}
             }
@@ -209,7 +229,7 @@ impl Dispatcher {
 
     /// One unit of work: record finished attempts, save endpoint health and claim what is due
     /// and allowed, in one transaction.
-    fn turn(&mut self, jobs: &Sender<Job>, now: i64) {
+    fn turn(&mut self, jobs: &Sender<Task>, now: i64) {
         if self.take_enables {
             self.refresh_defined(now);
             self.shared_health(now);
@@ -220,7 +240,7 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        if self.finished.is_empty()
+        if self.record_in(now) != Some(Duration::ZERO)
             && claims.is_empty()
             && self.intake.is_empty()
             && !self.take_enables
@@ -242,14 +262,34 @@ impl Dispatcher {
             self.discover(now);
         }
         self.in_flight += claimed.jobs.len();
+        self.lanes_in_flight += claimed.jobs.iter().filter(|j| j.lane.is_some()).count();
         for mut job in claimed.jobs {
             log::trace!("claimed {} (attempt {})", job.uuid, job.attempts + 1);
             self.endpoints.complete(&mut job);
             // Never blocks: at most `capacity` jobs are claimed and not finished.
-            if jobs.send(job).is_err() {
+            if jobs.send(Task::Attempt(job)).is_err() {
                 log::error!("job channel closed while running");
             }
         }
+    }
+
+    /// When the finished attempts must be recorded (`RECORD_DELAY`): at once when a batch of an
+    /// eighth of the claim slots has finished (the workers still have queued jobs then), or when
+    /// another message waits for one of them; `None` with nothing finished.
+    fn record_in(&self, now: i64) -> Option<Duration> {
+        let first = self.finished.first()?;
+        if self.finished.len() >= (self.capacity / 8).max(1)
+            || self
+                .finished
+                .iter()
+                .any(|f| f.lane.is_some() || self.endpoints.held_by_flight(f.endpoint, now))
+        {
+            return Some(Duration::ZERO);
+        }
+        let age = std::time::SystemTime::now()
+            .duration_since(first.started + first.duration)
+            .unwrap_or_default();
+        Some(RECORD_DELAY.saturating_sub(age))
     }
 
     /// Records the finished attempts and `released` jobs, saves endpoint health (all of it with
@@ -258,7 +298,7 @@ impl Dispatcher {
     ///
     /// # Errors
     /// The store's; nothing changes then and the finished attempts stay for the next try.
-    fn record(
+    pub(super) fn record(
         &mut self,
         released: &[i64],
         claims: &[Claim],
@@ -318,6 +358,8 @@ impl Dispatcher {
             self.account(f, o, v, cancelled, now);
         }
         self.in_flight -= outcomes.len();
+        let lanes = finished.iter().filter(|f| f.lane.is_some()).count();
+        self.lanes_in_flight = self.lanes_in_flight.saturating_sub(lanes);
         for id in &claimed.enabled {
             if let Some(name) = self.endpoints.enable(*id, now) {
                 log::warn!("endpoint {name} enabled by an operator: delivering its messages again");
@@ -423,88 +465,4 @@ impl Dispatcher {
             }
         }
     }
-
-    /// Shutdown: release unstarted jobs, let running requests finish until `deadline`, record
-    /// them (renewing the leases meanwhile); abandon what still runs then (its messages pending
-    /// again).
-    pub(super) fn drain(
-        &mut self,
-        jobs_tx: Sender<Job>,
-        jobs_rx: &Receiver<Job>,
-        done: &Receiver<Finished>,
-        deadline: Instant,
-    ) -> Drained {
-        let mut released = Vec::new();
-        for job in jobs_rx.try_iter() {
-            self.endpoints.released(job.endpoint);
-            released.push(job.seq);
-        }
-        drop(jobs_tx);
-        self.in_flight -= released.len();
-        let mut last_renew = None::<Instant>;
-        loop {
-            self.finished.extend(done.try_iter());
-            if !self.finished.is_empty() || !released.is_empty() || !self.intake.is_empty() {
-                match self.record(&released, &[], true, crate::time::now_ms()) {
-                    Ok(_) => released.clear(),
-                    Err(e) => {
-                        log::error!("{e}");
-                        if Instant::now() >= deadline {
-                            // Still claimed: the next start takes them over.
-                            return Drained {
-                                abandoned: self.in_flight + released.len(),
-                                requeued: false,
-                            };
-                        }
-                        thread::sleep(STORE_RETRY);
-                        continue;
-                    }
-                }
-            }
-            if self.in_flight == 0 || self.pool.is_finished() && done.is_empty() {
-                return Drained {
-                    abandoned: 0,
-                    requeued: true,
-                };
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                // Abandoned: their messages go back to pending now, so that nothing depends on
-                // the next start to find them (an answer that still comes is not recorded: the
-                // receiver may see the message twice, it is never lost).
-                let requeued = match self.queue.abandon(crate::time::now_ms()) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        log::error!("{e}");
-                        false
-                    }
-                };
-                return Drained {
-                    abandoned: self.in_flight,
-                    requeued,
-                };
-            }
-            if last_renew.is_none_or(|t| t.elapsed() >= self.config.lease / 3) {
-                last_renew = Some(Instant::now());
-                let until = crate::time::now_ms() + crate::time::duration_ms(self.config.lease);
-                if let Err(e) = self.queue.renew(until) {
-                    log::warn!("{e}");
-                }
-            }
-            if let Ok(f) = done.recv_timeout(left.min(Duration::from_millis(100))) {
-                self.finished.push(f);
-            }
-            // Stopping is bounded by TimeoutStopSec; keep feeding the watchdog meanwhile.
-            self.watchdog.keep_alive();
-        }
-    }
-}
-
-/// How a shutdown's drain ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Drained {
-    /// Requests still running at the deadline.
-    pub(super) abandoned: usize,
-    /// Their messages are pending again (else the next start takes them over).
-    pub(super) requeued: bool,
 }

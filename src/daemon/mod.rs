@@ -28,6 +28,7 @@
 mod decide;
 mod defined;
 mod dispatcher;
+mod drain;
 mod look;
 mod posts;
 mod reload;
@@ -49,7 +50,7 @@ use crate::counters::{Counters, Latencies, Published};
 use crate::deliver::endpoints::Endpoints;
 use crate::deliver::http::Http;
 use crate::deliver::pool::Pool;
-use crate::deliver::{Finished, Job};
+use crate::deliver::{Finished, Task};
 use crate::error::Result;
 use crate::store::{self, Notice, Queue};
 use dispatcher::Dispatcher;
@@ -127,9 +128,9 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
     let maintenance = coordination.maintain()?;
 
     // Unbounded: the dispatcher itself never has more than `capacity` jobs unfinished.
-    let (jobs_tx, jobs_rx) = unbounded::<Job>();
+    let (jobs_tx, jobs_rx) = unbounded::<Task>();
     let (done_tx, done_rx) = unbounded::<Finished>();
-    let pool = Pool::start(config.workers, http, &jobs_rx, &done_tx)?;
+    let pool = Pool::start(config.workers, http, (&jobs_tx, &jobs_rx), &done_tx)?;
     drop(done_tx);
 
     log::info!(
@@ -155,6 +156,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         watchdog,
         window: Window::new(),
         in_flight: 0,
+        lanes_in_flight: 0,
         endpoints,
         alerter,
         take_enables: false,

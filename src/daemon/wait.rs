@@ -5,8 +5,8 @@ use std::time::Duration;
 /// Everything `sleep_time` looks at.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Wait {
-    /// Attempts finished and not yet recorded.
-    pub(super) finished: bool,
+    /// Attempts finished and not yet recorded: until they must be (`None`: none).
+    pub(super) record_in: Option<Duration>,
     /// A claim slot is free.
     pub(super) room: bool,
     /// Some endpoint can be claimed now.
@@ -21,12 +21,16 @@ pub(super) struct Wait {
 }
 
 /// How long the loop may block: not at all with work to do, else until the next poll, watchdog
-/// check or due message, whichever is first. Outcomes, notices and signals interrupt it.
+/// check, due message or finished attempts' recording, whichever is first. Outcomes, notices and
+/// signals interrupt it.
 pub(super) fn sleep_time(w: Wait) -> Duration {
-    if w.finished || w.room && w.ready {
+    if w.record_in == Some(Duration::ZERO) || w.room && w.ready {
         return Duration::ZERO;
     }
     let mut t = w.poll_in;
+    if let Some(record) = w.record_in {
+        t = t.min(record);
+    }
     if let Some(check) = w.check_in {
         t = t.min(check);
     }
@@ -44,7 +48,7 @@ mod tests {
 
     fn idle() -> Wait {
         Wait {
-            finished: false,
+            record_in: None,
             room: true,
             ready: false,
             next_ready: None,
@@ -58,10 +62,19 @@ mod tests {
     fn the_loop_sleeps_until_the_first_thing_to_do() {
         assert_eq!(sleep_time(idle()), Duration::from_millis(80), "next poll");
         let finished = Wait {
-            finished: true,
+            record_in: Some(Duration::ZERO),
             ..idle()
         };
         assert_eq!(sleep_time(finished), Duration::ZERO, "outcomes to record");
+        let deferred = Wait {
+            record_in: Some(Duration::from_millis(3)),
+            ..idle()
+        };
+        assert_eq!(
+            sleep_time(deferred),
+            Duration::from_millis(3),
+            "outcomes to record soon"
+        );
         let ready = Wait {
             ready: true,
             ..idle()

@@ -12,6 +12,17 @@ use uuid::Uuid;
 
 pub(crate) use crate::model::{Job, Reply};
 
+/// What the workers' channel carries: an attempt to make, or a worker's retirement
+/// (`pool::Pool::resize`). Idle workers block on this channel alone, so an idle pool never wakes.
+/// (`Job` stays unboxed: the channel carried jobs by value before, and a box would be one more
+/// allocation per attempt.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Task {
+    Attempt(Job),
+    Retire,
+}
+
 /// One finished attempt, sent back from a worker to the dispatcher.
 #[derive(Debug, Clone)]
 pub(crate) struct Finished {

@@ -366,6 +366,12 @@ fn replay_sends_delivered_messages_again_with_the_same_uuid() {
     let again = rx.for_id(&a);
     assert_eq!(again[1].body, b"{\"n\":1}");
     assert_eq!(again[1].webhook_id(), a, "the same webhook-id");
+    // Received is not yet recorded: the outcome rides on the daemon's next transaction.
+    wait_until(
+        Duration::from_secs(5),
+        "recorded as delivered again",
+        || env.show(&a)["attempts_total"].as_u64() == Some(2),
+    );
     let v = env.show(&a);
     assert_eq!(v["state"], "delivered");
     assert!(v["replayed_at"].is_string());

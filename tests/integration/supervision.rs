@@ -291,3 +291,48 @@ fn without_a_wake_up_socket_the_daemon_polls_and_stays_idle() {
     let used = cpu_ticks(d.pid()) - before;
     assert!(used < 50, "{used} ticks of CPU in 2 s while idle");
 }
+
+/// Context switches (voluntary and not) of the daemon's threads whose name starts with
+/// `prefix`, from /proc: each is the thread waking up.
+fn wakeups(pid: u32, prefix: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.filter_map(|t| {
+        let t = t.ok()?.path();
+        let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+        comm.starts_with(prefix).then_some(())?;
+        let status = std::fs::read_to_string(t.join("status")).ok()?;
+        Some(
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>(),
+        )
+    })
+    .sum()
+}
+
+/// An idle daemon's workers block on their channel: they do not wake at all until there is
+/// work (they used to wake about 17 times a second each to check for retirement), and the
+/// daemon as a whole wakes a few times a second (its poll and checkpoint), not hundreds.
+#[test]
+fn an_idle_daemon_does_not_wake_its_workers() {
+    let rx = Receiver::ok();
+    let env = TestEnv::with_config("idle-wakeups", FAST);
+    let d = env.daemon();
+    let uuid = env.enqueue(&[&rx.url("/once")]);
+    wait_until(Duration::from_secs(5), "delivered", || {
+        env.state(&uuid) == "delivered"
+    });
+    let (workers, all) = (wakeups(d.pid(), "webhookd-worke"), wakeups(d.pid(), ""));
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let workers = wakeups(d.pid(), "webhookd-worke") - workers;
+    let all = wakeups(d.pid(), "") - all;
+    assert!(workers <= 2, "4 idle workers woke {workers} times in 3 s");
+    assert!(all < 150, "the idle daemon woke {all} times in 3 s");
+}

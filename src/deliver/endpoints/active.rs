@@ -190,6 +190,19 @@ impl Endpoints {
             .any(|rt| rt.has_work(now) && rt.allowed(self.workers, now, room) > 0)
     }
 
+    /// Whether endpoint `id` has work that its requests in flight (or its state) hold back: an
+    /// attempt of it that finished frees a slot only once recorded.
+    pub(crate) fn held_by_flight(&self, id: i64, now: i64) -> bool {
+        self.by_id.get(&id).is_some_and(|rt| {
+            rt.has_work(now) && rt.allowed(self.workers, now, self.degraded_room()) == 0
+        })
+    }
+
+    /// Whether any endpoint with requests in flight is `held_by_flight`.
+    pub(crate) fn any_held_by_flight(&self, now: i64) -> bool {
+        self.flying.iter().any(|&id| self.held_by_flight(id, now))
+    }
+
     /// The earliest time (ms) at which some endpoint held back by time can be claimed.
     pub(crate) fn next_ready(&self, now: i64) -> Option<i64> {
         let room = self.degraded_room();

@@ -26,6 +26,9 @@ use crate::threads::spawn;
 /// 4 KiB) past which it also forces the WAL back to its start. Checkpointing inline, as SQLite does
 /// by default, stalls whichever commit crosses the threshold for tens of milliseconds.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// While the WAL stays as it was (nothing written), the interval doubles up to this: an idle
+/// daemon wakes for it about once a second instead of ten times.
+const CHECKPOINT_IDLE_INTERVAL: Duration = Duration::from_secs(1);
 const CHECKPOINT_RESTART_PAGES: i64 = 8_192;
 
 /// The files beside the database at `db`.
@@ -220,10 +223,20 @@ impl Checkpointer {
         let store = Store::open(db, Access::Daemon)?;
         let (stop, stopped) = bounded::<()>(0);
         let thread = spawn("webhookd-checkpoint", move || {
+            let mut interval = CHECKPOINT_INTERVAL;
+            let mut last = None;
             while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(CHECKPOINT_INTERVAL)
+                stopped.recv_timeout(interval)
             {
-                match store.checkpoint(false) {
+                let done = store.checkpoint(false);
+                let seen = done.as_ref().ok().map(|c| (c.wal_pages, c.copied_pages));
+                interval = if seen.is_some() && seen == last {
+                    (interval * 2).min(CHECKPOINT_IDLE_INTERVAL)
+                } else {
+                    CHECKPOINT_INTERVAL
+                };
+                last = seen;
+                match done {
                     Ok(c) if c.wal_pages >= CHECKPOINT_RESTART_PAGES => {
                         log::debug!("WAL at {} pages: restarting it", c.wal_pages);
                         if let Err(e) = store.checkpoint(true) {

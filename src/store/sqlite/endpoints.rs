@@ -110,9 +110,8 @@ impl Store {
         // The highest seq first: a message committed after it is found by the next look.
         let seen: i64 = self
             .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM messages", [], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT coalesce(max(seq), 0) FROM messages")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(e)?;
         let rows = match after {
             Some(after) => {

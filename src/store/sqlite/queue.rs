@@ -330,7 +330,8 @@ impl Store {
     pub(crate) fn changed(&mut self) -> Result<bool> {
         let version: i64 = self
             .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.err("read data_version", e))?;
         Ok(self.last_version.replace(version) != Some(version))
     }

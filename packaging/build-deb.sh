@@ -33,6 +33,8 @@ elif [ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]; then
 fi
 packages=()
 command -v musl-gcc >/dev/null 2>&1 || packages+=(musl-tools)
+# jemalloc (the static build's allocator) is built with its configure script and make.
+command -v make >/dev/null 2>&1 || packages+=(make)
 command -v dpkg-deb >/dev/null 2>&1 || packages+=(dpkg-dev)
 command -v objcopy >/dev/null 2>&1 || packages+=(binutils)
 command -v file >/dev/null 2>&1 || packages+=(file)

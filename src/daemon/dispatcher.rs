@@ -23,12 +23,18 @@ use crate::store::{Claimed, Cycle, Notice, Outcome, OutcomeKind, Queue};
 use crate::verdict::Verdict;
 
 /// How often the store is asked whether another process committed (for writers that could not
-/// send a wake-up notice).
+/// send a wake-up notice). While polls find nothing, nothing is in flight and the store listens
+/// for wake-up notices (`hears_notices`), the interval doubles up to `POLL_IDLE_INTERVAL`; a
+/// notice, a change found or a request in flight brings it back.
 pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const POLL_IDLE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often delivered messages past their retention are purged, and how many per transaction.
 /// Small transactions keep claims from waiting behind a purge; while a backlog remains (a full
 /// batch), the next one follows after `PURGE_BACKLOG_INTERVAL`, up to 20,000 messages a second.
+/// While purges find nothing the interval doubles up to `PURGE_IDLE_INTERVAL` (on PostgreSQL
+/// each is four round trips).
 const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+const PURGE_IDLE_INTERVAL: Duration = Duration::from_secs(8);
 const PURGE_BACKLOG_INTERVAL: Duration = Duration::from_millis(50);
 const PURGE_BATCH: usize = 1_000;
 /// How often the counts are logged at info.
@@ -37,11 +43,13 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// Finished attempts wait up to this long to be recorded in the transaction of the next claim, or
 /// with more of their kind, instead of in one of their own: at low rates that is one transaction
-/// per delivery instead of two. Claims never wait for it, so no delivery is later; a crash within
-/// it sends those messages again, as at-least-once delivery allows. Attempts that something waits
-/// for (a lane's next message, an endpoint's in-flight cap) are recorded at once. With nothing to
-/// claim the loop does not even wake for a finished attempt (`quiet` in `deliver`): it is then
-/// recorded at the next wake-up, at the latest the poll (`POLL_INTERVAL`).
+/// per delivery instead of two. Claims never wait for it; a crash within it sends those messages
+/// again, as at-least-once delivery allows. Attempts that something waits for (a lane's next
+/// message; work held back by an endpoint's in-flight cap or by the failing endpoints' shared
+/// budget, `waits_for_flight`) are recorded at once. With nothing to claim and nothing of that
+/// kind due within `POLL_INTERVAL`, the loop does not even wake for a finished attempt (`quiet`
+/// in `deliver`): it is then recorded at the next wake-up, at the latest the poll (`POLL_INTERVAL`
+/// while anything is in flight).
 const RECORD_DELAY: Duration = Duration::from_millis(5);
 /// After a failed store write the dispatcher waits this long before trying again.
 pub(super) const STORE_RETRY: Duration = Duration::from_millis(250);
@@ -91,6 +99,8 @@ pub(super) struct Dispatcher {
     pub(super) seen_seq: i64,
     /// The API's copy of the endpoints is behind (`sync_api`).
     pub(super) api_stale: bool,
+    /// Wake-up notices can arrive (the store listens); without them the poll stays fast.
+    pub(super) hears_notices: bool,
 }
 
 impl Dispatcher {
@@ -106,12 +116,16 @@ impl Dispatcher {
     ) -> &'static str {
         let mut notices = notices.clone();
         let mut next_purge = Instant::now();
+        let mut purge_backlog = false;
+        let mut purge_every = PURGE_INTERVAL;
         let mut last_stats = Instant::now();
         let mut last_status = Instant::now();
         let mut last_poll = Instant::now() - POLL_INTERVAL;
+        let mut poll_every = POLL_INTERVAL;
         let mut last_renew = Instant::now();
         let mut last_sync = Instant::now();
         let unheard = crossbeam_channel::never::<Finished>();
+        let mut listening = self.hears_notices;
         loop {
             let now = crate::time::now_ms();
             let room = self.in_flight < self.capacity;
@@ -120,11 +134,16 @@ impl Dispatcher {
             // the channel for the next wake-up (a notice, a due message, at the latest the poll)
             // and is recorded with what that brings. Not while a lane or an endpoint's cap waits
             // for one of them.
+            let soon = now.saturating_add(crate::time::duration_ms(POLL_INTERVAL));
             let quiet = room
                 && !ready
                 && self.lanes_in_flight == 0
-                && !self.endpoints.any_held_by_flight(now);
+                && !self.endpoints.waits_for_flight(now, soon);
             let finishes = if quiet { &unheard } else { done };
+            // The poll bounds how long a quiet outcome, or the API's copy of the endpoints, waits.
+            if self.in_flight > 0 || self.api_stale {
+                poll_every = POLL_INTERVAL;
+            }
             let timeout = sleep_time(Wait {
                 record_in: self.record_in(now),
                 room,
@@ -136,7 +155,9 @@ impl Dispatcher {
                     None
                 },
                 now,
-                poll_in: POLL_INTERVAL.saturating_sub(last_poll.elapsed()),
+                poll_in: poll_every.saturating_sub(last_poll.elapsed()),
+                purge_in: purge_backlog
+                    .then(|| next_purge.saturating_duration_since(Instant::now())),
                 check_in: self.watchdog.next_check(),
             });
             select! {
@@ -154,7 +175,9 @@ impl Dispatcher {
                     // commands commit; stop selecting on a channel that is always ready.
                     if n.is_err() {
                         notices = crossbeam_channel::never();
+                        listening = false;
                     }
+                    poll_every = POLL_INTERVAL;
                     // Wake-ups come in bursts: handle everything queued at once, look once.
                     let mut look = None;
                     for n in n.into_iter().chain(notices.try_iter()) {
@@ -173,25 +196,38 @@ impl Dispatcher {
                 default(timeout) => {}
             }
             self.finished.extend(done.try_iter());
-            if last_poll.elapsed() >= POLL_INTERVAL {
+            if last_poll.elapsed() >= poll_every {
                 last_poll = Instant::now();
-                match self.queue.changed() {
-                    Ok(true) => self.look(Look::New, now),
-                    Ok(false) => {}
-                    Err(e) => log::warn!("{e}"),
-                }
+                let changed = match self.queue.changed() {
+                    Ok(true) => {
+                        self.look(Look::New, now);
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        log::warn!("{e}");
+                        true
+                    }
+                };
                 self.sync_api(&mut last_sync);
+                // Without wake-up notices the poll is how new messages are found: it stays fast.
+                poll_every = if changed || !listening || self.in_flight > 0 || self.api_stale {
+                    POLL_INTERVAL
+                } else {
+                    (poll_every * 2).min(POLL_IDLE_INTERVAL)
+                };
             }
             let now = crate::time::now_ms();
             self.turn(jobs, now);
             if Instant::now() >= next_purge {
-                let backlog = self.purge(now);
-                next_purge = Instant::now()
-                    + if backlog {
-                        PURGE_BACKLOG_INTERVAL
-                    } else {
-                        PURGE_INTERVAL
-                    };
+                let purged = self.purge(now);
+                purge_backlog = purged == Some(PURGE_BATCH);
+                purge_every = match purged {
+                    Some(0) => (purge_every * 2).min(PURGE_IDLE_INTERVAL),
+                    _ if purge_backlog => PURGE_BACKLOG_INTERVAL,
+                    _ => PURGE_INTERVAL,
+                };
+                next_purge = Instant::now() + purge_every;
             }
             if last_renew.elapsed() >= self.config.lease / 3 {
                 last_renew = Instant::now();
@@ -279,16 +315,15 @@ impl Dispatcher {
     fn record_in(&self, now: i64) -> Option<Duration> {
         let first = self.finished.first()?;
         if self.finished.len() >= (self.capacity / 8).max(1)
-            || self
-                .finished
-                .iter()
-                .any(|f| f.lane.is_some() || self.endpoints.held_by_flight(f.endpoint, now))
+            || self.finished.iter().any(|f| f.lane.is_some())
+            || self.endpoints.waits_for_flight(now, now)
         {
             return Some(Duration::ZERO);
         }
+        // A clock stepped back: take it as due rather than hold the outcome for the step.
         let age = std::time::SystemTime::now()
             .duration_since(first.started + first.duration)
-            .unwrap_or_default();
+            .unwrap_or(RECORD_DELAY);
         Some(RECORD_DELAY.saturating_sub(age))
     }
 
@@ -450,18 +485,19 @@ impl Dispatcher {
         }
     }
 
-    /// Purges one batch of delivered messages past retention; true if more may remain.
-    fn purge(&mut self, now: i64) -> bool {
+    /// Purges one batch of delivered messages past retention: how many (`None`: it failed).
+    fn purge(&mut self, now: i64) -> Option<usize> {
         let before = now.saturating_sub(crate::time::duration_ms(self.config.retention));
         match self.queue.purge(before, PURGE_BATCH) {
-            Ok(0) => false,
             Ok(n) => {
-                log::debug!("purged {n} delivered or cancelled messages past retention");
-                n == PURGE_BATCH
+                if n > 0 {
+                    log::debug!("purged {n} delivered or cancelled messages past retention");
+                }
+                Some(n)
             }
             Err(e) => {
                 log::warn!("{e}");
-                false
+                None
             }
         }
     }

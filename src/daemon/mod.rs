@@ -171,6 +171,7 @@ pub(crate) fn run(config: &Config, reload: Reload<'_>) -> Result<()> {
         next_expiry: merged.next_expiry,
         seen_seq: pending.seen,
         api_stale: false,
+        hears_notices: listener.hears(),
     };
     dispatcher.report_status();
     dispatcher.watchdog.ping();

@@ -16,12 +16,15 @@ pub(super) struct Wait {
     pub(super) now: i64,
     /// Until the next poll of the store.
     pub(super) poll_in: Duration,
+    /// Until the next batch of a retention purge that has more to do (`None`: no backlog; the
+    /// next purge goes with whatever wakes the loop after its interval).
+    pub(super) purge_in: Option<Duration>,
     /// Until the next watchdog check.
     pub(super) check_in: Option<Duration>,
 }
 
 /// How long the loop may block: not at all with work to do, else until the next poll, watchdog
-/// check, due message or finished attempts' recording, whichever is first. Outcomes, notices and
+/// check, purge batch, due message or finished attempts' recording, whichever is first. Outcomes, notices and
 /// signals interrupt it.
 pub(super) fn sleep_time(w: Wait) -> Duration {
     if w.record_in == Some(Duration::ZERO) || w.room && w.ready {
@@ -33,6 +36,9 @@ pub(super) fn sleep_time(w: Wait) -> Duration {
     }
     if let Some(check) = w.check_in {
         t = t.min(check);
+    }
+    if let Some(purge) = w.purge_in {
+        t = t.min(purge);
     }
     if let Some(at) = w.next_ready.filter(|_| w.room) {
         t = t.min(Duration::from_millis(
@@ -54,6 +60,7 @@ mod tests {
             next_ready: None,
             now: 1_000,
             poll_in: Duration::from_millis(80),
+            purge_in: None,
             check_in: None,
         }
     }
@@ -110,6 +117,16 @@ mod tests {
             sleep_time(watchdog),
             Duration::from_millis(5),
             "watchdog check"
+        );
+        let purging = Wait {
+            purge_in: Some(Duration::from_millis(50)),
+            poll_in: Duration::from_secs(1),
+            ..idle()
+        };
+        assert_eq!(
+            sleep_time(purging),
+            Duration::from_millis(50),
+            "a purge backlog's next batch"
         );
     }
 }

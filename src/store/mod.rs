@@ -409,6 +409,12 @@ pub(crate) trait Registration: Send {}
 /// Something running in the background for a daemon; `stop` ends it and joins its thread.
 pub(crate) trait Background: Send {
     fn stop(self: Box<Self>);
+
+    /// For a listener: whether wake-up notices can arrive at all (`false`: only polling finds
+    /// what other processes commit).
+    fn hears(&self) -> bool {
+        true
+    }
 }
 
 /// How processes sharing a store find each other.

@@ -190,17 +190,21 @@ impl Endpoints {
             .any(|rt| rt.has_work(now) && rt.allowed(self.workers, now, room) > 0)
     }
 
-    /// Whether endpoint `id` has work that its requests in flight (or its state) hold back: an
-    /// attempt of it that finished frees a slot only once recorded.
-    pub(crate) fn held_by_flight(&self, id: i64, now: i64) -> bool {
-        self.by_id.get(&id).is_some_and(|rt| {
-            rt.has_work(now) && rt.allowed(self.workers, now, self.degraded_room()) == 0
-        })
-    }
-
-    /// Whether any endpoint with requests in flight is `held_by_flight`.
-    pub(crate) fn any_held_by_flight(&self, now: i64) -> bool {
-        self.flying.iter().any(|&id| self.held_by_flight(id, now))
+    /// Whether some endpoint has work due by `soon` (ms) that requests in flight hold back: its
+    /// own (its cap, an open breaker's probe) or, for a failing endpoint, the failing endpoints'
+    /// shared budget. An attempt that finished frees its slot only once recorded, so then it must
+    /// not wait. Looks at the endpoints in flight and at those with work due, not at all of them.
+    pub(crate) fn waits_for_flight(&self, now: i64, soon: i64) -> bool {
+        let room = self.degraded_room();
+        let held = |rt: &super::runtime::Runtime| {
+            rt.has_work(soon) && rt.allowed(self.workers, now, room) == 0
+        };
+        let by_own = self
+            .flying
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .any(held);
+        by_own || room == 0 && self.candidates(soon).any(|rt| rt.degraded() && held(rt))
     }
 
     /// The earliest time (ms) at which some endpoint held back by time can be claimed.

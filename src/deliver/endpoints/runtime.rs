@@ -167,7 +167,7 @@ impl Runtime {
         let due = if self.want { now } else { self.next_due? };
         let c = self.config.as_ref().filter(|c| !c.paused)?;
         if self.degraded() && room == 0 {
-            return None; // woken when a failing endpoint's request finishes
+            return None; // woken when a failing endpoint's request finishes (`waits_for_flight`)
         }
         let mut at = due.max(now);
         match self.health.state {

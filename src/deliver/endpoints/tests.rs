@@ -427,3 +427,49 @@ fn another_daemons_state_is_taken_and_an_own_saved_change_only_moves_the_generat
     );
     assert_eq!(eps.health_gen(), 12, "but the generation moves on");
 }
+
+/// A finished attempt frees its slot only once recorded, so the dispatcher must hear it when
+/// other work waits for that slot: the endpoint's own cap, or the failing endpoints' budget.
+#[test]
+fn work_held_back_by_requests_in_flight_is_seen() {
+    let e = endpoint(|e| e.concurrency = Some(1));
+    let config = BTreeMap::from([("a".to_owned(), e.clone()), ("b".to_owned(), e)]);
+    let rows = [(1, "a"), (2, "b")]
+        .map(|(id, name)| {
+            (
+                name.to_owned(),
+                Health {
+                    id,
+                    ..Health::default()
+                },
+            )
+        })
+        .into();
+    let mut eps = Endpoints::new(rows, &config, 4, 0);
+    let job = |endpoint| Job {
+        endpoint,
+        ..Job::default()
+    };
+    // a: one request in flight (its cap of one), its next message due at 50 ms.
+    eps.claimed(&[job(1)], &[(1, Some(50)), (2, None)]);
+    assert!(!eps.waits_for_flight(0, 0), "nothing due yet");
+    assert!(
+        eps.waits_for_flight(0, 100),
+        "a's next message is due within 100 ms"
+    );
+    eps.finished(1, finished(200), "", 1);
+    assert!(!eps.waits_for_flight(1, 100), "a's slot is free");
+
+    // Both fail: failing endpoints share one slot (4 workers / 4). a takes it, b waits.
+    eps.claimed(&[job(1), job(2)], &[(1, None), (2, None)]);
+    eps.finished(1, finished(500), "HTTP 500", 2);
+    eps.finished(2, finished(500), "HTTP 500", 2);
+    eps.claimed(&[job(1)], &[(2, Some(3))]);
+    assert!(!eps.waits_for_flight(2, 2), "b is not due yet");
+    assert!(
+        eps.waits_for_flight(3, 3),
+        "b waits for a's request to finish"
+    );
+    eps.finished(1, finished(500), "HTTP 500", 4);
+    assert!(!eps.waits_for_flight(4, 4), "the budget has room again");
+}

@@ -198,6 +198,10 @@ impl WakeThread {
 }
 
 impl Background for WakeThread {
+    fn hears(&self) -> bool {
+        self.thread.is_some()
+    }
+
     fn stop(self: Box<Self>) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread {

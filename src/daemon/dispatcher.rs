@@ -116,7 +116,6 @@ impl Dispatcher {
     ) -> &'static str {
         let mut notices = notices.clone();
         let mut next_purge = Instant::now();
-        let mut purge_backlog = false;
         let mut purge_every = PURGE_INTERVAL;
         let mut last_stats = Instant::now();
         let mut last_status = Instant::now();
@@ -140,8 +139,9 @@ impl Dispatcher {
                 && self.lanes_in_flight == 0
                 && !self.endpoints.waits_for_flight(now, soon);
             let finishes = if quiet { &unheard } else { done };
-            // The poll bounds how long a quiet outcome, or the API's copy of the endpoints, waits.
-            if self.in_flight > 0 || self.api_stale {
+            // The poll stays fast while it bounds something: how long a quiet outcome or the API's
+            // copy of the endpoints waits, or (without wake-up notices) how new messages are found.
+            if self.in_flight > 0 || self.api_stale || !listening {
                 poll_every = POLL_INTERVAL;
             }
             let timeout = sleep_time(Wait {
@@ -156,7 +156,7 @@ impl Dispatcher {
                 },
                 now,
                 poll_in: poll_every.saturating_sub(last_poll.elapsed()),
-                purge_in: purge_backlog
+                purge_in: (purge_every == PURGE_BACKLOG_INTERVAL)
                     .then(|| next_purge.saturating_duration_since(Instant::now())),
                 check_in: self.watchdog.next_check(),
             });
@@ -210,8 +210,7 @@ impl Dispatcher {
                     }
                 };
                 self.sync_api(&mut last_sync);
-                // Without wake-up notices the poll is how new messages are found: it stays fast.
-                poll_every = if changed || !listening || self.in_flight > 0 || self.api_stale {
+                poll_every = if changed {
                     POLL_INTERVAL
                 } else {
                     (poll_every * 2).min(POLL_IDLE_INTERVAL)
@@ -220,11 +219,9 @@ impl Dispatcher {
             let now = crate::time::now_ms();
             self.turn(jobs, now);
             if Instant::now() >= next_purge {
-                let purged = self.purge(now);
-                purge_backlog = purged == Some(PURGE_BATCH);
-                purge_every = match purged {
-                    Some(0) => (purge_every * 2).min(PURGE_IDLE_INTERVAL),
-                    _ if purge_backlog => PURGE_BACKLOG_INTERVAL,
+                purge_every = match self.purge(now) {
+                    Some(PURGE_BATCH) => PURGE_BACKLOG_INTERVAL,
+                    Some(0) => (purge_every * 2).clamp(PURGE_INTERVAL, PURGE_IDLE_INTERVAL),
                     _ => PURGE_INTERVAL,
                 };
                 next_purge = Instant::now() + purge_every;

@@ -24,8 +24,8 @@ pub(super) struct Wait {
 }
 
 /// How long the loop may block: not at all with work to do, else until the next poll, watchdog
-/// check, purge batch, due message or finished attempts' recording, whichever is first. Outcomes, notices and
-/// signals interrupt it.
+/// check, purge batch, due message or finished attempts' recording, whichever is first.
+/// Outcomes, notices and signals interrupt it.
 pub(super) fn sleep_time(w: Wait) -> Duration {
     if w.record_in == Some(Duration::ZERO) || w.room && w.ready {
         return Duration::ZERO;
